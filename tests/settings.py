@@ -1,0 +1,67 @@
+"""Settings of the test project: SQLite by default, PostgreSQL when TEST_DATABASE_URL is set."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import dj_database_url
+
+from tests.support import session_redis
+
+SECRET_KEY = "rq-signals-tests-only"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django_rq",
+    "rq_signals",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+_test_db_url = os.environ.get("TEST_DATABASE_URL")
+if _test_db_url:
+    DATABASES = {"default": dj_database_url.parse(_test_db_url)}
+else:
+    # A file, not :memory:, so worker subprocesses see what the test committed; one per session,
+    # inherited by the subprocesses through the environment.
+    _sqlite = os.environ.setdefault(
+        "RQ_SIGNALS_TEST_SQLITE", os.path.join(tempfile.gettempdir(), f"rq-signals-tests-{os.getpid()}.sqlite3")
+    )
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": _sqlite, "TEST": {"NAME": _sqlite}}}
+
+REDIS_URL = session_redis.url()
+RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60} for name in ("high", "default", "low")}
+RQ = {"WORKER_CLASS": "worker.SimpleRetryWorker"}
+RQ_SIGNALS: dict[str, object] = {}
+
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

@@ -1,0 +1,22 @@
+"""A retrying RQ worker: exponential backoff with jitter, precise retries, crash recovery.
+
+Framework-agnostic: imports rq and redis, never Django.
+"""
+
+from __future__ import annotations
+
+from worker.attempts import ATTEMPTS_META_KEY, Attempt
+from worker.backoff import POLICY_META_KEY, Backoff
+from worker.exceptions import JobLoadError, NoSuchFailedJob, PermanentJobError, WorkerCrashed, WorkerError
+
+__all__ = [
+    "ATTEMPTS_META_KEY",
+    "POLICY_META_KEY",
+    "Attempt",
+    "Backoff",
+    "JobLoadError",
+    "NoSuchFailedJob",
+    "PermanentJobError",
+    "WorkerCrashed",
+    "WorkerError",
+]
