@@ -20,3 +20,7 @@ __all__ = [
     "WorkerCrashed",
     "WorkerError",
 ]
+
+from worker.workers import RetryWorker, SimpleRetryWorker  # noqa: E402
+
+__all__ += ["RetryWorker", "SimpleRetryWorker"]

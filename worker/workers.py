@@ -1,0 +1,21 @@
+"""The concrete worker classes: our mixins composed onto rq's, nothing more.
+
+Usable as `rq worker -w worker.RetryWorker high default low`, or through
+django-rq's `RQ = {"WORKER_CLASS": "worker.RetryWorker"}`.
+"""
+
+from __future__ import annotations
+
+from rq.worker import SimpleWorker, Worker
+
+from worker.recovery import RecoveryMixin
+from worker.retry import RetryMixin
+from worker.shutdown import ShutdownMixin
+
+
+class RetryWorker(RecoveryMixin, ShutdownMixin, RetryMixin, Worker):
+    """rq's forking worker (a fresh work horse per job) with our retry policy and crash recovery."""
+
+
+class SimpleRetryWorker(RecoveryMixin, ShutdownMixin, RetryMixin, SimpleWorker):
+    """rq's SimpleWorker (jobs run in the worker process) with our retry policy and crash recovery."""
