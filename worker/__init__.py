@@ -8,6 +8,7 @@ from __future__ import annotations
 from worker.attempts import ATTEMPTS_META_KEY, Attempt
 from worker.backoff import POLICY_META_KEY, Backoff
 from worker.exceptions import JobLoadError, NoSuchFailedJob, PermanentJobError, WorkerCrashed, WorkerError
+from worker.workers import RetryWorker, SimpleRetryWorker
 
 __all__ = [
     "ATTEMPTS_META_KEY",
@@ -17,10 +18,8 @@ __all__ = [
     "JobLoadError",
     "NoSuchFailedJob",
     "PermanentJobError",
+    "RetryWorker",
+    "SimpleRetryWorker",
     "WorkerCrashed",
     "WorkerError",
 ]
-
-from worker.workers import RetryWorker, SimpleRetryWorker  # noqa: E402
-
-__all__ += ["RetryWorker", "SimpleRetryWorker"]
