@@ -24,6 +24,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django_rq",
     "rq_signals",
+    "tests.testapp",
 ]
 
 MIDDLEWARE = [
