@@ -1,0 +1,1 @@
+"""Run slow Django signal receivers on an RQ worker, after commit, with retries."""
