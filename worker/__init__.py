@@ -8,6 +8,7 @@ from __future__ import annotations
 from worker.attempts import ATTEMPTS_META_KEY, Attempt
 from worker.backoff import POLICY_META_KEY, Backoff
 from worker.exceptions import JobLoadError, NoSuchFailedJob, PermanentJobError, WorkerCrashed, WorkerError
+from worker.failures import ErrorSummary, FailedJob, FailureRegistry
 from worker.workers import RetryWorker, SimpleRetryWorker
 
 __all__ = [
@@ -15,6 +16,9 @@ __all__ = [
     "POLICY_META_KEY",
     "Attempt",
     "Backoff",
+    "ErrorSummary",
+    "FailedJob",
+    "FailureRegistry",
     "JobLoadError",
     "NoSuchFailedJob",
     "PermanentJobError",
