@@ -11,3 +11,12 @@ RETRY_SCHEDULED_CHANNEL = f"{PREFIX}:retry-scheduled"
 def recovery_lock(queue_name: str) -> str:
     """Held briefly by the one worker scanning `queue_name`'s started registry for dead jobs."""
     return f"{PREFIX}:recovery-lock:{queue_name}"
+
+
+def retries(queue_name: str) -> str:
+    """Sorted set: our pending retries in `queue_name`, scored by due time (Redis clock, float seconds).
+
+    Always a subset of rq's `rq:scheduled:<queue_name>` with the same scores: rq's registry is what
+    dashboards show, this index tells our promoter (and our rq scheduler) which entries are ours.
+    """
+    return f"{PREFIX}:retries:{queue_name}"
