@@ -20,3 +20,8 @@ def retries(queue_name: str) -> str:
     dashboards show, this index tells our promoter (and our rq scheduler) which entries are ours.
     """
     return f"{PREFIX}:retries:{queue_name}"
+
+
+def promoter_wake(worker_name: str) -> str:
+    """Pub/sub channel that wakes one worker's promoter thread (to stop it)."""
+    return f"{PREFIX}:promoter-wake:{worker_name}"

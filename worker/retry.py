@@ -10,105 +10,31 @@ without a policy are left to rq, its own `Retry` included.
 from __future__ import annotations
 
 import logging
-import random
-import traceback
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from rq.job import Job, JobStatus
 from rq.rate_limit import release_slot
 
-from worker.attempts import (
-    ATTEMPTS_META_KEY,
-    Attempt,
-    exc_type_name,
-    iso,
-    retries_used,
-    traceback_tail,
-    utcnow,
-)
-from worker.backoff import POLICY_META_KEY, Backoff, Rng
-from worker.exceptions import PermanentJobError
+from worker.attempts import ATTEMPTS_META_KEY, utcnow
+from worker.exceptions import WorkerCrashed
+from worker.loading import UnreadableJobMixin, load_error
+from worker.policy import Outcome, format_exception, log_outcome, plan_retry, policy_of, record_attempt
+from worker.promoter import PromotionMixin
 from worker.scheduler import schedule_retry
 
 if TYPE_CHECKING:
     from redis.client import Pipeline
+    from rq.executions import Execution
     from rq.queue import Queue
+    from rq.registry import StartedJobRegistry
     from rq.worker import BaseWorker
 
-logger = logging.getLogger(__name__)
+__all__ = ["Outcome", "RetryMixin", "after_commit", "plan_retry", "policy_of", "retry_or_fail"]
 
-Outcome = Literal["retrying", "failed"]
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What the policy says about one failed attempt; `delay` in seconds when retrying."""
-
-    outcome: Outcome
-    delay: float | None
-    reason: str
-
-
-def policy_of(job: Job) -> Backoff | None:
-    """The job's retry policy from its meta; None when it has none.
-
-    A policy that cannot be read is logged and treated as "no retries" (not as "no policy"), so
-    the job still fails through our path with its attempt recorded.
-    """
-    raw = job.meta.get(POLICY_META_KEY)
-    if raw is None:
-        return None
-    try:
-        return Backoff.from_dict(raw)
-    except (ValueError, TypeError) as exc:
-        logger.warning("Job %s: unreadable %s %r (%s); no retries", job.id, POLICY_META_KEY, raw, exc)
-        return Backoff(max_retries=0)
-
-
-def plan_retry(policy: Backoff, exc: BaseException, meta: dict[str, Any], rng: Rng = random.uniform) -> Plan:
-    """Retry or fail, and after how long: `PermanentJobError` never retries, then the policy decides."""
-    used = retries_used(meta)
-    if isinstance(exc, PermanentJobError):
-        return Plan("failed", None, "permanent error")
-    if not policy.is_retryable(exc):
-        return Plan("failed", None, "not retried by its policy")
-    if not policy.has_budget(used):
-        return Plan("failed", None, f"no retries left ({used}/{policy.max_retries} used)")
-    return Plan("retrying", policy.delay(used + 1, rng), f"retry {used + 1}/{policy.max_retries}")
-
-
-def record_attempt(
-    job: Job,
-    *,
-    worker_name: str,
-    exc: BaseException | None,
-    started_at: datetime | None,
-    ended_at: datetime,
-    plan: Plan | None,
-) -> Attempt:
-    """Append this attempt to `job.meta["attempts"]` (in memory; the caller saves it) and return it.
-
-    `plan` None records a success. `retry_at` is the worker's estimate; the authoritative due time
-    is the job's score in rq's scheduled registry, taken from the Redis clock a moment later.
-    """
-    history = job.meta.setdefault(ATTEMPTS_META_KEY, [])
-    delay = plan.delay if plan is not None else None
-    attempt = Attempt(
-        attempt=len(history) + 1,
-        started_at=iso(started_at),
-        ended_at=iso(ended_at) or "",
-        worker=worker_name,
-        outcome="succeeded" if plan is None else plan.outcome,
-        exc_type=exc_type_name(exc) if exc is not None else None,
-        message=str(exc) if exc is not None else None,
-        traceback=traceback_tail(exc) if exc is not None else None,
-        delay=delay,
-        retry_at=iso(utcnow() + timedelta(seconds=delay)) if delay is not None else None,
-    )
-    history.append(attempt.to_dict())
-    return attempt
+logger = logging.getLogger("rq.worker.retries")  # under rq's worker logger: `rq worker` prints it
 
 
 def retry_or_fail(
@@ -168,19 +94,107 @@ def after_commit(job: Job, queue: Queue, outcome: Outcome, exc: BaseException) -
         release_slot(job)
 
 
-def format_exception(exc: BaseException) -> str:
-    """The text rq stores as a failed job's `exc_info`."""
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+class RetryMixin(PromotionMixin, UnreadableJobMixin):
+    """rq's failure hook, policy first: schedule the retry or fail the job, recording every attempt.
 
+    The exception comes from `handle_exception`, which rq calls just before `handle_job_failure`
+    (both in the work horse for the forking worker); when the horse died, there is none and the
+    attempt is recorded as `WorkerCrashed`. Our meta writes ride in rq's own pipelines (through
+    `cleanup_execution`, which rq calls inside them), so recording costs no extra round trip.
+    """
 
-def log_outcome(job: Job, plan: Plan, exc: BaseException, policy: Backoff) -> None:
-    name = type(exc).__name__
-    if plan.outcome == "retrying":
-        logger.info("Job %s: %s in %.3fs (%s)", job.id, plan.reason, plan.delay, name)
-    else:
-        attempts = len(job.meta.get(ATTEMPTS_META_KEY, []))
-        logger.warning("Job %s: failed after %d attempt(s) (%s): %s", job.id, attempts, name, plan.reason)
+    _retry_exc: tuple[str, BaseException] | None = None
+    _meta_writes: dict[str, bytes] | None = None
 
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        exc = exc_info[1] if len(exc_info) > 1 else None
+        self._retry_exc = (job.id, exc) if isinstance(exc, BaseException) else None
+        super().handle_exception(job, *exc_info)
 
-class RetryMixin:
-    """Placeholder until the failure hook lands: rq's own failure handling."""
+    def handle_job_failure(
+        self,
+        job: Job,
+        queue: Queue,
+        started_job_registry: Any = None,
+        exc_string: str = "",
+        execution: Execution | None = None,
+    ) -> None:
+        exc = self._take_exception(job)
+        problem = load_error(job, exc)
+        if problem is not None:
+            if problem is not exc:
+                problem.__cause__ = exc
+            exc, exc_string = problem, format_exception(problem)
+            job.retries_left = None  # nothing can mend it, not even rq's own Retry
+        policy = policy_of(job)
+        if policy is None or self._stopped_job_id == job.id:
+            super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+            return
+        if exc is None:
+            exc = WorkerCrashed(f"Job {job.id}: {exc_string.strip() or 'its work horse died'}")
+        plan = plan_retry(policy, exc, job.meta)
+        ended_at = job.ended_at or utcnow()
+        record_attempt(
+            job, worker_name=self.name, exc=exc, started_at=job.started_at, ended_at=ended_at, plan=plan
+        )
+        log_outcome(job, plan, exc, policy)
+        if plan.outcome == "retrying":
+            assert plan.delay is not None
+            self._schedule_retry(job, queue, plan.delay, execution)
+            return
+        job.retries_left = None  # the policy has decided; rq's Retry must not retry behind its back
+        with self._writing_meta(job):
+            super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+
+    def handle_job_success(
+        self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry, execution: Execution
+    ) -> None:
+        if not job.meta.get(ATTEMPTS_META_KEY) or job.get_result_ttl(self.default_result_ttl) == 0:
+            super().handle_job_success(job, queue, started_job_registry, execution)
+            return
+        ended_at = job.ended_at or utcnow()
+        record = record_attempt(
+            job, worker_name=self.name, exc=None, started_at=job.started_at, ended_at=ended_at, plan=None
+        )
+        logger.info("Job %s: succeeded on attempt %d", job.id, record.attempt)
+        with self._writing_meta(job):
+            super().handle_job_success(job, queue, started_job_registry, execution)
+
+    def cleanup_execution(
+        self, job: Job, pipeline: Pipeline[Any], execution: Execution | None = None
+    ) -> None:
+        super().cleanup_execution(job, pipeline, execution)
+        meta = (self._meta_writes or {}).get(job.id)
+        if meta is not None:
+            pipeline.hset(job.key, "meta", meta)
+
+    @contextmanager
+    def _writing_meta(self, job: Job) -> Iterator[None]:
+        """While rq handles `job`, its pipeline also saves `job.meta` (see `cleanup_execution`)."""
+        if self._meta_writes is None:
+            self._meta_writes = {}
+        self._meta_writes[job.id] = job.serializer.dumps(job.meta)
+        try:
+            yield
+        finally:
+            self._meta_writes.pop(job.id, None)
+
+    def _take_exception(self, job: Job) -> BaseException | None:
+        stash, self._retry_exc = self._retry_exc, None
+        return stash[1] if stash is not None and stash[0] == job.id else None
+
+    def _schedule_retry(self, job: Job, queue: Queue, delay: float, execution: Execution | None) -> None:
+        """rq's retry branch of `handle_job_failure`, but due on the Redis clock instead of `job.retry()`."""
+        with self.connection.pipeline() as pipe:
+            self.cleanup_execution(job, pipe, execution)
+            self.increment_failed_job_count(pipe)
+            if job.started_at and job.ended_at:
+                self.increment_total_working_time(job.ended_at - job.started_at, pipe)
+            schedule_retry(job, queue, delay, pipe)
+            try:
+                pipe.execute()
+            except Exception:
+                # Left in the started registry: crash recovery finds it, as for a worker that died here.
+                logger.exception("Job %s: could not persist its retry", job.id)
+                return
+        self._release_slot_safely(job)
