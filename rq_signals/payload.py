@@ -292,6 +292,10 @@ def _expect(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
     return value
 
 
+def _reason(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, _Undecodable) else f"{type(exc).__name__}: {exc}"
+
+
 def _model(label: Any) -> type[models.Model]:
     try:
         return apps.get_model(_expect(label, str, "a model label"))
@@ -357,18 +361,28 @@ class _Decoder:
         if len(data) != 2 or "v" not in data:
             raise _Undecodable(f"a tagged value has exactly the keys {TAG!r} and 'v', got {_short(data)}")
         tag, value = data[TAG], data["v"]
-        try:
-            if tag in _SCALAR_DECODERS:
+        if tag in _SCALAR_DECODERS:
+            try:
                 return _SCALAR_DECODERS[tag](value)
-            if tag in _CONTAINERS:
-                return _CONTAINERS[tag]([self.decode(item) for item in _expect(value, list, "a list")])
-            if tag == "dict":
-                return {self.decode(k): self.decode(v) for k, v in _expect(value, list, "[key, value] pairs")}
-            if tag == "model":
-                return self._instance(_expect(value, dict, "an instance object"))
-        except (ValueError, TypeError, KeyError, LookupError) as exc:
-            raise _Undecodable(f"bad {tag!r} value {_short(value)} ({type(exc).__name__}: {exc})") from None
-        raise _Undecodable(f"unknown tag {_short(tag)} in {_short(data)}")
+            except (_Undecodable, ArithmeticError, ValueError, TypeError, KeyError) as exc:
+                raise _Undecodable(f"bad {tag!r} value {_short(value)}: {_reason(exc)}") from None
+        if tag == "model":
+            return self._instance(_expect(value, dict, "an instance object"))
+        if tag in _CONTAINERS:
+            items: list[Any] = [self.decode(item) for item in _expect(value, list, f"a list for {tag!r}")]
+        elif tag == "dict":
+            pairs = [
+                _expect(pair, list, "a [key, value] pair") for pair in _expect(value, list, "a list of pairs")
+            ]
+            if any(len(pair) != 2 for pair in pairs):
+                raise _Undecodable(f"a [key, value] pair expected, got {_short(value)}")
+            items = [(self.decode(key), self.decode(item)) for key, item in pairs]
+        else:
+            raise _Undecodable(f"unknown tag {_short(tag)} in {_short(data)}")
+        try:
+            return dict(items) if tag == "dict" else _CONTAINERS[tag](items)
+        except TypeError as exc:  # an unhashable set item or dict key
+            raise _Undecodable(f"bad {tag!r} value {_short(value)}: {_reason(exc)}") from None
 
     def _instance(self, data: dict[str, Any]) -> models.Model:
         model = _model(data.get("label"))

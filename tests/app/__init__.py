@@ -1,0 +1,1 @@
+"""Tests of the rq_signals Django app, against the models of tests/testapp."""
