@@ -1,7 +1,324 @@
-"""Short heartbeats and recovery of jobs whose worker died."""
+"""Short heartbeats and recovery of jobs whose worker died.
+
+rq notices a dead worker's job only when its started-registry entry expires (a minute past the
+last heartbeat, or the job timeout plus a minute for `SimpleWorker`, which does not heartbeat during
+a job) and a 10-minute maintenance pass comes round. Here every running job holds a lease (see
+`worker.leases`) renewed every `job_monitoring_interval` seconds (at most a third of `lease_ttl`):
+by rq's horse monitor in `RetryWorker`, by a heartbeat thread in `SimpleRetryWorker`. Every worker
+scans its queues every `recovery_interval` seconds; a job whose lease expired is claimed by exactly
+one worker and retried or failed under its policy, the crash recorded as a `WorkerCrashed` attempt.
+Jobs without a policy get what rq's own cleanup gives them (rq's `Retry`, else the failed registry).
+
+Never twice at once: a horse dies with its worker (`worker.horse`); a worker that finds its lease
+claimed by another (it was cut off from Redis for longer than the lease) stops its run of the job;
+after a Redis restart no lease is judged until the server has been up for a whole `lease_ttl`.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+from uuid import uuid4
 
-class RecoveryMixin:
-    """Placeholder: filled in by the module's owner."""
+from redis.exceptions import ResponseError
+from rq.callbacks import execute_failure_callback
+from rq.exceptions import AbandonedJobError, NoSuchJobError
+from rq.executions import Execution
+from rq.job import Job, JobStatus
+from rq.job_lifecycle import record_job_failure
+from rq.rate_limit import release_slot
+from rq.utils import now, parse_composite_key
+from rq.worker import Worker, WorkerStatus
+
+from worker import leases
+from worker.connection import ReconnectMixin
+from worker.exceptions import WorkerCrashed
+from worker.horse import die_with_parent
+from worker.retry import after_commit, policy_of, retry_or_fail
+
+if TYPE_CHECKING:
+    from redis.client import Pipeline
+    from rq.queue import Queue
+
+Outcome = Literal["retrying", "failed"]
+
+
+class RecoveryMixin(ReconnectMixin):
+    """Leases on running jobs, a horse that dies with its worker, and recovery of crashed jobs."""
+
+    #: Seconds a job's lease lasts unrenewed before its worker is presumed dead.
+    lease_ttl: float = 15.0
+    #: Seconds between two scans of this worker's queues for expired leases.
+    recovery_interval: float = 5.0
+
+    def __init__(
+        self,
+        *args: Any,
+        lease_ttl: float | None = None,
+        recovery_interval: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lease_ttl = float(lease_ttl if lease_ttl is not None else self.lease_ttl)
+        self.recovery_interval = float(
+            recovery_interval if recovery_interval is not None else self.recovery_interval
+        )
+        if self.lease_ttl < 3:
+            raise ValueError(f"RecoveryMixin: lease_ttl must be at least 3 seconds, got {self.lease_ttl!r}")
+        # Whole seconds (rq's horse monitor uses signal.alarm); at least three renewals per lease.
+        self.job_monitoring_interval = max(
+            1, min(int(self.job_monitoring_interval), int(self.lease_ttl // 3))
+        )
+        self._recovery_stop = threading.Event()
+        self._lease_lost_job_id: str | None = None
+        self._horse_crash: tuple[str, str] | None = None
+
+    # -- leases of this worker's own jobs ----------------------------------------------------------
+
+    def prepare_execution(self, job: Job) -> Execution:
+        # rq's prepare_execution plus the lease, in one transaction: no started job without a lease.
+        with self.connection.pipeline() as pipeline:
+            execution = Execution.create(
+                job, self.get_heartbeat_ttl(job), pipeline=pipeline, worker_name=self.name
+            )
+            self.executions[execution.id] = execution
+            self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+            leases.add_lease(pipeline, job.origin, execution.composite_key, self.lease_ttl)
+            pipeline.execute()
+        return execution
+
+    def cleanup_execution(
+        self, job: Job, pipeline: Pipeline[Any], execution: Execution | None = None
+    ) -> None:
+        super().cleanup_execution(job, pipeline, execution)
+        if execution is not None:
+            leases.drop_lease(pipeline, job.origin, execution.composite_key)
+
+    def maintain_heartbeats(self, job: Job, execution: Execution) -> None:
+        super().maintain_heartbeats(job, execution)
+        if leases.renew_lease(self.connection, job.origin, execution.composite_key, self.lease_ttl) == -1:
+            self._lost_lease(job)
+
+    def _lost_lease(self, job: Job) -> None:
+        self._lease_lost_job_id = job.id
+        why = (
+            f"Job {job.id}: worker {self.name} was cut off for longer than its lease "
+            "and another worker recovered the job"
+        )
+        if self.horse_pid:
+            self.log.error("%s; killing work horse %s", why, self.horse_pid)
+            self.kill_horse()
+        else:
+            self.log.critical("%s; exiting so that it does not run twice", why)
+            os._exit(1)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        if isinstance(self, Worker):  # forks a horse; rq's monitor loop calls maintain_heartbeats
+            super().execute_job(job, queue)
+            return
+        stop = threading.Event()
+        beat = threading.Thread(
+            target=self._beat_while_running,
+            args=(job, stop),
+            daemon=True,
+            name=f"rq-signals-heartbeat-{job.id}",
+        )
+        beat.start()
+        try:
+            super().execute_job(job, queue)
+        finally:
+            stop.set()
+            beat.join(self.lease_ttl)
+
+    def _beat_while_running(self, job: Job, stop: threading.Event) -> None:
+        while not stop.wait(self.job_monitoring_interval):
+            execution = next((e for e in list(self.executions.values()) if e.job_id == job.id), None)
+            if execution is None:
+                continue
+            try:
+                self.maintain_heartbeats(job, execution)
+            except Exception:
+                self.log.exception(
+                    "Job %s: heartbeat failed; next in %ss", job.id, self.job_monitoring_interval
+                )
+
+    # -- the work horse ----------------------------------------------------------------------------
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        if self.pid:
+            die_with_parent(self.pid)
+        super().main_work_horse(job, queue)
+
+    def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
+        if ret_val and os.WIFSIGNALED(ret_val):
+            number = os.WTERMSIG(ret_val)
+            how = f"was killed by signal {number} ({signal.Signals(number).name})"
+        else:
+            how = f"exited with status {os.waitstatus_to_exitcode(ret_val) if ret_val else ret_val}"
+        self._horse_crash = (job.id, f"work horse {retpid} of worker {self.name} {how}")
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call]  # rq leaves it unannotated
+
+    def handle_job_failure(
+        self,
+        job: Job,
+        queue: Queue,
+        started_job_registry: Any = None,
+        exc_string: str = "",
+        execution: Execution | None = None,
+    ) -> None:
+        if self._lease_lost_job_id == job.id:
+            self._lease_lost_job_id = None
+            self.log.warning(
+                "Job %s: outcome of this run dropped; the recovering worker owns the job", job.id
+            )
+            return
+        crash, self._horse_crash = self._horse_crash, None
+        if crash is not None and crash[0] == job.id:
+            exc = WorkerCrashed(f"Job {job.id}: {crash[1]} mid-job (out of memory?)")
+            if self._fail_crashed(job, queue, exc, started_at=job.started_at, execution=execution):
+                return
+        super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+
+    def _fail_crashed(
+        self,
+        job: Job,
+        queue: Queue,
+        exc: WorkerCrashed,
+        *,
+        started_at: datetime | None,
+        execution: Execution | None,
+    ) -> bool:
+        """Retry or fail a job whose horse died, under its policy; False if it has none (rq handles it)."""
+        with self.connection.pipeline() as pipeline:
+            outcome = retry_or_fail(
+                self, job, queue, exc=exc, started_at=started_at, ended_at=job.ended_at, pipeline=pipeline
+            )
+            if outcome is None:
+                return False
+            self.cleanup_execution(job, pipeline=pipeline, execution=execution)
+            self.increment_failed_job_count(pipeline)
+            pipeline.execute()
+        after_commit(job, queue, outcome, exc)
+        return True
+
+    # -- recovering other workers' jobs ------------------------------------------------------------
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        super().bootstrap(*args, **kwargs)
+        self._recovery_stop.clear()
+        threading.Thread(target=self._recovery_loop, name="rq-signals-recovery", daemon=True).start()
+
+    def teardown(self) -> None:
+        self._recovery_stop.set()
+        super().teardown()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
+
+    def _recovery_loop(self) -> None:
+        while not self._recovery_stop.is_set():
+            try:
+                self.recover_crashed_jobs()
+            except Exception:
+                self.log.exception(
+                    "Worker %s: recovery scan failed; next in %ss", self.name, self.recovery_interval
+                )
+            self._recovery_stop.wait(self.recovery_interval)
+
+    def recover_crashed_jobs(self) -> int:
+        """Claim and handle each job of this worker's queues whose lease expired; how many were recovered."""
+        if not self._redis_up_for_a_lease():
+            return 0
+        recovered = 0
+        for queue in self.queues:
+            for member in leases.expired_members(self.connection, queue.name):
+                recovered += self._recover(queue, member)
+        return recovered
+
+    def _redis_up_for_a_lease(self) -> bool:
+        # No lease can be renewed while Redis is down: after a restart, let every worker renew first.
+        try:
+            uptime = int(self.connection.info("server").get("uptime_in_seconds", 0))
+        except ResponseError:  # INFO disabled: cannot tell, assume up
+            return True
+        return uptime >= self.lease_ttl
+
+    def _recover(self, queue: Queue, member: str) -> bool:
+        token = uuid4().hex
+        started_key = queue.started_job_registry.key
+        if not leases.try_claim(
+            self.connection, queue.name, started_key, member, token, self.lease_ttl, "expired"
+        ):
+            return False
+        job_id, execution_id = parse_composite_key(member)
+        execution = leases.load_execution(self.connection, job_id, execution_id)
+        try:
+            job: Job | None = self.job_class.fetch(
+                job_id, connection=self.connection, serializer=self.serializer
+            )
+        except NoSuchJobError:
+            job = None
+        if job is None or job.get_status(refresh=False) != JobStatus.STARTED:
+            self.log.info("Job %s: lease expired after the job had ended; dropping it", job_id)
+            leases.settle_claim(
+                self.connection, queue, member, token, job=job, execution=execution, handle=None
+            )
+            return False
+        dead = execution.worker_name if execution and execution.worker_name else "?"
+        exc = WorkerCrashed(
+            f"Job {job_id}: worker {dead} died mid-job (no heartbeat for {self.lease_ttl:g}s: "
+            f"killed, out of memory or cut off from Redis); recovered by worker {self.name}"
+        )
+        self.log.warning("%s", exc)
+        started_at = execution.created_at if execution else job.started_at
+        has_policy = policy_of(job) is not None
+        if not has_policy:
+            run_failure_callback(self, job)
+
+        def handle(pipeline: Pipeline[Any]) -> Outcome:
+            if has_policy:
+                outcome = retry_or_fail(self, job, queue, exc=exc, started_at=started_at, pipeline=pipeline)
+                assert outcome is not None
+                return outcome
+            return abandon_as_rq_does(job, queue, exc, pipeline)
+
+        settled, outcome = leases.settle_claim(
+            self.connection, queue, member, token, job=job, execution=execution, handle=handle
+        )
+        if not settled or outcome is None:
+            return False
+        if has_policy:
+            after_commit(job, queue, outcome, exc)
+        else:
+            after_rq_abandon(job, queue, outcome, str(exc))
+        return True
+
+
+def run_failure_callback(worker: RecoveryMixin, job: Job) -> None:
+    """As rq's cleanup does: call the failure callback of a crashed job with `AbandonedJobError`."""
+    try:
+        execute_failure_callback(
+            job, worker.death_penalty_class, AbandonedJobError, AbandonedJobError(), None
+        )
+    except Exception:
+        worker.log.exception("Job %s: failure callback raised during crash recovery", job.id)
+
+
+def abandon_as_rq_does(job: Job, queue: Queue, exc: WorkerCrashed, pipeline: Pipeline[Any]) -> Outcome:
+    """What `StartedJobRegistry.cleanup` does with an abandoned job: rq's `Retry` if any, else failed."""
+    if job.retries_left and job.retries_left > 0:
+        job.retry(queue, pipeline)
+        return "retrying"
+    record_job_failure(
+        job, f"Moved to FailedJobRegistry, due to AbandonedJobError ({exc}), at {now()}", pipeline
+    )
+    return "failed"
+
+
+def after_rq_abandon(job: Job, queue: Queue, outcome: Outcome, exc_string: str) -> None:
+    try:
+        if outcome == "failed":
+            job.send_webhooks(JobStatus.FAILED, exc_string=exc_string)
+            queue.enqueue_dependents(job)
+    finally:
+        release_slot(job)

@@ -1,0 +1,81 @@
+"""Reconnect support: a worker rides out a Redis outage instead of quitting mid-loop.
+
+rq's dequeue loop survives `ConnectionError`, but every other Redis call in `work()` (heartbeats,
+maintenance, the bookkeeping around a job) ends the worker with "unhandled exception". We give the
+worker's connection a redis-py `Retry` that never gives up, with capped exponential backoff and
+jitter: each command waits for Redis to come back and then goes on where it was, in the worker, its
+threads and its forked work horse alike. Nothing half-done is dropped, so no accepted job is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+from redis.backoff import EqualJitterBackoff
+from redis.exceptions import ConnectionError, TimeoutError
+from redis.retry import Retry
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from rq.executions import Execution
+    from rq.job import Job
+    from rq.queue import Queue
+    from rq.registry import StartedJobRegistry
+    from rq.worker import BaseWorker as _WorkerBase
+else:
+    _WorkerBase = object
+
+logger = logging.getLogger(__name__)
+
+REDIS_DOWN = (ConnectionError, TimeoutError, socket.timeout)
+
+
+def retry_forever(connection: Redis[Any], *, base: float = 0.05, cap: float = 2.0) -> Redis[Any]:
+    """Make every command on `connection` retry on connection errors, forever, `base`..`cap` seconds apart."""
+    retry = Retry(EqualJitterBackoff(cap=cap, base=base), -1, supported_errors=REDIS_DOWN)
+    # types-redis 4.6 predates Redis.set_retry (redis-py 5+).
+    connection.set_retry(retry)  # type: ignore[attr-defined]
+    return connection
+
+
+class ReconnectMixin(_WorkerBase):
+    """Keeps the work loop alive across Redis outages."""
+
+    #: Longest wait between two attempts to reach Redis, seconds.
+    reconnect_backoff_cap: float = 2.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        retry_forever(self.connection, cap=self.reconnect_backoff_cap)
+
+    def run_maintenance_tasks(self) -> None:
+        # Some maintenance runs WATCHed transactions, which redis-py does not retry.
+        try:
+            super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
+        except REDIS_DOWN as exc:
+            self.log.warning(
+                "Worker %s: maintenance skipped, Redis unavailable (%s); next loop retries", self.name, exc
+            )
+
+    def handle_job_success(
+        self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry, execution: Execution
+    ) -> None:
+        # Saving a result WATCHes the job's dependents; redis-py does not retry a WATCHed
+        # transaction, and rq would then record the finished job as failed. Wait and save it again.
+        delay = 0.1
+        while True:
+            try:
+                super().handle_job_success(job, queue, started_job_registry, execution)
+                return
+            except REDIS_DOWN as exc:
+                self.log.warning(
+                    "Job %s: Redis unavailable while saving its result (%s); retrying in %.1fs",
+                    job.id,
+                    exc,
+                    delay,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, self.reconnect_backoff_cap)
