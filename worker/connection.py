@@ -9,6 +9,7 @@ threads and its forked work horse alike. Nothing half-done is dropped, so no acc
 
 from __future__ import annotations
 
+import copy
 import logging
 import socket
 import time
@@ -66,11 +67,13 @@ class ReconnectMixin(_WorkerBase):
         # Saving a result WATCHes the job's dependents; redis-py does not retry a WATCHed
         # transaction, and rq would then record the finished job as failed. Wait and save it again.
         delay = 0.1
+        meta = copy.deepcopy(job.meta)
         while True:
             try:
                 super().handle_job_success(job, queue, started_job_registry, execution)
                 return
             except REDIS_DOWN as exc:
+                job.meta = copy.deepcopy(meta)  # what the failed try recorded in memory is redone
                 self.log.warning(
                     "Job %s: Redis unavailable while saving its result (%s); retrying in %.1fs",
                     job.id,

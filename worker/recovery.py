@@ -9,7 +9,7 @@ scans its queues every `recovery_interval` seconds; a job whose lease expired is
 one worker and retried or failed under its policy, the crash recorded as a `WorkerCrashed` attempt.
 Jobs without a policy get what rq's own cleanup gives them (rq's `Retry`, else the failed registry).
 
-Never twice at once: a horse dies with its worker (`worker.horse`); a worker that finds its lease
+Never twice at once: a horse dies with its worker (`worker.orphans`); a worker that finds its lease
 claimed by another (it was cut off from Redis for longer than the lease) stops its run of the job;
 after a Redis restart no lease is judged until the server has been up for a whole `lease_ttl`.
 """
@@ -36,7 +36,7 @@ from rq.worker import Worker, WorkerStatus
 from worker import leases
 from worker.connection import ReconnectMixin
 from worker.exceptions import WorkerCrashed
-from worker.horse import die_with_parent
+from worker.orphans import die_with_parent
 from worker.retry import after_commit, policy_of, retry_or_fail
 
 if TYPE_CHECKING:

@@ -1,9 +1,9 @@
 """Jobs and worker classes for the crash, shutdown and reconnect tests; importable by subprocess workers.
 
 A job reports through Redis what the test needs to see: how often it ran (`runs`), the pid of the
-process running it (`pid`, the work horse under `RetryWorker`), and whether a run began while an earlier one's
-process was still alive (`overlap`). `hang_first_run` blocks its first run until the test sets `release`, so the test can
-crash, signal or cut off the worker while the job is known to be running.
+process running it (`pid`, the work horse under `RetryWorker`), and whether a run began while the
+process of an earlier run was still alive (`overlap`). `hang_first_run` blocks its first run until
+the test sets `release`, so a test can crash, signal or cut off the worker while the job runs.
 """
 
 from __future__ import annotations
