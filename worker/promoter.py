@@ -50,7 +50,13 @@ class Promoter:
     """Moves the due retries of `queues` onto them on time, from a daemon thread with its own connections."""
 
     def __init__(
-        self, connection: Redis[Any], queues: Sequence[Queue], *, job_class: type[Job], name: str
+        self,
+        connection: Redis[Any],
+        queues: Sequence[Queue],
+        *,
+        job_class: type[Job],
+        name: str,
+        idle_check: float = IDLE_CHECK_SECONDS,
     ) -> None:
         # A pool of its own: the forking worker forks while this thread may hold a connection.
         connection_class, pool_class, pool_kwargs = parse_connection(connection)
@@ -61,6 +67,7 @@ class Promoter:
         self.job_class = job_class
         self.name = name
         self.wake_channel = keys.promoter_wake(name)
+        self.idle_check = idle_check
         self.last: Promotion | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"retry-promoter-{name}", daemon=True)
@@ -118,7 +125,7 @@ class Promoter:
         if promotion.moved:
             logger.debug("Promoter %s: moved %d due retries onto their queues", self.name, promotion.moved)
         wait = promotion.wait
-        deadline = time.monotonic() + (IDLE_CHECK_SECONDS if wait is None else min(wait, IDLE_CHECK_SECONDS))
+        deadline = time.monotonic() + (self.idle_check if wait is None else min(wait, self.idle_check))
         while not self._stopping.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:

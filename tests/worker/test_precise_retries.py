@@ -1,0 +1,179 @@
+"""Precise retries: due on the Redis clock, promoted once and never early, by any number of workers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from rq import Queue
+from rq.job import Job, JobStatus
+
+from tests.support.processes import start_worker
+from tests.support.waiting import wait_until
+from tests.worker import jobs
+from tests.worker.retry_support import attempts, enqueue, runs, starts, timestamp
+from worker import Backoff, keys
+from worker.promoter import Promoter
+from worker.scheduler import pending_retries, promote_due, schedule_retry
+
+
+@pytest.fixture
+def queue(connection):
+    return Queue("default", connection=connection)
+
+
+def schedule(queue: Queue, job: Job, delay: float) -> float:
+    """Make `job` a retry due in `delay` seconds; its due time (Redis clock)."""
+    with queue.connection.pipeline() as pipe:
+        schedule_retry(job, queue, delay, pipe)
+        pipe.execute()
+    return queue.scheduled_job_registry.get_scheduled_time(job).timestamp()
+
+
+def test_promotion_moves_only_due_retries_and_marks_them_queued_as_rq_does(connection, queue):
+    # Given a retry due now and one due in a minute
+    due_now = enqueue(queue, jobs.succeed)
+    later = enqueue(queue, jobs.succeed)
+    queue.empty()
+    now_score = schedule(queue, due_now, 0)
+    later_score = schedule(queue, later, 60)
+    assert due_now.get_status() == JobStatus.SCHEDULED
+    # When promotion runs
+    promotion = promote_due(connection, [queue])
+    # Then only the due one moved, no earlier than its due time, and looks freshly enqueued to rq
+    assert promotion.moved == 1
+    assert promotion.server_time >= now_score
+    assert queue.job_ids == [due_now.id]
+    assert due_now.get_status() == JobStatus.QUEUED
+    due_now.refresh()
+    assert abs(due_now.enqueued_at.replace(tzinfo=timezone.utc).timestamp() - promotion.server_time) < 1e-3
+    assert due_now.id not in queue.scheduled_job_registry
+    # And the other waits, its due time reported with the Redis clock
+    assert later.get_status() == JobStatus.SCHEDULED
+    assert pending_retries(connection, "default") == {later.id: pytest.approx(later_score, abs=1e-5)}
+    assert promotion.next_due == pytest.approx(later_score, abs=1e-5)
+
+
+def test_a_retry_someone_else_already_took_is_never_pushed_again(connection, queue):
+    # Given a due retry that a user already enqueued by hand (which takes it out of rq's registry)
+    job = enqueue(queue, jobs.succeed)
+    queue.empty()
+    schedule(queue, job, 0)
+    queue.scheduled_job_registry.requeue(job)
+    # When promotion runs
+    promotion = promote_due(connection, [queue])
+    # Then the job is in its queue once, and our index forgot it
+    assert promotion.moved == 0
+    assert queue.job_ids == [job.id]
+    assert pending_retries(connection, "default") == {}
+
+
+def test_a_retry_goes_to_the_front_when_rq_would_put_it_there(connection, queue):
+    queue.enqueue(jobs.succeed)
+    job = queue.enqueue_at(datetime.now(timezone.utc), jobs.succeed, at_front=True)
+    queue.scheduled_job_registry.remove(job)
+    schedule(queue, job, 0)
+    promote_due(connection, [queue])
+    assert queue.job_ids[0] == job.id
+
+
+def test_an_earlier_retry_wakes_a_promoter_sleeping_until_a_later_one(connection, queue):
+    # Given a promoter that never polls on its own, sleeping until a retry due in ten minutes
+    far = enqueue(queue, jobs.succeed)
+    queue.empty()
+    far_score = schedule(queue, far, 600)
+    promoter = Promoter(connection, [queue], job_class=Job, name="test-promoter", idle_check=3600)
+    promoter.start()
+    try:
+        wait_until(
+            lambda: promoter.last and promoter.last.next_due == pytest.approx(far_score, abs=1e-5),
+            timeout=10,
+            what="the promoter to plan for the far retry",
+        )
+        # When a retry due at once is scheduled
+        near = enqueue(queue, jobs.succeed)
+        queue.empty()
+        near_score = schedule(queue, near, 0.01)
+        # Then the announcement wakes the promoter, which moves it
+        wait_until(lambda: queue.job_ids == [near.id], timeout=10, what="the near retry to be promoted")
+        near.refresh()  # enqueued_at: the Redis clock when it was promoted
+        assert near.enqueued_at.replace(tzinfo=timezone.utc).timestamp() >= near_score
+        assert far.get_status() == JobStatus.SCHEDULED
+    finally:
+        promoter.stop()
+
+
+def test_rq_worker_cli_runs_retries_on_all_its_queues_beside_rqs_own_scheduler(
+    connection, redis_url, tmp_path
+):
+    # Given jobs failing once on each of three queues, and a job scheduled the rq way
+    policy = Backoff(max_retries=2, base=0.05, jitter="none")
+    queues = {name: Queue(name, connection=connection) for name in ("high", "default", "low")}
+    flaky = [enqueue(q, jobs.fail_times, 1, policy=policy) for q in queues.values()]
+    rq_scheduled = queues["low"].enqueue_at(datetime.now(timezone.utc) + timedelta(seconds=1), jobs.succeed)
+    # When `rq worker -w worker.RetryWorker --with-scheduler high default low` works them
+    worker = start_worker(
+        redis_url, ["high", "default", "low"], tmp_path=tmp_path, extra_args=["--with-scheduler"]
+    )
+    try:
+        for job in [*flaky, rq_scheduled]:
+            wait_until(
+                lambda job=job: job.get_status() == JobStatus.FINISHED,
+                timeout=20,
+                what=f"job {job.id} to finish; worker log:\n{worker.output()[-2000:]}",
+            )
+    finally:
+        worker.stop()
+    # Then each flaky job ran exactly twice, its retry no earlier than due, and rq's own job ran once
+    for job in flaky:
+        assert runs(connection, job) == 2
+        first, second = attempts(job)[:2]
+        assert first["outcome"] == "retrying"
+        assert timestamp(second["started_at"]) >= timestamp(first["retry_at"])
+        assert starts(connection, job)[1] >= timestamp(first["retry_at"])
+    assert runs(connection, rq_scheduled) == 1
+
+
+@pytest.mark.slow
+def test_four_workers_never_run_one_retry_twice(connection, redis_url, tmp_path):
+    # Given 500 jobs that each fail once, retried within a fifth of a second (jittered)
+    policy = Backoff(max_retries=1, base=0.2, jitter="full")
+    queue = Queue("default", connection=connection)
+    with connection.pipeline() as pipe:
+        batch = [
+            Queue.prepare_data(jobs.fail_times, args=(1,), meta={"retry_policy": policy.to_dict()})
+            for _ in range(500)
+        ]
+        created = queue.enqueue_many(batch, pipeline=pipe)
+        pipe.execute()
+    # When four workers, two forking and two simple, work the queue together
+    workers = [
+        start_worker(
+            redis_url,
+            ["default"],
+            tmp_path=tmp_path,
+            name=f"w{i}",
+            worker_class="worker.RetryWorker" if i % 2 else "worker.SimpleRetryWorker",
+        )
+        for i in range(4)
+    ]
+    try:
+        finished = queue.finished_job_registry
+        wait_until(
+            lambda: finished.get_job_count(cleanup=False) == 500,
+            timeout=90,
+            what="500 jobs to finish",
+            interval=0.1,
+        )
+    finally:
+        for worker in workers:
+            worker.stop()
+    # Then every job ran exactly twice: no retry was ever pushed twice
+    with connection.pipeline() as pipe:
+        for job in created:
+            pipe.get(jobs.runs_key(job.id))
+        counts = [int(value) for value in pipe.execute()]
+    assert counts == [2] * 500
+    assert len(queue) == 0
+    assert queue.scheduled_job_registry.get_job_count(cleanup=False) == 0
+    assert connection.zcard(keys.retries("default")) == 0
