@@ -49,7 +49,7 @@ import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Final, Literal
 from uuid import UUID
@@ -210,7 +210,7 @@ class _Encoder:
         except _Unencodable as exc:
             if isinstance(items, (set, frozenset)):
                 raise exc.inside("{<item>}", items) from None
-            index = next(i for i, item in enumerate(items) if item is exc.current)
+            index = next((i for i, item in enumerate(items) if item is exc.current), "?")
             raise exc.inside(f"[{index}]", items) from None
 
     def _dict(self, value: dict[Any, Any]) -> Any:
@@ -239,7 +239,10 @@ class _Encoder:
                 return scalar(value)
         for base in (list, tuple, set, frozenset):
             if isinstance(value, base):
-                return self.encode(base(value))
+                try:
+                    return self.encode(base(value))
+                except _Unencodable as exc:
+                    raise exc.inside("", value) from None  # the container's path is the original's
         if isinstance(value, dict):
             return self._dict(value)
         raise _Unencodable(value)
@@ -308,6 +311,20 @@ def _timedelta(v: Any) -> timedelta:
     return timedelta(days=days, seconds=seconds, microseconds=micro)
 
 
+def _iso(parse: Callable[[str], datetime | time], v: Any) -> datetime | time:
+    """`fromisoformat`, keeping a sub-second UTC offset (Python 3.11 drops one whose seconds are 0)."""
+    value = parse(_expect(v, str, "an ISO string"))
+    sign_at = max(v.rfind("+"), v.rfind("-"))
+    if value.tzinfo is None or "." not in v[sign_at:]:
+        return value
+    hours, minutes, seconds = v[sign_at + 1 :].split(":")
+    whole, fraction = seconds.split(".")
+    offset = timedelta(
+        hours=int(hours), minutes=int(minutes), seconds=int(whole), microseconds=int(fraction.ljust(6, "0"))
+    )
+    return value.replace(tzinfo=timezone(-offset if v[sign_at] == "-" else offset))
+
+
 def _zoned(parse: Callable[[str], datetime | time], v: Any) -> datetime | time:
     wall, key, fold = _expect(v, list, "[wall time, zone, fold]")
     parsed = parse(_expect(wall, str, "an ISO string"))
@@ -318,10 +335,10 @@ _NON_FINITE: Final = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 
 _SCALAR_DECODERS: Final[dict[str, Callable[[Any], Any]]] = {
     "decimal": lambda v: Decimal(_expect(v, str, "a decimal string")),
-    "datetime": lambda v: datetime.fromisoformat(_expect(v, str, "an ISO datetime")),
+    "datetime": lambda v: _iso(datetime.fromisoformat, v),
     "zoned_datetime": lambda v: _zoned(datetime.fromisoformat, v),
     "date": lambda v: date.fromisoformat(_expect(v, str, "an ISO date")),
-    "time": lambda v: time.fromisoformat(_expect(v, str, "an ISO time")),
+    "time": lambda v: _iso(time.fromisoformat, v),
     "zoned_time": lambda v: _zoned(time.fromisoformat, v),
     "timedelta": _timedelta,
     "uuid": lambda v: UUID(_expect(v, str, "a UUID string")),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections import namedtuple
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from uuid import UUID
@@ -13,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.db import connections, models
 from django.test import RequestFactory
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from rq_signals.exceptions import MissingInstance, PayloadError, SerializationError, SkipReceiver
@@ -106,6 +107,12 @@ values = st.recursive(
 
 
 @given(values)
+@example(
+    datetime(2000, 1, 1, tzinfo=timezone(timedelta(microseconds=1)))
+)  # Python 3.11's fromisoformat drops it
+@example(time(1, tzinfo=timezone(-timedelta(seconds=1, microseconds=5))))
+@example(datetime(2026, 3, 29, 2, 30, tzinfo=ZoneInfo("Europe/Paris")))  # a wall time that does not exist
+@example(datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=ZoneInfo("Europe/Paris")))  # the second 02:30
 def test_every_supported_value_comes_back_equal_and_of_the_same_type(value):
     assert_same(value, round_trip(value))
 
@@ -128,6 +135,10 @@ def test_choices_members_travel_as_their_plain_value():
         HIGH = 3
 
     assert_same(["paid", 3], round_trip([Status.PAID, Level.HIGH]))
+
+
+def test_a_namedtuple_travels_as_a_tuple():
+    assert_same([(1, "a")], round_trip([Pair(1, "a")]))
 
 
 def test_bytearray_and_memoryview_travel_as_bytes():
@@ -342,6 +353,9 @@ def test_unknown_snapshot_fields_are_ignored_so_a_deploy_between_send_and_run_is
 # -- what cannot be sent ------------------------------------------------------------------------
 
 
+Pair = namedtuple("Pair", "left right")
+
+
 def a_file(tmp_path):
     return (tmp_path / "x.txt").open("w")
 
@@ -359,6 +373,7 @@ def a_file(tmp_path):
         ("extra", lambda tmp: {"items": [1, 2, object()]}, "extra['items'][2]", "object"),
         ("extra", lambda tmp: {object(): 1}, "extra[<key>]", "object"),
         ("extra", lambda tmp: ({1, 2}, frozenset({object()})), "extra[1]{<item>}", "object"),
+        ("extra", lambda tmp: [Pair(1, object())], "extra[0][1]", "object"),
     ],
 )
 def test_an_argument_that_cannot_travel_is_refused_at_send_naming_signal_receiver_argument_and_type(
