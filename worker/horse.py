@@ -11,12 +11,10 @@ fails the job it was running through the crash path, as rq does for its own hors
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import random
 import resource
-import signal
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,13 +23,14 @@ from typing import TYPE_CHECKING, NoReturn
 
 from rq.executions import Execution
 
+from worker.orphans import die_with_parent
+
 if TYPE_CHECKING:
     from rq.job import Job
     from rq.worker import Worker
 
 logger = logging.getLogger("rq.worker")
 
-_PR_SET_PDEATHSIG = 1
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -59,7 +58,7 @@ def run_horse(worker: Worker, channel: Connection, parent_pid: int) -> NoReturn:
     code = 1
     try:
         os.setpgrp()  # as rq's horse: a job's own children are killed with it (`kill_horse` uses killpg)
-        _die_with_parent(parent_pid)
+        die_with_parent(parent_pid)
         random.seed()
         worker.setup_work_horse_signals()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
         worker._is_horse = True
@@ -127,15 +126,3 @@ def resident_bytes() -> int:
     except (OSError, IndexError, ValueError):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak if sys.platform == "darwin" else peak * 1024
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel to SIGKILL us when our worker dies; exit now if it already has."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            logger.warning("Work horse %d: cannot set PR_SET_PDEATHSIG; relying on its channel", os.getpid())
-    if os.getppid() != parent_pid:
-        os._exit(1)

@@ -1,0 +1,354 @@
+"""A crash-isolated worker without a fork per job: one long-lived work horse runs job after job.
+
+rq's `Worker` forks a horse for every job (a fork and a fresh Redis connection, ~13 ms); its
+`SimpleWorker` runs jobs in the worker itself, so a job that segfaults or calls `os._exit` takes
+the worker down. `PreforkMixin` forks a horse once (`worker.horse`) and hands it job after job
+over a socket pair; the worker keeps rq's bookkeeping (dequeue, executions, heartbeats, timeouts,
+stop-job and shutdown commands) exactly where rq's forking worker has it, so our other mixins see
+the same hooks called in the same process. When the horse dies mid-job (segfault, `os._exit`,
+SIGKILL, the OOM killer, or killed by us after its job's timeout plus `horse_kill_grace_seconds`),
+that job alone fails through rq's crash path (`handle_work_horse_killed`, `handle_job_failure`,
+so its retry policy applies) and the next job runs in a fresh horse. A horse is also replaced after
+`max_jobs_per_horse` jobs, or after a job that leaves it above `max_horse_rss_mb` of resident
+memory, which bounds leaks and state left behind by jobs: unlike a fork per job, jobs run by one
+horse share its module state, as they would under `SimpleWorker`.
+
+Round trips: the worker sends its idle heartbeat (three commands in rq) as one pipeline and skips
+one that repeats the previous within `bookkeeping_coalesce_seconds`, as it does the suspension
+check and an "idle" state write; the horse skips rq's extra job heartbeat before the outcome is
+saved when the job has no callback to run in between.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import select
+import signal
+import time
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from rq.exceptions import InvalidJobOperation
+from rq.job import Job, JobStatus
+from rq.utils import now
+from rq.worker import Worker, WorkerStatus
+
+from worker.horse import Order, Report, run_horse
+from worker.recovery import RecoveryMixin
+from worker.retry import RetryMixin
+from worker.shutdown import ShutdownMixin
+
+if TYPE_CHECKING:
+    from redis.client import Pipeline
+    from rq.executions import Execution
+    from rq.queue import Queue
+
+    _WorkerBase = Worker
+else:
+    _WorkerBase = object
+
+#: Statuses of a job whose horse died before saving its outcome: the crash is its outcome.
+_UNSETTLED = (JobStatus.QUEUED, JobStatus.STARTED)
+
+
+class Horse:
+    """The worker's handle on one live work horse: its pid, its end of the channel, its job count."""
+
+    def __init__(self, pid: int, channel: Connection) -> None:
+        self.pid = pid
+        self.channel = channel
+        self.jobs_done = 0
+        self.rss_bytes = 0
+        self.exit_status: tuple[int, int, Any] | None = None  # (pid, wait status, rusage) once reaped
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # not Linux >= 5.3: poll the pid between waits instead
+            self._pidfd = None
+
+    def send(self, order: Order) -> bool:
+        """Hand the horse a job; False if it is gone."""
+        try:
+            self.channel.send(order)
+        except OSError:  # BrokenPipeError, ConnectionResetError
+            return False
+        return True
+
+    def wait_report(self, timeout: float) -> Report | None:
+        """The horse's report once it has one, None if `timeout` seconds pass first.
+
+        Raises EOFError when the horse dies without reporting (checked with its pidfd, so a job's
+        own children holding a copy of the channel cannot hide the death).
+        """
+        watched: list[Any] = [self.channel] + ([self._pidfd] if self._pidfd is not None else [])
+        step = timeout if self._pidfd is not None else min(timeout, 1.0)
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = select.select(watched, [], [], max(0.0, step))[0]
+            if self.channel in ready or (ready and self.channel.poll()):
+                report: Report = self.channel.recv()  # EOFError if it died
+                return report
+            if ready or not self.alive():
+                raise EOFError(f"work horse {self.pid} died")
+            if time.monotonic() >= deadline:
+                return None
+            step = min(step, deadline - time.monotonic())
+
+    def alive(self) -> bool:
+        """Whether the horse still runs (reaps it, without blocking, when it has exited)."""
+        return self.exit_status is None and self.reap(block=False) is None
+
+    def reap(self, block: bool = True) -> tuple[int, int, Any] | None:
+        """The horse's (pid, wait status, rusage) once it has exited; None if it still runs."""
+        if self.exit_status is None:
+            try:
+                pid, status, rusage = os.wait4(self.pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere (rq's `wait_for_horse` in a cold shutdown)
+                pid, status, rusage = self.pid, 0, None
+            if pid == 0:
+                return None
+            self.exit_status = (pid, status, rusage)
+            self.close()
+        return self.exit_status
+
+    def retire(self, timeout: float = 5.0) -> None:
+        """Let an idle horse exit (it does when its channel closes); kill it if it has not in `timeout` s."""
+        self.close()
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                self.reap()
+                return
+            time.sleep(0.001)
+
+    def close(self) -> None:
+        self.channel.close()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+
+class PreforkMixin(_WorkerBase):
+    """Runs jobs in a long-lived forked horse; see the module docstring. Goes on rq's `Worker`."""
+
+    #: Jobs one horse runs before it is replaced by a fresh one.
+    max_jobs_per_horse: int = 500
+    #: Resident memory, in MB, above which a horse is replaced after its job; None: no limit.
+    max_horse_rss_mb: float | None = 1024.0
+    #: Seconds past a job's timeout before the worker kills a horse that rq's death penalty did not stop.
+    horse_kill_grace_seconds: float = 60.0
+    #: Seconds within which the worker's idle heartbeat, state write and suspension check are not repeated.
+    bookkeeping_coalesce_seconds: float = 0.25
+
+    def __init__(
+        self,
+        *args: Any,
+        max_jobs_per_horse: int | None = None,
+        max_horse_rss_mb: float | None = None,
+        horse_kill_grace_seconds: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if max_jobs_per_horse is not None:
+            self.max_jobs_per_horse = max_jobs_per_horse
+        if max_horse_rss_mb is not None:
+            self.max_horse_rss_mb = max_horse_rss_mb
+        if horse_kill_grace_seconds is not None:
+            self.horse_kill_grace_seconds = horse_kill_grace_seconds
+        if self.max_jobs_per_horse < 1:
+            raise ValueError(
+                f"PreforkMixin: max_jobs_per_horse must be >= 1, got {self.max_jobs_per_horse!r}"
+            )
+        self._horse: Horse | None = None
+        self._last_sent: dict[str, tuple[float, object]] = {}
+
+    # -- the horse's life ---------------------------------------------------------------------------
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        super().bootstrap(*args, **kwargs)
+        self._spawn_horse()  # ready before the first job; it connects to Redis while we dequeue
+
+    def teardown(self) -> None:
+        if self._horse is not None and not self.is_horse:
+            self._horse.retire()
+            self._horse = None
+        super().teardown()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
+
+    def _spawn_horse(self) -> Horse:
+        ours, theirs = multiprocessing.Pipe(duplex=True)
+        parent_pid = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the horse
+            ours.close()
+            run_horse(self, theirs, parent_pid)
+        theirs.close()
+        self._horse = Horse(pid, ours)
+        self.log.debug("Worker %s: forked work horse %d", self.name, pid)
+        return self._horse
+
+    def _ready_horse(self) -> Horse:
+        horse = self._horse
+        if horse is None or not horse.alive():
+            if horse is not None:
+                self.log.warning("Worker %s: idle work horse %d died; forking another", self.name, horse.pid)
+            horse = self._spawn_horse()
+        return horse
+
+    def _after_report(self, horse: Horse, report: Report) -> None:
+        horse.jobs_done += 1
+        horse.rss_bytes = report.rss_bytes
+        rss_mb = report.rss_bytes / (1024 * 1024)
+        if horse.jobs_done >= self.max_jobs_per_horse:
+            why = f"ran {horse.jobs_done} jobs"
+        elif self.max_horse_rss_mb is not None and rss_mb > self.max_horse_rss_mb:
+            why = f"uses {rss_mb:.0f} MB, over {self.max_horse_rss_mb:g} MB"
+        else:
+            return
+        self.log.info("Worker %s: replacing work horse %d, which %s", self.name, horse.pid, why)
+        horse.retire()
+        self._horse = None
+        if not self._stop_requested:
+            self._spawn_horse()
+
+    # -- one job --------------------------------------------------------------------------------------
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        horse = self._ready_horse()
+        execution = self.prepare_execution(job)
+        order = Order(
+            job.id, queue.name, execution.id, execution.created_at.timestamp(), _job_hash(self, job)
+        )
+        job.started_at = now()
+        self._horse_pid = horse.pid  # rq's kill_horse, stop-job and cold shutdown act on it
+        try:
+            report = self._watch(horse, job, order) if horse.send(order) else None
+        finally:
+            self._horse_pid = 0
+            self.executions.pop(execution.id, None)
+        if report is not None:
+            self._after_report(horse, report)
+        else:
+            self._handle_dead_horse(horse, job, queue, execution)
+        with self.connection.pipeline() as pipeline:
+            self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
+            self.heartbeat(pipeline=pipeline)
+            pipeline.execute()
+
+    def _watch(self, horse: Horse, job: Job, order: Order) -> Report | None:
+        """Wait for the horse's report, heartbeating; None if it died or was killed for the timeout."""
+        timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
+        kill_at = None if timeout == -1 else time.monotonic() + timeout + self.horse_kill_grace_seconds
+        while True:
+            wait = float(self.job_monitoring_interval)
+            if kill_at is not None:
+                wait = max(0.0, min(wait, kill_at - time.monotonic()))
+            try:
+                report = horse.wait_report(wait)
+            except EOFError:
+                return None
+            if report is not None:
+                return report
+            if kill_at is not None and time.monotonic() >= kill_at:
+                self.log.warning(
+                    "Worker %s: job %s ran past its timeout (%ss) plus %gs; killing work horse %d",
+                    self.name,
+                    job.id,
+                    timeout,
+                    self.horse_kill_grace_seconds,
+                    horse.pid,
+                )
+                self.heartbeat(self.job_monitoring_interval + 60)
+                self.kill_horse()
+                return None
+            execution = self.executions.get(order.execution_id)
+            if execution is not None:
+                self.maintain_heartbeats(job, execution)
+
+    def _handle_dead_horse(self, horse: Horse, job: Job, queue: Queue, execution: Execution) -> None:
+        """rq's `monitor_work_horse` after an unexpected exit: fail the job, unless it had settled."""
+        retpid, ret_val, rusage = horse.reap() or (horse.pid, 0, None)
+        self._horse = None
+        if not self._stop_requested:
+            self._spawn_horse()
+        try:
+            status = job.get_status()
+        except InvalidJobOperation:
+            return  # finished and already expired
+        if self._stopped_job_id == job.id:
+            self._handle_stopped_job(job, queue, execution)
+        elif status in _UNSETTLED:
+            job.ended_at = now()
+            signal_msg = f" (signal {os.WTERMSIG(ret_val)})" if ret_val and os.WIFSIGNALED(ret_val) else ""
+            exc_string = f"Work-horse terminated unexpectedly; waitpid returned {ret_val}{signal_msg}; "
+            self.log.warning("Worker %s: job %s failed (%s)", self.name, job.id, exc_string)
+            self.handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call]
+            self.handle_job_failure(job, queue=queue, exc_string=exc_string, execution=execution)
+
+    def wait_for_horse(self) -> tuple[int | None, int | None, Any]:
+        horse = self._horse
+        if horse is None or horse.pid != self.horse_pid:
+            return super().wait_for_horse()
+        return horse.reap()  # type: ignore[return-value]  # blocking reap never returns None
+
+    # -- fewer round trips ------------------------------------------------------------------------
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline[Any] | None = None) -> None:
+        if self.is_horse:
+            super().heartbeat(timeout, pipeline=pipeline)
+        elif pipeline is not None:
+            super().heartbeat(timeout, pipeline=pipeline)
+            self._last_sent["heartbeat"] = (time.monotonic(), timeout)
+        elif not self._repeats("heartbeat", timeout):
+            with self.connection.pipeline(transaction=False) as own:
+                super().heartbeat(timeout, pipeline=own)
+                own.execute()
+
+    def set_state(self, state: str, pipeline: Pipeline[Any] | None = None) -> None:
+        if pipeline is None and state == self._state and self._repeats("state", state):
+            return
+        super().set_state(state, pipeline=pipeline)
+        self._last_sent["state"] = (time.monotonic(), state)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        if not self._repeats("suspension", burst):
+            super().check_for_suspension(burst)
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        try:
+            no_callbacks = job.success_callback is None and job.failure_callback is None
+        except Exception:  # an unimportable callback: rq's own path reports it
+            no_callbacks = False
+        if no_callbacks:
+            # rq heartbeats the job so that it looks alive while its callbacks run; the outcome's
+            # own pipeline follows at once when there are none.
+            job.ended_at = job.last_heartbeat = now()
+            return
+        super().handle_execution_ended(job, queue, heartbeat_ttl)
+
+    def _repeats(self, what: str, value: object) -> bool:
+        """Whether `what` was sent with this `value` within the coalescing window; records it if not."""
+        moment = time.monotonic()
+        last = self._last_sent.get(what)
+        if last is not None and last[1] == value and moment - last[0] < self.bookkeeping_coalesce_seconds:
+            return True
+        self._last_sent[what] = (moment, value)
+        return False
+
+
+def _job_hash(worker: Worker, job: Job) -> dict[bytes, bytes] | None:
+    """`job` as its Redis hash, for the horse to restore without fetching it; None to make it fetch."""
+    try:
+        encoder = worker.connection.get_encoder()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        return {key.encode(): encoder.encode(value) for key, value in job.to_dict().items()}
+    except Exception:  # an exotic job class: the horse fetches the job instead
+        return None
+
+
+class PreforkRetryWorker(RecoveryMixin, ShutdownMixin, RetryMixin, PreforkMixin, Worker):
+    """A long-lived forked work horse runs job after job, with our retry policy and crash recovery."""
+
+
+__all__ = ["Horse", "PreforkMixin", "PreforkRetryWorker"]
