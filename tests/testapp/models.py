@@ -57,3 +57,20 @@ class Effect(models.Model):
 
     def __str__(self) -> str:
         return f"{self.receiver} {self.key}"
+
+
+class PublishedManager(models.Manager["Article"]):
+    def get_queryset(self) -> models.QuerySet[Article]:
+        return super().get_queryset().filter(published=True)
+
+
+class Article(models.Model):
+    """A model whose default manager hides rows (unpublished ones), as soft-delete managers do."""
+
+    title = models.CharField(max_length=100)
+    published = models.BooleanField(default=False)
+
+    objects = PublishedManager()
+
+    def __str__(self) -> str:
+        return self.title
