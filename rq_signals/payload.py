@@ -28,10 +28,10 @@ Model instances (``model``) carry their label, pk, database alias and a snapshot
 fields that are loaded (attname -> value, so foreign keys by id; deferred fields are left out, never
 loaded). On the worker the instance is:
 
-- fetched fresh from its database (``mode: "ref"``, the default), so the receiver sees what was
-  committed, not the snapshot. If the row is gone, ``missing`` decides: ``"skip"`` raises
-  `SkipReceiver` (the job logs it and succeeds), ``"snapshot"`` rebuilds it from the snapshot,
-  ``"fail"`` raises `MissingInstance`;
+- fetched fresh from its database (``mode: "ref"``, the default) through the base manager, as
+  ``refresh_from_db`` does, so the receiver sees what was committed, not the snapshot. If the row
+  is gone, ``missing`` decides: ``"skip"`` raises `SkipReceiver` (the job logs it and succeeds),
+  ``"snapshot"`` rebuilds it from the snapshot, ``"fail"`` raises `MissingInstance`;
 - rebuilt from the snapshot for ``pre_delete``/``post_delete`` (``mode: "deleted"``): pk set,
   ``_state.adding`` False, ``_state.db`` the alias;
 - rebuilt unsaved (``mode: "unsaved"``) for an instance with no pk, allowed in ``pre_save`` only.
@@ -179,7 +179,7 @@ class _Encoder:
         except _Unencodable as exc:
             path = name + "".join(reversed(exc.segments))
             kind = type(exc.value).__qualname__
-            hint = exc.hint or _hint_for(exc.value)
+            hint = exc.hint or _hint_for(exc.value, name if self.deleting else "")
             subject = f"{self.signal_name} receiver {receiver_path}"
             raise SerializationError(
                 f"{subject} got argument '{path}' ({kind}), {exc.reason}; {hint}."
@@ -277,7 +277,9 @@ class _Encoder:
                 raise exc.inside(f".{field.attname}", obj) from None
 
 
-def _hint_for(value: Any) -> str:
+def _hint_for(value: Any, delete_argument: str) -> str:
+    if isinstance(value, models.QuerySet) and delete_argument == "origin":
+        return "Django sends the QuerySet as origin when queryset.delete() runs; exclude 'origin'"
     if isinstance(value, models.QuerySet):
         return "send a list of instances or pks instead (list(queryset))"
     if isinstance(value, HttpRequest):
@@ -413,7 +415,8 @@ class _Decoder:
         snapshot = {name: self.decode(v) for name, v in _expect(data.get("fields"), dict, "fields").items()}
         if mode == "ref":
             try:
-                return model._default_manager.db_manager(alias).get(pk=pk)
+                # The base manager, as refresh_from_db: a filtering default manager must not hide the row.
+                return model._base_manager.db_manager(alias).get(pk=pk)
             except ObjectDoesNotExist:
                 gone = MissingInstance(model._meta.label, pk, alias)
                 if self.missing == "skip":

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from rq_signals.exceptions import MissingInstance, PayloadError, SerializationError, SkipReceiver
 from rq_signals.payload import decode_arguments, decode_value, encode_arguments, encode_value
-from tests.testapp.models import Customer, Order, Tag, Token
+from tests.testapp.models import Article, Customer, Order, Tag, Token
 from worker import PermanentJobError
 
 RECEIVER = "shop.receivers.send_receipt"
@@ -195,6 +195,16 @@ def test_post_save_instance_is_fetched_fresh_so_the_receiver_sees_the_committed_
     assert instance.total == Decimal("99.00")
     assert not instance._state.adding
     assert instance._state.db == "default"
+
+
+@pytest.mark.django_db
+def test_a_row_the_default_manager_hides_is_still_fetched_as_refresh_from_db_would():
+    draft = Article.objects.create(title="Draft", published=False)
+    assert not Article.objects.filter(pk=draft.pk).exists()
+
+    instance = decode_arguments(send({"instance": draft}))["instance"]
+
+    assert (instance.pk, instance.title) == (draft.pk, "Draft")
 
 
 def test_the_snapshot_holds_foreign_keys_by_id(order):
@@ -397,6 +407,16 @@ def test_the_request_example_reads_as_documented():
     assert str(caught.value) == (
         f"post_save receiver {RECEIVER} got argument 'request' (WSGIRequest), which cannot be sent to a job; "
         "send the values you need from it (e.g. request.user.pk) instead."
+    )
+
+
+@pytest.mark.parametrize("signal_name", ["pre_delete", "post_delete"])
+def test_a_queryset_origin_of_a_bulk_delete_is_refused_saying_to_exclude_origin(db, signal_name):
+    with pytest.raises(SerializationError) as caught:
+        encode_arguments({"origin": Order.objects.all()}, signal_name=signal_name, receiver_path=RECEIVER)
+    assert str(caught.value) == (
+        f"{signal_name} receiver {RECEIVER} got argument 'origin' (QuerySet), which cannot be sent to a job; "
+        "Django sends the QuerySet as origin when queryset.delete() runs; exclude 'origin'."
     )
 
 
