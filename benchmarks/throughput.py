@@ -1,0 +1,96 @@
+"""Worker throughput on no-op jobs, one worker per class, same jobs; Redis cost per job.
+
+Each class runs `rq worker --burst` as a subprocess over the same queue of N identical no-op jobs
+(each carrying the retry policy our app attaches, which rq's classes ignore). The run is cut into
+blocks of consecutive jobs; a block's rate is its size over the time from its first job's start
+to its last job's end (rq's timestamps in the job hashes), so interpreter start-up is not counted
+and the spread shows drift within a run as well as between runs. Classes are interleaved within
+each repeat, so machine noise hits all alike; a ratio compares block i of a class with block i of
+its baseline. Commands and round trips per job are deltas of the private server's counters over
+the worker's whole run (start-up and shutdown included), divided by N (see `harness.Counters`).
+"""
+
+from __future__ import annotations
+
+import time
+
+from rq import Queue
+
+from benchmarks import workers
+from benchmarks.enqueueing import block_rates, enqueue_many
+from benchmarks.harness import Context, Counters, Row, Section, top_commands
+from benchmarks.stats import summarize
+
+NAME = "throughput"
+TITLE = "Worker throughput, no-op jobs, one worker"
+GOALS = {
+    "worker.prefork.PreforkRetryWorker": (2.0, "≥ 2× rq.Worker"),
+    "worker.RetryWorker": (None, "none (forks per job, like rq.Worker)"),
+    "worker.SimpleRetryWorker": (0.8, "≥ 0.8× rq.SimpleWorker"),
+}
+BLOCKS = 4
+
+
+def measure_once(ctx: Context, worker: workers.WorkerClass, jobs: int) -> tuple[list[float], Counters]:
+    """Jobs/s of each block of one burst run over `jobs` no-op jobs, and the server counters over it."""
+    ctx.flush()
+    conn = ctx.connection()
+    queue = Queue("bench", connection=conn)
+    ids = enqueue_many(queue, "benchmarks.jobs.noop", jobs)
+    before = Counters.take(conn)
+    workers.run_burst(ctx.redis_url, worker, ["bench"], log_dir=ctx.log_dir, timeout=60 + jobs / 5)
+    counters = Counters.take(conn).since(before)
+    rates = block_rates(queue, ids, BLOCKS)
+    conn.close()
+    return rates, counters
+
+
+def run(ctx: Context) -> Section:
+    began = time.monotonic()
+    classes = [w for w in workers.ALL if w.available()]
+    missing = [w.path for w in workers.ALL if not w.available()]
+    repeats = ctx.pick(1, 3)
+    jobs_for = {True: ctx.pick(200, 600), False: ctx.pick(2000, 5000)}  # forking classes are ~10× slower
+    rates: dict[str, list[float]] = {w.path: [] for w in classes}
+    counts: dict[str, list[Counters]] = {w.path: [] for w in classes}
+    for _ in range(repeats):
+        for worker in classes:
+            block, counters = measure_once(ctx, worker, jobs_for[worker.fork_per_job])
+            rates[worker.path] += block
+            counts[worker.path].append(counters)
+    section = Section(NAME, TITLE, __doc__ or "")
+    section.extra.append(
+        f"Jobs per run: {jobs_for[False]} for the in-process classes, {jobs_for[True]} for the forking ones "
+        f"(a fork per job makes those ~10× slower; the rate is per job either way); {repeats} run(s) "
+        f"per class, {BLOCKS} blocks each, so spreads are over {repeats * BLOCKS} blocks."
+    )
+    by_path = {w.path: w for w in classes}
+    for worker in classes:
+        row = Row(worker.path, summarize(rates[worker.path]), "jobs/s", digits=0)
+        if worker.baseline and worker.baseline in rates:
+            ratios = [a / b for a, b in zip(rates[worker.path], rates[worker.baseline], strict=True)]
+            row.ratio, row.ratio_to = summarize(ratios), worker.baseline
+            target, row.goal = GOALS.get(worker.path, (None, ""))
+            row.met = None if target is None else row.ratio.median >= target
+        section.rows.append(row)
+    for path in missing:
+        target, goal = GOALS.get(path, (None, ""))
+        section.rows.append(
+            Row(path, None, "jobs/s", goal=goal, note="class not importable in this checkout")
+        )
+    section.extra += [
+        "",
+        "Redis cost per processed job (median over runs; round trips = server read events, see Method):",
+        "",
+        "| worker | commands/job | round trips/job | most frequent commands per job |",
+        "|---|---|---|---|",
+    ]
+    for path, runs in counts.items():
+        n = jobs_for[by_path[path].fork_per_job]
+        cmds = summarize([c.commands / n for c in runs])
+        trips = summarize([c.reads / n for c in runs])
+        section.extra.append(
+            f"| {path} | {cmds.format(1)} | {trips.format(1)} | {top_commands(runs[len(runs) // 2], n)} |"
+        )
+    section.seconds = time.monotonic() - began
+    return section
