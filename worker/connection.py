@@ -13,7 +13,8 @@ import copy
 import logging
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import ConnectionError, TimeoutError
@@ -31,15 +32,42 @@ else:
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 REDIS_DOWN = (ConnectionError, TimeoutError, socket.timeout)
 
 
-def retry_forever(connection: Redis[Any], *, base: float = 0.05, cap: float = 2.0) -> Redis[Any]:
+def retry_forever(
+    connection: Redis[Any], *, base: float = 0.05, cap: float = 2.0, log: logging.Logger = logger
+) -> Redis[Any]:
     """Make every command on `connection` retry on connection errors, forever, `base`..`cap` seconds apart."""
-    retry = Retry(EqualJitterBackoff(cap=cap, base=base), -1, supported_errors=REDIS_DOWN)
+    retry = ReportingRetry(EqualJitterBackoff(cap=cap, base=base), -1, supported_errors=REDIS_DOWN)
+    retry.log = log
     # types-redis 4.6 predates Redis.set_retry (redis-py 5+).
     connection.set_retry(retry)  # type: ignore[attr-defined]
     return connection
+
+
+class ReportingRetry(Retry):
+    """redis-py's `Retry`, saying when a command starts waiting for Redis and when Redis is back."""
+
+    log: logging.Logger = logger
+
+    def call_with_retry(self, do: Callable[[], T], fail: Callable[..., Any], *args: Any, **kwargs: Any) -> T:
+        failures = 0
+
+        def noting_fail(error: Exception, *rest: Any) -> Any:
+            nonlocal failures
+            failures += 1
+            if failures == 1:
+                self.log.warning(
+                    "Redis unavailable (%s: %s); retrying with backoff", type(error).__name__, error
+                )
+            return fail(error, *rest)
+
+        result = super().call_with_retry(do, noting_fail, *args, **kwargs)
+        if failures:
+            self.log.info("Redis reachable again after %d failed attempt(s)", failures)
+        return result
 
 
 class ReconnectMixin(_WorkerBase):
@@ -50,7 +78,7 @@ class ReconnectMixin(_WorkerBase):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        retry_forever(self.connection, cap=self.reconnect_backoff_cap)
+        retry_forever(self.connection, cap=self.reconnect_backoff_cap, log=self.log)
 
     def run_maintenance_tasks(self) -> None:
         # Some maintenance runs WATCHed transactions, which redis-py does not retry.
