@@ -65,10 +65,14 @@ class PublishedManager(models.Manager["Article"]):
 
 
 class Article(models.Model):
-    """A model whose default manager hides rows (unpublished ones), as soft-delete managers do."""
+    """A model whose default manager hides rows (unpublished ones), as soft-delete managers do.
+
+    Its file field holds a `FieldFile` once read, a value JSON has no tag for.
+    """
 
     title = models.CharField(max_length=100)
     published = models.BooleanField(default=False)
+    attachment = models.FileField(blank=True)
 
     objects = PublishedManager()
 
