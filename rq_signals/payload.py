@@ -176,6 +176,12 @@ class _Encoder:
     def encode_argument(self, value: Any, name: str, receiver_path: str) -> Any:
         try:
             return self.encode(value)
+        except RecursionError:
+            subject = f"{self.signal_name} receiver {receiver_path}"
+            raise SerializationError(
+                f"{subject} got argument '{name}' ({type(value).__qualname__}), which contains itself or is "
+                "nested too deeply to be sent to a job; send a flatter value."
+            ) from None
         except _Unencodable as exc:
             path = name + "".join(reversed(exc.segments))
             kind = type(exc.value).__qualname__

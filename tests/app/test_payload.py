@@ -207,6 +207,17 @@ def test_a_row_the_default_manager_hides_is_still_fetched_as_refresh_from_db_wou
     assert (instance.pk, instance.title) == (draft.pk, "Draft")
 
 
+@pytest.mark.django_db
+def test_a_file_field_travels_as_its_name():
+    article = Article.objects.create(title="Spec", attachment="docs/spec.pdf")
+    assert article.attachment.name == "docs/spec.pdf"  # reading it puts a FieldFile in the instance
+
+    payload = send({"instance": article}, signal_name="post_delete")
+
+    assert payload["kwargs"]["instance"]["v"]["fields"]["attachment"] == "docs/spec.pdf"
+    assert decode_arguments(payload)["instance"].attachment.name == "docs/spec.pdf"
+
+
 def test_the_snapshot_holds_foreign_keys_by_id(order):
     snapshot = send({"instance": order})["kwargs"]["instance"]["v"]
     assert snapshot["label"] == "testapp.Order"
@@ -397,6 +408,13 @@ def test_an_argument_that_cannot_travel_is_refused_at_send_naming_signal_receive
     assert "cannot be sent to a job; " in message
     if hasattr(value, "close"):
         value.close()
+
+
+def test_a_value_that_contains_itself_is_refused():
+    loop = []
+    loop.append(loop)
+    with pytest.raises(SerializationError, match=r"got argument 'extra' \(list\), which contains itself"):
+        encode_arguments({"extra": loop}, signal_name="post_save", receiver_path=RECEIVER)
 
 
 def test_the_request_example_reads_as_documented():
