@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import resource
+import signal
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -77,6 +78,8 @@ def run_horse(worker: Worker, channel: Connection, parent_pid: int) -> NoReturn:
 
 def _serve(worker: Worker, channel: Connection) -> None:
     """Run orders until the channel closes or says None."""
+    # A job that blocks signals (SIGALRM: rq's death penalty) must not leave them blocked for the next.
+    signal_mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     while True:
         try:
             order: Order | None = channel.recv()
@@ -85,6 +88,7 @@ def _serve(worker: Worker, channel: Connection) -> None:
         if order is None:
             return
         _perform(worker, order)
+        signal.pthread_sigmask(signal.SIG_SETMASK, signal_mask)
         channel.send(Report(order.job_id, resident_bytes()))
 
 

@@ -45,6 +45,15 @@ def segfault() -> None:
     ctypes.string_at(0)
 
 
+def exit_on_first_run() -> int:
+    """Kill the process running it on its first run; return that process's pid on later runs."""
+    job = get_current_job()
+    assert job is not None
+    if job.connection.incr(f"test:prefork:runs:{job.id}") == 1:
+        os._exit(1)
+    return os.getpid()
+
+
 def sleep_for(seconds: float) -> None:
     time.sleep(seconds)
 
