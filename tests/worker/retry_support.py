@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -49,13 +50,17 @@ def timestamp(iso: str) -> float:
 def run_until_settled(
     queues: Sequence[Queue], job: Job, *, worker_class: type = SimpleRetryWorker, timeout: float = 10.0
 ) -> JobStatus:
-    """Burst-work `queues`, promoting due retries between bursts, until `job` finishes or fails for good."""
+    """Burst-work `queues` until `job` finishes or fails for good, promoting its retries when due."""
     connection = queues[0].connection
-
-    def settled() -> JobStatus | None:
+    deadline = time.monotonic() + timeout
+    while True:
         worker_class(queues, connection=connection).work(burst=True)
-        promote_due(connection, queues)
         status = job.get_status()
-        return status if status in (JobStatus.FINISHED, JobStatus.FAILED) else None
-
-    return wait_until(settled, timeout=timeout, what=f"job {job.id} to finish or fail", interval=0.02)
+        if status in (JobStatus.FINISHED, JobStatus.FAILED):
+            return status
+        remaining = max(0.1, deadline - time.monotonic())
+        wait_until(
+            lambda: any(len(q) for q in queues) or promote_due(connection, queues).moved,
+            timeout=remaining,
+            what=f"a retry of job {job.id} to be due",
+        )
