@@ -1,1 +1,8 @@
 """Run slow Django signal receivers on an RQ worker, after commit, with retries."""
+
+from __future__ import annotations
+
+from rq_signals.registration import AsyncReceiver, async_receiver
+from worker.backoff import Backoff
+
+__all__ = ["AsyncReceiver", "Backoff", "async_receiver"]

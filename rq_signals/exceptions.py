@@ -40,3 +40,18 @@ class SkipReceiver(RqSignalsError):
     Raised under the ``"skip"`` policy when an instance is gone; ``__cause__`` is the
     `MissingInstance` that says which.
     """
+
+
+class ReceiverDeclarationError(RqSignalsError, TypeError):
+    """``@async_receiver`` was given something a worker could not run; raised at decoration time.
+
+    The message names the receiver (or what was given instead) and says what to write instead.
+    """
+
+
+class UnknownReceiver(RqSignalsError, PermanentJobError):
+    """A job names a receiver id (or a signal of it) that is not in the registry of this process.
+
+    Only registered receivers may run, so a job can never import an arbitrary path. Permanent: the
+    worker's code must change (import the receiver's module in an ``AppConfig.ready()``), not retry.
+    """

@@ -25,7 +25,10 @@ INSTALLED_APPS = [
     "django_rq",
     "rq_signals",
     "tests.testapp",
+    "tests",  # so rq_signals autodiscovers tests/receivers.py, as it does an app's receivers module
 ]
+
+ROOT_URLCONF = "tests.urls"
 
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -52,6 +55,9 @@ TEMPLATES = [
 _test_db_url = os.environ.get("TEST_DATABASE_URL")
 if _test_db_url:
     DATABASES = {"default": dj_database_url.parse(_test_db_url)}
+    # A worker subprocess started by a test must use pytest-django's test database, not NAME.
+    if os.environ.get("RQ_SIGNALS_TEST_DB_NAME"):
+        DATABASES["default"]["NAME"] = os.environ["RQ_SIGNALS_TEST_DB_NAME"]
 else:
     # A file, not :memory:, so worker subprocesses see what the test committed; one per session,
     # inherited by the subprocesses through the environment.
@@ -66,3 +72,6 @@ RQ = {"WORKER_CLASS": "worker.SimpleRetryWorker"}
 RQ_SIGNALS: dict[str, object] = {}
 
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+if os.environ.get("RQ_SIGNALS_TEST_EMAIL_DIR"):  # worker subprocesses: mail lands in files a test reads
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = os.environ["RQ_SIGNALS_TEST_EMAIL_DIR"]

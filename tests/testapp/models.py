@@ -78,3 +78,14 @@ class Article(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class Invoice(models.Model):
+    """Saved, deleted and tagged by the rq_signals app tests; `tests.receivers` listens to it."""
+
+    reference = models.CharField(max_length=40)
+    total = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="invoices")
+
+    def __str__(self) -> str:
+        return self.reference

@@ -1,0 +1,112 @@
+"""System checks, run by ``manage.py check`` and before ``runserver``/``rqworker``.
+
+- ``rq_signals.E001``: a receiver's queue (or ``RQ_SIGNALS["DEFAULT_QUEUE"]``) is not in RQ_QUEUES.
+- ``rq_signals.E002``: ``RQ_SIGNALS`` is not a dict, or holds a key we do not know.
+- ``rq_signals.E003``: a ``RQ_SIGNALS`` value has the wrong type or is out of range.
+- ``rq_signals.W001``: django-rq's ``RQ["WORKER_CLASS"]`` does not honour retry policies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.apps import AppConfig
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.module_loading import import_string
+
+from rq_signals import defaults, registration
+from rq_signals.conf import KNOWN_KEYS, conf
+from worker.backoff import Backoff
+
+_RETRY_WORKERS = ("worker.RetryWorker", "worker.SimpleRetryWorker")
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    raw = conf.raw_user_settings()
+    if not isinstance(raw, dict):
+        return [Error(f"RQ_SIGNALS must be a dict, got {type(raw).__name__}.", id="rq_signals.E002")]
+    messages: list[CheckMessage] = []
+    for key in sorted(set(raw) - KNOWN_KEYS, key=str):
+        messages.append(
+            Error(
+                f"RQ_SIGNALS[{key!r}] is not a setting of rq_signals.",
+                hint=f"Known keys: {', '.join(sorted(KNOWN_KEYS))}.",
+                id="rq_signals.E002",
+            )
+        )
+    for key, (is_valid, expected) in _VALUE_RULES.items():
+        if key in raw and not is_valid(raw[key]):
+            messages.append(
+                Error(f'RQ_SIGNALS["{key}"] must be {expected}, got {raw[key]!r}.', id="rq_signals.E003")
+            )
+    return messages
+
+
+@register(Tags.compatibility)
+def check_receiver_queues(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    configured = conf.queues
+    messages: list[CheckMessage] = []
+    for receiver in registration.registered():
+        queue = receiver.queue or conf.default_queue
+        if not isinstance(queue, str) or queue in configured:
+            continue  # a non-str default queue is E003's to report
+        source = "" if receiver.queue else ' (from RQ_SIGNALS["DEFAULT_QUEUE"])'
+        messages.append(
+            Error(
+                f"receiver {receiver.receiver_id} names queue {queue!r}{source}, which is not in RQ_QUEUES.",
+                hint=f"RQ_QUEUES has: {', '.join(sorted(configured)) or 'no queues'}.",
+                obj=receiver.receiver_id,
+                id="rq_signals.E001",
+            )
+        )
+    return messages
+
+
+@register(Tags.compatibility)
+def check_worker_class(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    from worker import RetryWorker, SimpleRetryWorker
+
+    configured = conf.worker_class
+    try:
+        worker_class = import_string(configured) if isinstance(configured, str) else configured
+    except ImportError:
+        worker_class = None
+    if isinstance(worker_class, type) and issubclass(worker_class, (RetryWorker, SimpleRetryWorker)):
+        return []
+    return [
+        Warning(
+            f'RQ["WORKER_CLASS"] is {configured!r}, which ignores the retry policies of async receivers '
+            "(failed jobs are not retried).",
+            hint=f'Set RQ = {{"WORKER_CLASS": "{_RETRY_WORKERS[0]}"}} (or "{_RETRY_WORKERS[1]}"), '
+            "or a subclass of one.",
+            id="rq_signals.W001",
+        )
+    ]
+
+
+def _is_queue_name(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _is_retry(value: Any) -> bool:
+    return value is None or value is False or isinstance(value, Backoff)
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_missing_policy(value: Any) -> bool:
+    return value in defaults.MISSING_INSTANCE_POLICIES
+
+
+_VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "DEFAULT_QUEUE": (_is_queue_name, "the name of an RQ_QUEUES entry"),
+    "DEFAULT_RETRY": (_is_retry, "a rq_signals.Backoff, or None/False for no retries"),
+    "EAGER": (_is_bool, "True or False"),
+    "MISSING_INSTANCE": (_is_missing_policy, " or ".join(map(repr, defaults.MISSING_INSTANCE_POLICIES))),
+}

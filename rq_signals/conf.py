@@ -1,0 +1,68 @@
+"""The one module that reads `django.conf.settings`: one typed, lazy property per setting.
+
+Every property reads the settings when called, so ``override_settings`` always works. Values are
+returned as configured; `rq_signals.checks` reports bad ones (by key) through ``manage.py check``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from django.conf import settings
+
+from rq_signals import defaults
+from rq_signals.defaults import MissingPolicy
+from worker.backoff import Backoff
+
+#: The keys `RQ_SIGNALS` may hold; anything else is reported by the `rq_signals.E002` check.
+KNOWN_KEYS: Final = frozenset({"DEFAULT_QUEUE", "DEFAULT_RETRY", "EAGER", "MISSING_INSTANCE"})
+
+
+class Settings:
+    """``RQ_SIGNALS`` (ours), plus the parts of django-rq's ``RQ_QUEUES`` and ``RQ`` that we consult."""
+
+    @property
+    def default_queue(self) -> str:
+        value: str = self.user_settings().get("DEFAULT_QUEUE", defaults.DEFAULT_QUEUE)
+        return value
+
+    @property
+    def default_retry(self) -> Backoff | None:
+        """The policy of receivers declared with ``retry=None``; ``None`` or ``False`` here: no retries."""
+        value: Backoff | None = self.user_settings().get("DEFAULT_RETRY", defaults.DEFAULT_RETRY)
+        return value or None
+
+    @property
+    def eager(self) -> bool:
+        value: bool = self.user_settings().get("EAGER", defaults.DEFAULT_EAGER)
+        return value
+
+    @property
+    def missing_instance(self) -> MissingPolicy:
+        value: MissingPolicy = self.user_settings().get("MISSING_INSTANCE", defaults.DEFAULT_MISSING_INSTANCE)
+        return value
+
+    @property
+    def queues(self) -> dict[str, dict[str, Any]]:
+        """django-rq's ``RQ_QUEUES``: queue name to its connection and options."""
+        value: dict[str, dict[str, Any]] = getattr(settings, "RQ_QUEUES", {})
+        return value
+
+    @property
+    def worker_class(self) -> str | None:
+        """django-rq's ``RQ["WORKER_CLASS"]`` (a dotted path or a class), None when unset."""
+        value: str | None = getattr(settings, "RQ", {}).get("WORKER_CLASS")
+        return value
+
+    def user_settings(self) -> dict[str, Any]:
+        """``RQ_SIGNALS`` as configured; an empty dict when unset or not a dict (a check reports that)."""
+        value = getattr(settings, "RQ_SIGNALS", {})
+        return value if isinstance(value, dict) else {}
+
+    def raw_user_settings(self) -> object:
+        """``RQ_SIGNALS`` exactly as configured, for the checks."""
+        return getattr(settings, "RQ_SIGNALS", {})
+
+
+#: The settings object; import it as ``from rq_signals.conf import conf``.
+conf: Final = Settings()

@@ -1,0 +1,219 @@
+"""From a signal to a job: encode at send time, wait for commit, push a transaction's jobs in one pipeline.
+
+Each send registers one ``on_commit`` callback on the sending database alias, so Django's savepoint
+bookkeeping drops the callbacks of rolled-back savepoints (and of a rolled-back transaction). The
+callbacks of one transaction share a `_Batch`: each one that runs adds its job to the batch, and
+the last of them still pending flushes the batch: one Redis pipeline (MULTI/EXEC) per Redis server,
+so one round trip per transaction in the usual one-server setup.
+
+"Still pending" is a `weakref.WeakSet` of the callbacks Django holds: a callback Django discards on
+a savepoint rollback is freed at once (reference counting, as on CPython), leaving the set. With
+``RQ_SIGNALS["EAGER"]`` the flush runs each job inline instead, through the same JSON round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from rq.job import Job
+from rq.queue import Queue
+
+from rq_signals import defaults, queues
+from rq_signals.conf import conf
+from rq_signals.payload import encode_arguments
+from worker.backoff import POLICY_META_KEY, Backoff
+
+if TYPE_CHECKING:
+    from rq_signals.registration import AsyncReceiver, SignalRef
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One receiver call, ready to become an RQ job; `payload` is JSON-safe, `timeout` in seconds."""
+
+    queue: str
+    receiver_id: str
+    signal_path: str
+    payload: dict[str, Any]
+    description: str
+    meta: dict[str, Any]
+    timeout: int | None
+
+    def job_args(self) -> tuple[str, str, dict[str, Any]]:
+        """The arguments of `rq_signals.jobs.run_receiver`."""
+        return (self.receiver_id, self.signal_path, self.payload)
+
+
+def send(registration: AsyncReceiver, ref: SignalRef, sender: Any, kwargs: dict[str, Any]) -> None:
+    """Encode one receiver call now (errors surface in the sender), enqueue it now or after commit."""
+    arguments = {"sender": sender, **kwargs}
+    if isinstance(arguments.get("origin"), models.QuerySet):
+        # queryset.delete() sends the QuerySet as pre/post_delete's `origin`; a job carries its model.
+        arguments["origin"] = arguments["origin"].model
+    payload = encode_arguments(arguments, signal_name=ref.name, receiver_path=registration.receiver_id)
+    spec = JobSpec(
+        queue=registration.queue or conf.default_queue,
+        receiver_id=registration.receiver_id,
+        signal_path=ref.path,
+        payload=payload,
+        description=describe(ref, sender, kwargs, registration.receiver_id),
+        meta=_meta(registration),
+        timeout=registration.timeout,
+    )
+    connection = connections[database_alias(kwargs)]
+    if not registration.on_commit or not connection.in_atomic_block:
+        dispatch([spec])
+        return
+    batch = _batches.get(connection)
+    if batch is None:
+        batch = _batches[connection] = _Batch()
+    callback = _OnCommit(batch, spec)
+    batch.pending.add(callback)
+    connection.on_commit(callback)
+
+
+def dispatch(specs: list[JobSpec]) -> list[Job]:
+    """Enqueue `specs` (one pipeline per Redis server), or run them inline under ``EAGER``."""
+    if not specs:
+        return []
+    if conf.eager:
+        _run_eagerly(specs)
+        return []
+    jobs: list[Job] = []
+    for group in _by_connection(specs):
+        jobs += _enqueue_group(group)
+    return jobs
+
+
+def database_alias(kwargs: dict[str, Any]) -> str:
+    """The alias that sent the signal: the ``using`` argument, else the instance's, else the default."""
+    using = kwargs.get("using")
+    if isinstance(using, str):
+        return using
+    instance = kwargs.get("instance")
+    if isinstance(instance, models.Model) and instance._state.db:
+        return instance._state.db
+    return DEFAULT_DB_ALIAS
+
+
+def describe(ref: SignalRef, sender: Any, kwargs: dict[str, Any], receiver_id: str) -> str:
+    """What the django-rq admin shows, e.g. ``post_save testapp.Order pk=42 → shop.receivers.send``."""
+    parts = [ref.name]
+    if sender is not None:
+        parts.append(_label(sender) if ref.name != ref.path else f"sender={_label(sender)}")
+    instance = kwargs.get("instance")
+    if isinstance(instance, models.Model):
+        if not isinstance(sender, type) or not isinstance(instance, sender):
+            parts.append(instance._meta.label)
+        parts.append(f"pk={instance.pk}")
+    action = kwargs.get("action")
+    if isinstance(action, str):
+        parts.append(action)
+    text = " ".join(parts) + f" → {receiver_id}"
+    limit = defaults.DESCRIPTION_CHARS
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class _Batch:
+    """The jobs of one database connection's transaction: ready ones, and callbacks still to run."""
+
+    ready: list[JobSpec] = field(default_factory=list)
+    pending: weakref.WeakSet[_OnCommit] = field(default_factory=weakref.WeakSet)
+
+    def flush(self) -> None:
+        specs, self.ready = self.ready, []
+        try:
+            dispatch(specs)
+        except Exception:
+            logger.exception(
+                "Receivers %s: %d job(s) of a committed transaction could not be enqueued",
+                ", ".join(sorted({spec.receiver_id for spec in specs})),
+                len(specs),
+            )
+            raise
+
+
+_batches: weakref.WeakKeyDictionary[BaseDatabaseWrapper, _Batch] = weakref.WeakKeyDictionary()
+
+
+class _OnCommit:
+    """The on_commit callback of one send; the last one of its batch to run flushes the batch."""
+
+    __slots__ = ("__weakref__", "batch", "spec")
+
+    def __init__(self, batch: _Batch, spec: JobSpec) -> None:
+        self.batch = batch
+        self.spec = spec
+
+    def __call__(self) -> None:
+        self.batch.ready.append(self.spec)
+        self.batch.pending.discard(self)
+        if not self.batch.pending:
+            self.batch.flush()
+
+
+def _meta(registration: AsyncReceiver) -> dict[str, Any]:
+    retry = registration.retry
+    policy = conf.default_retry if retry is None else Backoff(max_retries=0) if retry is False else retry
+    return {} if policy is None else {POLICY_META_KEY: policy.to_dict()}
+
+
+def _label(sender: Any) -> str:
+    if isinstance(sender, type) and issubclass(sender, models.Model):
+        return sender._meta.label
+    if isinstance(sender, type):
+        return f"{sender.__module__}.{sender.__qualname__}"
+    text = repr(sender)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _by_connection(specs: Iterable[JobSpec]) -> list[list[JobSpec]]:
+    groups: dict[str, list[JobSpec]] = {}
+    for spec in specs:
+        groups.setdefault(queues.connection_key(spec.queue), []).append(spec)
+    return list(groups.values())
+
+
+def _enqueue_group(specs: list[JobSpec]) -> list[Job]:
+    """One MULTI/EXEC for jobs whose queues share a Redis connection."""
+    by_queue: dict[str, list[JobSpec]] = {}
+    for spec in specs:
+        by_queue.setdefault(spec.queue, []).append(spec)
+    first: Queue = queues.get_queue(specs[0].queue)
+    jobs: list[Job] = []
+    with first.connection.pipeline() as pipe:
+        for name, queue_specs in by_queue.items():
+            queue = queues.get_queue(name)
+            datas = [
+                Queue.prepare_data(
+                    defaults.JOB_FUNCTION,
+                    args=spec.job_args(),
+                    timeout=spec.timeout,
+                    description=spec.description,
+                    meta=spec.meta,
+                )
+                for spec in queue_specs
+            ]
+            jobs += queue.enqueue_many(datas, pipeline=pipe)
+        pipe.execute()
+    for job in jobs:
+        logger.debug("Job %s: enqueued on %r: %s", job.id, job.origin, job.description)
+    return jobs
+
+
+def _run_eagerly(specs: list[JobSpec]) -> None:
+    from rq_signals import jobs  # jobs imports the registry, which imports this module's callers
+
+    for spec in specs:
+        payload = json.loads(json.dumps(spec.payload, allow_nan=False))  # exactly what a worker would get
+        jobs.call_receiver(spec.receiver_id, spec.signal_path, payload)

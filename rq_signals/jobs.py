@@ -1,0 +1,56 @@
+"""The job entrypoint a worker imports: `run_receiver(receiver_id, signal_path, payload)`.
+
+It runs only receivers registered in this process (`registration.lookup`), rebuilds the arguments
+Django would have passed (instances fetched fresh), and closes stale database connections before
+and after, as Django does around a request.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from asgiref.sync import async_to_sync
+from django.db import close_old_connections
+from rq import get_current_job
+
+from rq_signals.conf import conf
+from rq_signals.exceptions import SkipReceiver
+from rq_signals.payload import decode_arguments
+from rq_signals.registration import lookup
+
+logger = logging.getLogger(__name__)
+
+Outcome = Literal["called", "skipped"]
+
+
+def run_receiver(receiver_id: str, signal_path: str, payload: dict[str, Any]) -> Outcome:
+    """Run one receiver call on a worker; the job's result is ``"called"`` or ``"skipped"``."""
+    close_old_connections()
+    try:
+        return call_receiver(receiver_id, signal_path, payload)
+    finally:
+        close_old_connections()
+
+
+def call_receiver(receiver_id: str, signal_path: str, payload: dict[str, Any]) -> Outcome:
+    """Decode and call, without touching connections (eager mode runs this inside the sender's request).
+
+    Raises `UnknownReceiver` for a receiver or signal this process did not register and
+    `PayloadError` for an undecodable payload (both permanent: no retry can mend them).
+    """
+    registration = lookup(receiver_id)
+    ref = registration.signal_ref(signal_path)
+    try:
+        kwargs = decode_arguments(payload, missing=conf.missing_instance)
+    except SkipReceiver as exc:
+        job = get_current_job()
+        where = f" (job {job.id})" if job is not None else ""
+        logger.warning("Receiver %s: skipped%s, %s", receiver_id, where, exc)
+        return "skipped"
+    kwargs["signal"] = ref.signal
+    if registration.is_coroutine:
+        async_to_sync(registration.func)(**kwargs)
+    else:
+        registration.func(**kwargs)
+    return "called"

@@ -1,0 +1,74 @@
+"""Fixtures of the rq_signals app tests: our queues on the private Redis, and real worker subprocesses."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.db import connection as db_connection
+
+from rq_signals import queues
+from tests.support.processes import REPO_ROOT, Proc
+
+QUEUE_NAMES = ("high", "default", "low")
+
+
+@pytest.fixture(autouse=True)
+def fresh_queues(redis_url: str) -> Iterator[None]:
+    """Every test starts with an empty private Redis and our queue cache rebuilt against it."""
+    queues.reset()
+    yield
+    queues.reset()
+
+
+@pytest.fixture
+def queued(connection: redis.Redis) -> Callable[[str], list[str]]:
+    """The ids of the jobs waiting on a queue, oldest first."""
+
+    def job_ids(queue: str) -> list[str]:
+        return [raw.decode() for raw in connection.lrange(f"rq:queue:{queue}", 0, -1)]
+
+    return job_ids
+
+
+@pytest.fixture
+def run_worker(tmp_path: Path) -> Callable[..., str]:
+    """Run `manage.py rqworker --burst` as a subprocess until the queues are empty; returns its log."""
+
+    def run(*extra_args: str, timeout: float = 60.0) -> str:
+        args = [
+            sys.executable,
+            str(REPO_ROOT / "tests" / "manage.py"),
+            "rqworker",
+            "--burst",
+            "--worker-class",
+            "worker.SimpleRetryWorker",
+            *extra_args,
+            *QUEUE_NAMES,
+        ]
+        env = {
+            # PostgreSQL: pytest-django's test database, which the subprocess's settings cannot guess.
+            "RQ_SIGNALS_TEST_DB_NAME": str(db_connection.settings_dict["NAME"]),
+            "RQ_SIGNALS_TEST_EMAIL_DIR": str(tmp_path / "mail"),
+        }
+        proc = Proc(args, env=env, log_path=tmp_path / f"worker-{len(list(tmp_path.glob('worker-*')))}.log")
+        code = proc.wait(timeout)
+        output = proc.log_path.read_text(errors="replace")
+        assert code == 0, f"rqworker exited with {code}:\n{output[-3000:]}"
+        return output
+
+    return run
+
+
+@pytest.fixture
+def mailbox(tmp_path: Path) -> Callable[[], list[str]]:
+    """The emails the worker subprocess sent (file-based backend), as text."""
+
+    def messages() -> list[str]:
+        folder = tmp_path / "mail"
+        return [path.read_text() for path in sorted(folder.glob("*"))] if folder.exists() else []
+
+    return messages

@@ -1,0 +1,88 @@
+"""Receivers the rq_signals tests send to: module-level, so a worker subprocess imports them too.
+
+`rq_signals` autodiscovers this module (tests/settings.py installs the `tests` app). Each receiver
+writes an `Effect` row (or an email) so a test can observe that, and how, it ran.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.mail import send_mail
+from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.dispatch import Signal
+
+from rq_signals import Backoff, async_receiver
+from tests.testapp.models import Effect, Invoice
+
+invoice_paid = Signal()
+invoice_flagged = Signal()
+invoice_noted = Signal()
+
+
+class Flaky(Exception):
+    """What `always_fails` raises."""
+
+
+@async_receiver(post_save, sender=Invoice, queue="high")
+def record_invoice(sender: Any, instance: Invoice, created: bool, **kwargs: Any) -> None:
+    Effect.objects.create(
+        receiver="record_invoice",
+        key=str(instance.pk),
+        value={
+            "created": created,
+            "reference": instance.reference,
+            "total": str(instance.total),
+            "sender": sender._meta.label,
+            "signal_is_post_save": kwargs["signal"] is post_save,
+            "using": kwargs["using"],
+        },
+    )
+
+
+@async_receiver(post_delete, sender="testapp.Invoice", queue="low", retry=False)
+def record_invoice_deleted(sender: Any, instance: Invoice, **kwargs: Any) -> None:
+    Effect.objects.create(
+        receiver="record_invoice_deleted", key=str(instance.pk), value={"reference": instance.reference}
+    )
+
+
+@async_receiver(m2m_changed, sender=Invoice.tags.through)
+def record_tags(sender: Any, instance: Invoice, action: str, pk_set: set[int] | None, **kwargs: Any) -> None:
+    if action.startswith("post_"):
+        Effect.objects.create(
+            receiver="record_tags",
+            key=str(instance.pk),
+            value={"action": action, "pk_set": sorted(pk_set or ()), "model": kwargs["model"]._meta.label},
+        )
+
+
+@async_receiver(invoice_paid, timeout=30)
+async def record_payment(sender: Any, invoice: Invoice, amount: Any, **kwargs: Any) -> None:
+    await Effect.objects.acreate(
+        receiver="record_payment",
+        key=str(invoice.pk),
+        value={
+            "amount": str(amount),
+            "sender": sender,
+            "signal_is_invoice_paid": kwargs["signal"] is invoice_paid,
+        },
+    )
+
+
+@async_receiver(invoice_paid, queue="low")
+def email_receipt(sender: Any, invoice: Invoice, amount: Any, **kwargs: Any) -> None:
+    send_mail(
+        f"Receipt for {invoice.reference}", f"Paid {amount}.", "shop@example.com", ["buyer@example.com"]
+    )
+
+
+@async_receiver(invoice_flagged, retry=Backoff(max_retries=1, base=0.0, jitter="none"))
+def always_fails(sender: Any, reason: str, **kwargs: Any) -> None:
+    raise Flaky(f"cannot handle {reason}")
+
+
+@async_receiver([invoice_noted, invoice_flagged], on_commit=False, retry=False)
+def record_note(sender: Any, **kwargs: Any) -> None:
+    kwargs.pop("signal")
+    Effect.objects.create(receiver="record_note", key=str(sender), value=kwargs)
