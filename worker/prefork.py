@@ -230,8 +230,14 @@ class PreforkMixin(_WorkerBase):
             self.executions.pop(execution.id, None)
         if report is not None:
             self._after_report(horse, report)
-        else:
-            self._handle_dead_horse(horse, job, queue, execution)
+            # The horse saved "idle" and a heartbeat with the job's outcome (`cleanup_execution`).
+            self._state = WorkerStatus.IDLE
+            self.last_heartbeat = now()
+            moment = time.monotonic()
+            self._last_sent["state"] = (moment, WorkerStatus.IDLE)
+            self._last_sent["heartbeat"] = (moment, None)
+            return
+        self._handle_dead_horse(horse, job, queue, execution)
         with self.connection.pipeline() as pipeline:
             self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
             self.heartbeat(pipeline=pipeline)
@@ -286,6 +292,16 @@ class PreforkMixin(_WorkerBase):
             self.log.warning("Worker %s: job %s failed (%s)", self.name, job.id, exc_string)
             self.handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call]
             self.handle_job_failure(job, queue=queue, exc_string=exc_string, execution=execution)
+
+    def cleanup_execution(
+        self, job: Job, pipeline: Pipeline[Any], execution: Execution | None = None
+    ) -> None:
+        super().cleanup_execution(job, pipeline, execution)
+        if self.is_horse:
+            # The pipeline saving the job's outcome also says the worker is idle and alive, sparing
+            # the worker a round trip of its own after every job.
+            self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
+            self.heartbeat(pipeline=pipeline)
 
     def wait_for_horse(self) -> tuple[int | None, int | None, Any]:
         horse = self._horse
