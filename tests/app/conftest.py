@@ -10,7 +10,7 @@ import pytest
 import redis
 from django.db import connection as db_connection
 
-from rq_signals import queues
+from rq_signals import queues, registration
 from tests.support.processes import REPO_ROOT, Proc
 
 QUEUE_NAMES = ("high", "default", "low")
@@ -72,3 +72,16 @@ def mailbox(tmp_path: Path) -> Callable[[], list[str]]:
         return [path.read_text() for path in sorted(folder.glob("*"))] if folder.exists() else []
 
     return messages
+
+
+@pytest.fixture
+def forget_registrations():
+    """Undo the registrations and connections a test makes."""
+    before = dict(registration._registry)
+    yield
+    for receiver_id, declared in list(registration._registry.items()):
+        if receiver_id not in before:
+            for ref in declared.signals:
+                ref.signal.disconnect(sender=declared.sender, dispatch_uid=declared.dispatch_uid)
+    registration._registry.clear()
+    registration._registry.update(before)

@@ -1,0 +1,77 @@
+"""`manage.py check` reports bad configuration by id: one test per check id."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+
+from rq_signals import Backoff, async_receiver, checks
+from tests.receivers import invoice_noted
+
+
+def ids(messages):
+    return [message.id for message in messages]
+
+
+def typo_queue_receiver(sender, **kwargs):
+    pass
+
+
+def test_the_test_settings_pass_every_check():
+    assert checks.check_settings() + checks.check_receiver_queues() + checks.check_worker_class() == []
+
+
+@pytest.mark.usefixtures("forget_registrations")
+def test_e001_a_receiver_queue_missing_from_rq_queues():
+    async_receiver(invoice_noted, queue="hihg")(typo_queue_receiver)
+
+    [message] = checks.check_receiver_queues()
+
+    assert message.id == "rq_signals.E001"
+    assert message.msg == (
+        "receiver tests.app.test_checks.typo_queue_receiver names queue 'hihg', which is not in RQ_QUEUES."
+    )
+
+
+def test_e001_a_default_queue_missing_from_rq_queues_names_the_setting():
+    with override_settings(RQ_SIGNALS={"DEFAULT_QUEUE": "normal"}):
+        messages = checks.check_receiver_queues()
+
+    assert set(ids(messages)) == {"rq_signals.E001"}
+    assert 'RQ_SIGNALS["DEFAULT_QUEUE"]' in messages[0].msg
+
+
+def test_e002_an_unknown_key_or_a_setting_that_is_not_a_dict():
+    with override_settings(RQ_SIGNALS={"DEFAULT_QEUE": "high", "EAGER": False}):
+        assert ids(checks.check_settings()) == ["rq_signals.E002"]
+        assert "RQ_SIGNALS['DEFAULT_QEUE']" in checks.check_settings()[0].msg
+    with override_settings(RQ_SIGNALS=["EAGER"]):
+        assert ids(checks.check_settings()) == ["rq_signals.E002"]
+
+
+def test_e003_a_value_of_the_wrong_type():
+    bad = {
+        "DEFAULT_QUEUE": 1,
+        "DEFAULT_RETRY": {"max_retries": 3},
+        "EAGER": "yes",
+        "MISSING_INSTANCE": "ignore",
+    }
+    with override_settings(RQ_SIGNALS=bad):
+        messages = checks.check_settings()
+
+    assert ids(messages) == ["rq_signals.E003"] * 4
+    assert [message.msg.split(" must")[0] for message in messages] == [f'RQ_SIGNALS["{key}"]' for key in bad]
+    with override_settings(RQ_SIGNALS={"DEFAULT_RETRY": Backoff(max_retries=1), "MISSING_INSTANCE": "fail"}):
+        assert checks.check_settings() == []
+
+
+@pytest.mark.parametrize("worker_class", ["rq.worker.SimpleWorker", "rq.Worker", "no.such.Worker", None])
+def test_w001_a_worker_class_that_ignores_retry_policies(worker_class):
+    with override_settings(RQ={"WORKER_CLASS": worker_class} if worker_class else {}):
+        assert ids(checks.check_worker_class()) == ["rq_signals.W001"]
+
+
+@pytest.mark.parametrize("worker_class", ["worker.RetryWorker", "worker.workers.SimpleRetryWorker"])
+def test_w001_is_quiet_for_the_retry_workers(worker_class):
+    with override_settings(RQ={"WORKER_CLASS": worker_class}):
+        assert checks.check_worker_class() == []
