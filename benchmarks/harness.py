@@ -119,3 +119,34 @@ def top_commands(counters: Counters, jobs: int, limit: int = 8) -> str:
     """`hset 4.0, zadd 3.0, ...`: the most frequent commands per job."""
     ranked = sorted(counters.per_command.items(), key=lambda item: -item[1])[:limit]
     return ", ".join(f"{name} {calls / jobs:.1f}" for name, calls in ranked)
+
+
+class ClientRequests:
+    """Counts the requests this process sends to Redis while active (a command or a whole pipeline).
+
+    Server read events stop matching round trips once a request outgrows the server's 16 KiB read
+    buffer (a 100-job pipeline does); counting `send_packed_command` calls on the client does not.
+    Only for in-process measurements: it patches redis-py in this process.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._original: Any = None
+
+    def __enter__(self) -> ClientRequests:
+        from redis.connection import AbstractConnection
+
+        original = self._original = AbstractConnection.send_packed_command
+        counter = self
+
+        def counted(conn: Any, command: Any, check_health: bool = True) -> Any:
+            counter.count += 1
+            return original(conn, command, check_health)
+
+        AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from redis.connection import AbstractConnection
+
+        AbstractConnection.send_packed_command = self._original  # type: ignore[method-assign]

@@ -1,0 +1,44 @@
+"""Starting Django in the benchmark process against the private Redis and a fresh SQLite file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from benchmarks.harness import Context
+
+SETTINGS = "benchmarks.django_settings"
+_ready = False
+
+
+def setup(ctx: Context) -> dict[str, str]:
+    """Configure and start Django once per process; returns the environment a worker subprocess needs."""
+    global _ready
+    env = {
+        "DJANGO_SETTINGS_MODULE": SETTINGS,
+        "BENCH_REDIS_URL": ctx.redis_url,
+        "BENCH_SQLITE": sqlite_path(ctx),
+    }
+    if not _ready:
+        os.environ.update(env)
+        import django
+        from django.core.management import call_command
+
+        django.setup()
+        call_command("migrate", run_syncdb=True, verbosity=0)
+        _ready = True
+    return env
+
+
+def sqlite_path(ctx: Context) -> str:
+    """The SQLite file: on tmpfs when there is one, so fsync jitter does not drown the app's own cost."""
+    shm = Path("/dev/shm")
+    base = Path(tempfile.mkdtemp(prefix="rq-signals-bench-db-", dir=shm if shm.is_dir() else None))
+    return str(base / "bench.sqlite3")
+
+
+def worker_args(worker_path: str, queue: str, *, burst: bool = True) -> list[str]:
+    """`python -m django rqworker ...`: django-rq's command, which starts Django before the worker."""
+    args = ["-m", "django", "rqworker", "--worker-class", worker_path]
+    return [*args, "--burst", queue] if burst else [*args, queue]

@@ -1,0 +1,113 @@
+"""A transaction with 100 signals against one: time, and Redis round trips per transaction.
+
+In-process, as the request-overhead benchmark. One transaction is `with transaction.atomic():`
+around N `Order.objects.create()` calls (N = 1 or 100), measured with no receiver and with one
+`@async_receiver`, interleaved. Our app encodes each call at send time and pushes all of a
+transaction's jobs after commit in one pipeline. The hand-written receiver (`on_commit` +
+`queue.enqueue`, one request per job) is measured too, for its round trips. Round trips are the
+requests the process sent (redis-py's `send_packed_command` calls, counted in-process: a
+100-job pipeline outgrows the server's 16 KiB read buffer, so server read events overcount it);
+commands are the server's counter delta over one transaction. "Added"
+is the with-receiver time minus the no-receiver time of the same repeat: what the app costs,
+without the database's own time for N inserts.
+"""
+
+from __future__ import annotations
+
+import time
+
+from benchmarks import django_setup
+from benchmarks.harness import ClientRequests, Context, Counters, Row, Section
+from benchmarks.stats import summarize
+
+NAME = "transaction"
+TITLE = "Transaction with 100 signals vs 1"
+SIZES = (1, 100)
+
+
+def time_transaction(size: int) -> float:
+    from django.db import transaction
+
+    from tests.testapp.models import Order
+
+    began = time.perf_counter()
+    with transaction.atomic():
+        for index in range(size):
+            Order.objects.create(reference=f"tx-{index}", total="3.00")
+    return time.perf_counter() - began
+
+
+def count_requests(ctx: Context, size: int) -> tuple[int, Counters]:
+    """Round trips (requests this process sent) and server counters over one transaction."""
+    conn = ctx.connection()
+    before = Counters.take(conn)
+    with ClientRequests() as requests:
+        time_transaction(size)
+    after = Counters.take(conn).since(before)
+    conn.close()
+    return requests.count, after
+
+
+def run(ctx: Context) -> Section:
+    began = time.monotonic()
+    django_setup.setup(ctx)
+    from benchmarks import receivers
+
+    repeats = ctx.pick(5, 15)
+    timings: dict[tuple[str, int], list[float]] = {(v, n): [] for v in ("none", "async") for n in SIZES}
+    trips: dict[tuple[str, int], tuple[int, Counters]] = {}
+    try:
+        receivers.use("async")
+        time_transaction(10)  # warm up
+        for repeat in range(repeats):
+            ctx.flush()
+            for variant in ("none", "async") if repeat % 2 else ("async", "none"):
+                receivers.use(variant)
+                for size in SIZES:
+                    timings[(variant, size)].append(time_transaction(size))
+        for variant in ("async", "handwritten"):
+            receivers.use(variant)
+            for size in SIZES:
+                trips[(variant, size)] = count_requests(ctx, size)
+    finally:
+        receivers.use("none")
+    section = Section(NAME, TITLE, __doc__ or "")
+    added = {
+        n: [a - b for a, b in zip(timings[("async", n)], timings[("none", n)], strict=True)] for n in SIZES
+    }
+    for size in SIZES:
+        row = Row(
+            f"{size} signal(s), @async_receiver",
+            summarize(timings[("async", size)]),
+            "ms",
+            digits=2,
+            scale=1e3,
+        )
+        row.note = (
+            f"no receiver {summarize(timings[('none', size)]).format(2, 1e3)} ms; "
+            f"added {summarize(added[size]).format(2, 1e3)} ms; "
+            f"{trips[('async', size)][0]} round trip(s), {trips[('async', size)][1].commands} commands"
+        )
+        if size == SIZES[-1]:
+            ratios = [a / b for a, b in zip(timings[("async", size)], timings[("async", 1)], strict=True)]
+            row.ratio, row.ratio_to = summarize(ratios), "1 signal"
+            row.goal, row.met = (
+                "one Redis round trip; ≤ 2× the 1-signal time",
+                (trips[("async", size)][0] == 1 and row.ratio.median <= 2.0),
+            )
+        section.rows.append(row)
+    ratio_added = [a / b for a, b in zip(added[SIZES[-1]], added[1], strict=True) if b > 0]
+    if ratio_added:
+        row = Row("added by the receiver, 100 vs 1", summarize(added[SIZES[-1]]), "ms", digits=2, scale=1e3)
+        row.ratio, row.ratio_to = summarize(ratio_added), "added for 1 signal"
+        section.rows.append(row)
+    section.extra += [
+        f"{repeats} repeats. Redis requests per transaction:",
+        "",
+        "| receiver | signals | round trips (client requests) | server read events | commands |",
+        "|---|---|---|---|---|",
+    ]
+    for (variant, size), (requests, counters) in trips.items():
+        section.extra.append(f"| {variant} | {size} | {requests} | {counters.reads} | {counters.commands} |")
+    section.seconds = time.monotonic() - began
+    return section
