@@ -87,24 +87,25 @@ class Promoter:
         self.redis.close()
 
     def _run(self) -> None:
-        pubsub = self.redis.pubsub()
         errors = 0
-        try:
-            while not self._stopping.is_set():
-                try:
-                    if not pubsub.subscribed:
-                        self._subscribe(pubsub)
+        while not self._stopping.is_set():
+            # After any error, a fresh subscription, confirmed before the next promotion: an announcement
+            # lost while Redis was away concerns a retry that promotion then finds.
+            pubsub = self.redis.pubsub()
+            try:
+                self._subscribe(pubsub)
+                while not self._stopping.is_set():
                     self._cycle(pubsub)
                     errors = 0
-                except Exception as exc:  # the thread must outlive Redis hiccups; each is logged
-                    errors += 1
-                    pause = min(MAX_ERROR_PAUSE_SECONDS, 0.05 * 2**errors)
-                    logger.warning(
-                        "Promoter %s: %s: %s; again in %.2fs", self.name, type(exc).__name__, exc, pause
-                    )
-                    self._stopping.wait(pause)
-        finally:
-            pubsub.close()
+            except Exception as exc:  # the thread must outlive Redis hiccups; each is logged
+                errors += 1
+                pause = min(MAX_ERROR_PAUSE_SECONDS, 0.05 * 2**errors)
+                logger.warning(
+                    "Promoter %s: %s: %s; again in %.2fs", self.name, type(exc).__name__, exc, pause
+                )
+                self._stopping.wait(pause)
+            finally:
+                pubsub.close()
 
     def _subscribe(self, pubsub: PubSub) -> None:
         # Wait for both confirmations: a retry scheduled after them wakes us, one before is found by the
@@ -130,8 +131,12 @@ class Promoter:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            message = pubsub.get_message(ignore_subscribe_messages=True, timeout=remaining)
-            if message is None or message["type"] != "message":
+            message = pubsub.get_message(timeout=remaining)
+            if message is None:
+                continue
+            if message["type"] == "subscribe":
+                return  # redis-py reconnected and resubscribed by itself: announcements may have been lost
+            if message["type"] != "message":
                 continue
             if as_text(message["channel"]) == self.wake_channel:
                 return

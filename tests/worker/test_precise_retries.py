@@ -177,3 +177,29 @@ def test_four_workers_never_run_one_retry_twice(connection, redis_url, tmp_path)
     assert len(queue) == 0
     assert queue.scheduled_job_registry.get_job_count(cleanup=False) == 0
     assert connection.zcard(keys.retries("default")) == 0
+
+
+def test_the_promoter_survives_a_redis_restart_and_still_hears_announcements(connection, queue, redis_server):
+    # Given a promoter that never polls on its own, listening for announcements
+    promoter = Promoter(connection, [queue], job_class=Job, name="test-promoter", idle_check=3600)
+    promoter.start()
+    try:
+        wait_until(lambda: promoter.last is not None, timeout=10, what="the promoter's first promotion")
+        # When Redis restarts under it (an empty server: this one does not persist)
+        redis_server.restart()
+        restarted_at = server_now(connection)
+        wait_until(
+            lambda: promoter.last.server_time > restarted_at, timeout=20, what="the promoter to reconnect"
+        )
+        # Then a retry announced afterwards is still promoted
+        job = enqueue(queue, jobs.succeed)
+        queue.empty()
+        schedule(queue, job, 0.01)
+        wait_until(lambda: queue.job_ids == [job.id], timeout=10, what="the retry to be promoted")
+    finally:
+        promoter.stop()
+
+
+def server_now(connection) -> float:
+    seconds, micros = connection.time()
+    return seconds + micros / 1_000_000
