@@ -1,7 +1,10 @@
 """The concrete worker classes: our mixins composed onto rq's, nothing more.
 
 Usable as `rq worker -w worker.RetryWorker high default low`, or through
-django-rq's `RQ = {"WORKER_CLASS": "worker.RetryWorker"}`.
+django-rq's `RQ = {"WORKER_CLASS": "worker.RetryWorker"}`. Each worker process
+runs a promoter thread that starts due retries on time (`worker.promoter`);
+`--with-scheduler` starts a scheduler for rq's own scheduled jobs that leaves
+those retries alone.
 """
 
 from __future__ import annotations
