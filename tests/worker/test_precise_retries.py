@@ -13,7 +13,7 @@ from tests.support.waiting import wait_until
 from tests.worker import jobs
 from tests.worker.retry_support import attempts, enqueue, runs, starts, timestamp
 from worker import Backoff, keys
-from worker.promoter import Promoter
+from worker.promoter import Promoter, RetryAwareScheduler
 from worker.scheduler import pending_retries, promote_due, schedule_retry
 
 
@@ -75,6 +75,26 @@ def test_a_retry_goes_to_the_front_when_rq_would_put_it_there(connection, queue)
     schedule(queue, job, 0)
     promote_due(connection, [queue])
     assert queue.job_ids[0] == job.id
+
+
+def test_the_retry_aware_rq_scheduler_runs_rqs_scheduled_jobs_and_leaves_our_retries_alone(connection, queue):
+    # Given, both due, a job scheduled the rq way and one of our retries
+    rqs = queue.enqueue_at(datetime.now(timezone.utc) - timedelta(seconds=1), jobs.succeed)
+    ours = enqueue(queue, jobs.succeed)
+    queue.empty()
+    schedule(queue, ours, 0)
+    # When the scheduler a RetryWorker starts for --with-scheduler runs
+    scheduler = RetryAwareScheduler([queue], connection=connection)
+    scheduler.acquire_locks()
+    try:
+        scheduler.enqueue_scheduled_jobs()
+    finally:
+        scheduler.release_locks()
+    # Then it enqueued rq's job only; ours is still waiting for a promoter, which pushes it once
+    assert queue.job_ids == [rqs.id]
+    assert ours.get_status() == JobStatus.SCHEDULED
+    assert promote_due(connection, [queue]).moved == 1
+    assert queue.job_ids == [rqs.id, ours.id]
 
 
 def test_an_earlier_retry_wakes_a_promoter_sleeping_until_a_later_one(connection, queue):
