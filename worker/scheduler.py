@@ -57,6 +57,9 @@ def schedule_retry(job: Job, queue: Queue, delay: float, pipeline: Pipeline[Any]
     `Queue.schedule_job` does; the id goes to rq's scheduled registry and our index, and the due
     time is published on `keys.RETRY_SCHEDULED_CHANNEL` to wake promoters. No extra round trip: the
     script is sent with EVAL inside the caller's pipeline (Redis caches it by its SHA).
+
+    A rate-limited job is not indexed: its retry is left to rq's scheduler (`--with-scheduler`),
+    which enqueues through the rate limiter, at rq's one-second precision.
     """
     job.set_status(JobStatus.SCHEDULED, pipeline=pipeline)
     pipeline.sadd(queue.redis_queues_keys, queue.key)
@@ -70,6 +73,7 @@ def schedule_retry(job: Job, queue: Queue, delay: float, pipeline: Pipeline[Any]
         job.id,
         repr(float(delay)),
         keys.RETRY_SCHEDULED_CHANNEL,
+        "0" if job.has_rate_limit else "1",
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from rq import Queue
+from rq import Queue, RateLimit
 from rq.job import Job, JobStatus
 
 from tests.support.processes import start_worker
@@ -15,6 +15,7 @@ from tests.worker.retry_support import attempts, enqueue, runs, starts, timestam
 from worker import Backoff, keys
 from worker.promoter import Promoter, RetryAwareScheduler
 from worker.scheduler import pending_retries, promote_due, schedule_retry
+from worker.workers import SimpleRetryWorker
 
 
 @pytest.fixture
@@ -95,6 +96,31 @@ def test_the_retry_aware_rq_scheduler_runs_rqs_scheduled_jobs_and_leaves_our_ret
     assert ours.get_status() == JobStatus.SCHEDULED
     assert promote_due(connection, [queue]).moved == 1
     assert queue.job_ids == [rqs.id, ours.id]
+
+
+def test_a_rate_limited_retry_is_left_to_rqs_scheduler_and_its_rate_limiter(connection, queue):
+    # Given a rate-limited job with a policy that has just failed
+    job = enqueue(queue, jobs.always_fail, rate_limit=RateLimit("payments", concurrency=1))
+    SimpleRetryWorker([queue], connection=connection).work(burst=True)
+    # Then it is scheduled where rq shows it, but not ours to promote
+    assert job.get_status() == JobStatus.SCHEDULED
+    assert job.id in queue.scheduled_job_registry
+    assert pending_retries(connection, "default") == {}
+    # And once due (rq's whole-second clock), rq's scheduler enqueues it through the rate limiter
+    scheduler = RetryAwareScheduler([queue], connection=connection)
+    scheduler.acquire_locks()
+    try:
+
+        def enqueued() -> bool:
+            scheduler.enqueue_scheduled_jobs()
+            return job.get_status() == JobStatus.QUEUED
+
+        wait_until(
+            enqueued, timeout=5, what="rq's scheduler to enqueue the rate-limited retry", interval=0.05
+        )
+    finally:
+        scheduler.release_locks()
+    assert queue.job_ids == [job.id]
 
 
 def test_an_earlier_retry_wakes_a_promoter_sleeping_until_a_later_one(connection, queue):
