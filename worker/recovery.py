@@ -80,6 +80,7 @@ class RecoveryMixin(ReconnectMixin):
 
     def prepare_execution(self, job: Job) -> Execution:
         # rq's prepare_execution plus the lease, in one transaction: no started job without a lease.
+        self._lease_lost_job_id = None
         with self.connection.pipeline() as pipeline:
             execution = Execution.create(
                 job, self.get_heartbeat_ttl(job), pipeline=pipeline, worker_name=self.name

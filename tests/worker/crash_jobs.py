@@ -8,7 +8,11 @@ the test sets `release`, so a test can crash, signal or cut off the worker while
 
 from __future__ import annotations
 
+import contextlib
 import os
+import selectors
+import socket
+import threading
 import time
 
 import psutil
@@ -74,3 +78,63 @@ class FastSimpleRetryWorker(SimpleRetryWorker):
 
     lease_ttl = 4.0
     recovery_interval = 0.5
+
+
+class Partition:
+    """A TCP proxy in front of Redis that a test can cut (no byte passes, connections stay open) and mend.
+
+    A worker connected through it is cut off from a Redis that stays up: a network partition.
+    """
+
+    def __init__(self, redis_port: int) -> None:
+        self.redis_port = redis_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.passing = threading.Event()
+        self.passing.set()
+        self._closed = threading.Event()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.listener, selectors.EVENT_READ)
+        self._thread = threading.Thread(target=self._serve, name="partition-proxy", daemon=True)
+        self._thread.start()
+
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def cut(self) -> None:
+        self.passing.clear()
+
+    def mend(self) -> None:
+        self.passing.set()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.passing.set()
+        self._thread.join(5)
+        for key in list(self._selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        self._selector.close()
+
+    def _serve(self) -> None:
+        while not self._closed.is_set():
+            if not self.passing.wait(0.05):
+                continue
+            for key, _ in self._selector.select(0.05):
+                if key.fileobj is self.listener:
+                    client, _ = self.listener.accept()
+                    upstream = socket.create_connection(("127.0.0.1", self.redis_port))
+                    self._selector.register(client, selectors.EVENT_READ, upstream)
+                    self._selector.register(upstream, selectors.EVENT_READ, client)
+                    continue
+                sock, peer = key.fileobj, key.data
+                try:
+                    data = sock.recv(65536)  # type: ignore[union-attr]
+                    if data:
+                        peer.sendall(data)
+                        continue
+                except OSError:
+                    pass
+                for end in (sock, peer):
+                    with contextlib.suppress(KeyError, ValueError):
+                        self._selector.unregister(end)
+                    end.close()  # type: ignore[union-attr]

@@ -185,3 +185,47 @@ def test_crashed_job_without_a_policy_gets_rqs_own_treatment(connection, redis_u
         first.kill()
         if second is not None:
             second.stop()
+
+
+@pytest.mark.parametrize("worker_class", sorted(WORKERS))
+def test_a_worker_cut_off_longer_than_its_lease_stops_its_run_once_it_is_back(
+    connection, redis_url, tmp_path, worker_class
+):
+    # Given a worker, reaching Redis through a link that breaks mid-job for longer than the lease
+    queue = Queue("crash", connection=connection)
+    job = enqueue(queue, crash_jobs.hang_first_run, policy=Backoff(max_retries=2, base=0.05, jitter="none"))
+    link = crash_jobs.Partition(connection.connection_pool.connection_kwargs["port"])
+    first = start_worker(
+        link.url(), ["crash"], tmp_path=tmp_path, worker_class=WORKERS[worker_class], name="first"
+    )
+    second = None
+    try:
+        runner_pid = wait_started(connection, job, first)
+        link.cut()
+        second = start_worker(
+            redis_url, ["crash"], tmp_path=tmp_path, worker_class=WORKERS[worker_class], name="second"
+        )
+
+        # When another worker has recovered and finished the job, and the link comes back
+        assert settle(connection, queue, job, timeout=DETECTION_BOUND_SECONDS) == JobStatus.FINISHED
+        link.mend()
+
+        # Then the first worker finds its lease claimed and stops its own run (a RetryWorker kills its
+        # horse and goes on; a SimpleRetryWorker, whose job runs in it, exits), leaving the job alone
+        wait_until(
+            lambda: gone(runner_pid), timeout=20, what=f"the first worker to stop its run {runner_pid}"
+        )
+        assert "another worker recovered the job" in first.output()
+        if worker_class == "RetryWorker":
+            assert first.alive()
+        else:
+            assert first.wait(10) == 1
+        assert job.get_status() == JobStatus.FINISHED
+        assert [a["outcome"] for a in attempts(job)] == ["retrying", "succeeded"]
+        assert int(connection.get(key(job.id, "runs"))) == 2
+    finally:
+        link.mend()
+        first.kill()
+        if second is not None:
+            second.stop()
+        link.close()
