@@ -1,0 +1,118 @@
+"""When a receiver keeps failing: its attempts in the django-rq admin, and `manage.py rqsignals` to act on it."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.urls import reverse
+from django_rq.settings import get_queues_map
+
+from rq_signals.management.commands.rqsignals import Command
+from tests.receivers import invoice_flagged
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def rqsignals(*args: str) -> str:
+    out = StringIO()
+    call_command("rqsignals", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def failed_job_id(run_worker, connection) -> str:
+    """`always_fails` ran twice on a real worker (one retry) and is in the failed registry."""
+    invoice_flagged.send(sender="desk", reason="fraud")
+    run_worker()
+    [job_id] = connection.zrange("rq:failed:default", 0, -1)
+    return job_id.decode()
+
+
+def test_a_failed_jobs_page_in_the_django_rq_admin_shows_its_attempts(admin_client, failed_job_id):
+    url = reverse("django_rq:job_detail", args=[get_queues_map()["default"], failed_job_id])
+
+    page = admin_client.get(url).content.decode()
+
+    assert "tests.receivers.always_fails" in page  # the receiver id, the job's first argument
+    assert "&#x27;attempts&#x27;: [{&#x27;attempt&#x27;: 1" in page  # job.meta, attempt by attempt
+    assert page.count("tests.receivers.Flaky") >= 2
+    assert (
+        "&#x27;outcome&#x27;: &#x27;retrying&#x27;" in page
+        and "&#x27;outcome&#x27;: &#x27;failed&#x27;" in page
+    )
+
+
+def test_failures_can_be_listed_requeued_and_purged(failed_job_id, run_worker, connection):
+    # Listing, narrowed by receiver and queue
+    listing = rqsignals("failures")
+    assert f"{failed_job_id}  default  tests.receivers.always_fails" in listing
+    assert "attempts: 2" in listing and "tests.receivers.Flaky: cannot handle fraud" in listing
+    assert rqsignals("failures", "--receiver", "tests.receivers.record_note").endswith("0 failed call(s).\n")
+    assert rqsignals("failures", "--queue", "high").endswith("0 failed call(s).\n")
+
+    # Requeue one job by id: it runs again with a fresh budget, and fails again
+    assert rqsignals("requeue", failed_job_id) == f"Requeued job {failed_job_id} on queue 'default'.\n"
+    assert connection.zcard("rq:failed:default") == 0
+    run_worker()
+    assert "attempts: 4" in rqsignals("failures")
+
+    # Requeue all, narrowed by a receiver with no failures: nothing moves
+    assert rqsignals("requeue", "--all", "--receiver", "tests.receivers.record_note") == (
+        "Requeued 0 failed call(s).\n"
+    )
+
+    # Purge: only older failures, then all
+    assert rqsignals("purge", "--older-than", "7d") == "Purged 0 failed job(s).\n"
+    assert rqsignals("purge") == "Purged 1 failed job(s).\n"
+    assert connection.exists(f"rq:job:{failed_job_id}") == 0
+
+
+def test_requeue_all_puts_every_failed_call_back(failed_job_id, connection):
+    assert rqsignals("requeue", "--all") == "Requeued 1 failed call(s).\n"
+
+    assert connection.lrange("rq:queue:default", 0, -1) == [failed_job_id.encode()]
+
+
+def test_list_shows_each_receiver_with_signal_sender_queue_and_policy():
+    listing = rqsignals("list")
+
+    assert (
+        "tests.receivers.record_invoice\n  signal: post_save  sender: testapp.Invoice  queue: high  "
+        "enqueued: after commit\n  retry: 5 retries, 1s x2 up to 600s, jitter full (default)\n"
+    ) in listing
+    assert (
+        "tests.receivers.record_invoice_deleted\n  signal: post_delete  sender: testapp.Invoice  queue: low"
+        in listing
+    )
+    assert "signal: tests.receivers.invoice_noted, tests.receivers.invoice_flagged  sender: any" in listing
+    assert "queue: default (default)  enqueued: at once\n  retry: no retries" in listing
+
+
+def test_bad_input_is_a_command_error_naming_it():
+    with pytest.raises(CommandError, match="Job no-such-job: not in the failed registry"):
+        rqsignals("requeue", "no-such-job")
+    with pytest.raises(CommandError, match="'fortnight' is not an age"):
+        rqsignals("purge", "--older-than", "fortnight")
+    with pytest.raises(CommandError, match="queue 'hihg' is not in RQ_QUEUES"):
+        rqsignals("failures", "--queue", "hihg")
+
+
+@pytest.mark.parametrize(
+    ("action", "mentions"),
+    [
+        ("list", "signal, sender, queue and retry policy"),
+        ("failures", "--receiver"),
+        ("requeue", "--all"),
+        ("purge", "--older-than AGE"),
+    ],
+)
+def test_each_action_has_help(action, mentions, capsys):
+    parser = Command().create_parser("manage.py", "rqsignals")
+
+    with pytest.raises(SystemExit):
+        parser.parse_args([action, "--help"])
+
+    assert mentions in capsys.readouterr().out
