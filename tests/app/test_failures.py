@@ -1,4 +1,4 @@
-"""When a receiver keeps failing: its attempts in the django-rq admin, and `manage.py rqsignals` to act on it."""
+"""A receiver that keeps failing: its attempts in the django-rq admin, `manage.py rqsignals` to act on it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The job entrypoint rebuilds the receiver call, runs only registered receivers, honours the missing-row policy."""
+"""The job entrypoint rebuilds the call, runs only registered receivers, honours the missing-row policy."""
 
 from __future__ import annotations
 

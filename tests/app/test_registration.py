@@ -1,4 +1,4 @@
-"""Declaring an async receiver: what a worker can run is accepted, anything else is refused at once, by name."""
+"""Declaring an async receiver: what a worker can run is accepted, anything else refused at once, by name."""
 
 from __future__ import annotations
 

@@ -73,11 +73,13 @@ class Command(BaseCommand):
         for call in calls:
             failure = call.failure
             error = failure.last_error
-            reason = f"{error.exc_type or 'failed'}: {error.message.splitlines()[0] if error.message else ''}"
+            reason = "no error recorded"
+            if error is not None:
+                reason = f"{error.exc_type or 'failed'}: {(error.message.splitlines() or [''])[0]}"
             failed_at = failure.failed_at.isoformat(timespec="seconds")
             self.stdout.write(
                 f"{failure.job_id}  {call.queue}  {call.receiver_id}  failed {failed_at}  "
-                f"attempts: {len(failure.attempts)}\n  {call.description or ''}\n  {reason if error else ''}"
+                f"attempts: {len(failure.attempts)}\n  {call.description or ''}\n  {reason}"
             )
         self.stdout.write(f"{len(calls)} failed call(s).")
 
