@@ -21,6 +21,8 @@ from worker.workers import SimpleRetryWorker
 
 #: Short, exact delays so the tests run fast; "none" jitter keeps them predictable.
 FAST = Backoff(max_retries=3, base=0.05, factor=2, jitter="none")
+#: For tests that look at a retry while it waits: no promoter can move it before they look.
+SLOW = Backoff(max_retries=3, base=60, jitter="none")
 
 
 def enqueue(

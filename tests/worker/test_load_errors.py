@@ -9,7 +9,7 @@ from rq import Queue, Retry
 from rq.job import Job, JobStatus
 
 from tests.worker import jobs
-from tests.worker.retry_support import attempts, enqueue, runs
+from tests.worker.retry_support import SLOW, attempts, enqueue, runs
 from worker.workers import RetryWorker, SimpleRetryWorker
 
 both_workers = pytest.mark.parametrize("worker_class", [SimpleRetryWorker, RetryWorker])
@@ -70,7 +70,7 @@ def test_a_load_error_is_not_retried_by_rqs_own_retry_either(connection, queue):
 
 
 def test_an_import_error_raised_inside_the_function_is_an_ordinary_retryable_failure(connection, queue):
-    job = enqueue(queue, jobs.raise_import_error_inside)
+    job = enqueue(queue, jobs.raise_import_error_inside, policy=SLOW)
     SimpleRetryWorker([queue], connection=connection).work(burst=True)
     assert runs(connection, job) == 1
     assert job.get_status() == JobStatus.SCHEDULED

@@ -8,7 +8,7 @@ from rq.job import JobStatus
 from rq.results import Result
 
 from tests.worker import jobs
-from tests.worker.retry_support import FAST, attempts, enqueue, run_until_settled, runs, timestamp
+from tests.worker.retry_support import FAST, SLOW, attempts, enqueue, run_until_settled, runs, timestamp
 from worker import Backoff
 from worker.attempts import ATTEMPTS_META_KEY
 from worker.exceptions import WorkerCrashed
@@ -32,7 +32,7 @@ def server_now(connection) -> float:
 @both_workers
 def test_a_failing_job_with_a_policy_is_scheduled_where_rq_shows_it(connection, queue, worker_class):
     # Given a job whose policy retries Flaky errors
-    job = enqueue(queue, jobs.always_fail)
+    job = enqueue(queue, jobs.always_fail, policy=SLOW)
     # When a worker runs it once and it fails
     worker = worker_class([queue], connection=connection)
     worker.work(burst=True)
@@ -50,14 +50,14 @@ def test_a_failing_job_with_a_policy_is_scheduled_where_rq_shows_it(connection, 
     assert record["exc_type"] == "tests.worker.jobs.Flaky"
     assert record["message"] == "run 1 always fails"
     assert "raise Flaky" in record["traceback"]
-    assert record["delay"] == FAST.base
+    assert record["delay"] == SLOW.base
     assert (
         timestamp(record["started_at"])
         <= timestamp(record["ended_at"])
         <= timestamp(record["retry_at"])
         <= due
     )
-    assert due >= timestamp(record["ended_at"]) + FAST.base
+    assert due >= timestamp(record["ended_at"]) + SLOW.base
 
 
 @both_workers
