@@ -11,11 +11,11 @@ from typing import Any, Final
 from django.conf import settings
 
 from rq_signals import defaults
-from rq_signals.defaults import MissingPolicy
+from rq_signals.defaults import MissingPolicy, OutboxMode
 from worker.backoff import Backoff
 
 #: The keys `RQ_SIGNALS` may hold; anything else is reported by the `rq_signals.E002` check.
-KNOWN_KEYS: Final = frozenset({"DEFAULT_QUEUE", "DEFAULT_RETRY", "EAGER", "MISSING_INSTANCE"})
+KNOWN_KEYS: Final = frozenset({"DEFAULT_QUEUE", "DEFAULT_RETRY", "EAGER", "MISSING_INSTANCE", "OUTBOX"})
 
 
 class Settings:
@@ -40,6 +40,12 @@ class Settings:
     @property
     def missing_instance(self) -> MissingPolicy:
         value: MissingPolicy = self.user_settings().get("MISSING_INSTANCE", defaults.DEFAULT_MISSING_INSTANCE)
+        return value
+
+    @property
+    def outbox(self) -> OutboxMode:
+        """When jobs go through the database outbox: ``"on_failure"`` of Redis, ``"always"``, ``"off"``."""
+        value: OutboxMode = self.user_settings().get("OUTBOX", defaults.DEFAULT_OUTBOX)
         return value
 
     @property

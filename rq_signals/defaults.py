@@ -7,6 +7,7 @@ from typing import Final, Literal
 from worker.backoff import Backoff
 
 MissingPolicy = Literal["skip", "snapshot", "fail"]
+OutboxMode = Literal["on_failure", "always", "off"]
 
 #: ``RQ_SIGNALS["DEFAULT_QUEUE"]``: the RQ_QUEUES entry of receivers declared with ``queue=None``.
 DEFAULT_QUEUE: Final = "default"
@@ -25,3 +26,15 @@ RECEIVERS_MODULE: Final = "receivers"
 JOB_FUNCTION: Final = "rq_signals.jobs.run_receiver"
 #: Longest job description shown in the django-rq admin, in characters.
 DESCRIPTION_CHARS: Final = 200
+
+#: ``RQ_SIGNALS["OUTBOX"]``: when jobs go through the database outbox (see `rq_signals.outbox`).
+DEFAULT_OUTBOX: Final[OutboxMode] = "on_failure"
+OUTBOX_MODES: Final[tuple[OutboxMode, ...]] = ("on_failure", "always", "off")
+#: Seconds between two relay passes of a worker (and of ``rqsignals relay`` without ``--interval``).
+OUTBOX_RELAY_INTERVAL_SECONDS: Final = 5.0
+#: Outbox rows a relay claims (and a store or delete writes) per statement.
+OUTBOX_BATCH_SIZE: Final = 100
+#: Seconds the ``rq_signals:relayed:<job_id>`` marker of a relayed job lives: no second relay within it.
+OUTBOX_MARKER_TTL_SECONDS: Final = 7 * 24 * 3600
+#: WATCH/MULTI rounds a relay tries on one batch while other relays touch its jobs.
+OUTBOX_WATCH_ATTEMPTS: Final = 5

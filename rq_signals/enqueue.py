@@ -9,6 +9,9 @@ so one round trip per transaction in the usual one-server setup.
 "Still pending" is a `weakref.WeakSet` of the callbacks Django holds: a callback Django discards on
 a savepoint rollback is freed at once (reference counting, as on CPython), leaving the set. With
 ``RQ_SIGNALS["EAGER"]`` the flush runs each job inline instead, through the same JSON round trip.
+
+Jobs Redis does not take go to the database outbox (`rq_signals.outbox`), and with
+``RQ_SIGNALS["OUTBOX"] = "always"`` every after-commit job is written there inside the transaction.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
+from redis.exceptions import RedisError
 from rq.job import Job
 from rq.queue import Queue
 
@@ -47,6 +52,7 @@ class JobSpec:
     description: str
     meta: dict[str, Any]
     timeout: int | None
+    job_id: str = field(default_factory=lambda: str(uuid4()))  # chosen at send: the outbox keeps it
 
     def job_args(self) -> tuple[str, str, dict[str, Any]]:
         """The arguments of `rq_signals.jobs.run_receiver`."""
@@ -69,20 +75,29 @@ def send(registration: AsyncReceiver, ref: SignalRef, sender: Any, kwargs: dict[
         meta=_meta(registration),
         timeout=registration.timeout,
     )
-    connection = connections[database_alias(kwargs)]
+    alias = database_alias(kwargs)
+    connection = connections[alias]
     if not registration.on_commit or not connection.in_atomic_block:
-        dispatch([spec])
+        dispatch([spec], using=alias)
         return
     batch = _batches.get(connection)
     if batch is None:
-        batch = _batches[connection] = _Batch()
+        batch = _batches[connection] = _Batch(alias)
+    if conf.outbox == "always" and not conf.eager:
+        from rq_signals import outbox  # imports models: not at this module's import time
+
+        outbox.store([spec], using=alias)  # in the transaction: it commits or rolls back with the rows
+        batch.outboxed = True
     callback = _OnCommit(batch, spec)
     batch.pending.add(callback)
     connection.on_commit(callback)
 
 
-def dispatch(specs: list[JobSpec]) -> list[Job]:
-    """Enqueue `specs` (one pipeline per Redis server), or run them inline under ``EAGER``."""
+def dispatch(specs: list[JobSpec], *, using: str = DEFAULT_DB_ALIAS) -> list[Job]:
+    """Enqueue `specs` (one pipeline per Redis server), or run them inline under ``EAGER``.
+
+    Jobs a Redis server does not take go to the outbox of database `using` (unless ``OUTBOX="off"``).
+    """
     if not specs:
         return []
     if conf.eager:
@@ -90,7 +105,14 @@ def dispatch(specs: list[JobSpec]) -> list[Job]:
         return []
     jobs: list[Job] = []
     for group in _by_connection(specs):
-        jobs += _enqueue_group(group)
+        try:
+            jobs += _enqueue_group(group)
+        except (RedisError, OSError) as exc:
+            if conf.outbox == "off":
+                raise
+            from rq_signals import outbox
+
+            outbox.store_unsent(group, using=using, error=exc)
     return jobs
 
 
@@ -127,13 +149,21 @@ def describe(ref: SignalRef, sender: Any, kwargs: dict[str, Any], receiver_id: s
 class _Batch:
     """The jobs of one database connection's transaction: ready ones, and callbacks still to run."""
 
+    alias: str
     ready: list[JobSpec] = field(default_factory=list)
     pending: weakref.WeakSet[_OnCommit] = field(default_factory=weakref.WeakSet)
+    outboxed: bool = False  # OUTBOX="always": the jobs have outbox rows, to enqueue once and delete
 
     def flush(self) -> None:
         specs, self.ready = self.ready, []
+        outboxed, self.outboxed = self.outboxed, False
         try:
-            dispatch(specs)
+            if outboxed:
+                from rq_signals import outbox
+
+                outbox.deliver(specs, using=self.alias)
+            else:
+                dispatch(specs, using=self.alias)
         except Exception:
             logger.exception(
                 "Receivers %s: %d job(s) of a committed transaction could not be enqueued",
@@ -201,6 +231,7 @@ def _enqueue_group(specs: list[JobSpec]) -> list[Job]:
                     timeout=spec.timeout,
                     description=spec.description,
                     meta=spec.meta,
+                    job_id=spec.job_id,
                 )
                 for spec in queue_specs
             ]

@@ -1,0 +1,380 @@
+"""The transactional outbox: jobs that could not reach Redis wait in the database until a relay sends them.
+
+``RQ_SIGNALS["OUTBOX"]`` says when a job goes through here:
+
+- ``"on_failure"`` (default): a transaction's jobs are enqueued after commit; if Redis does not answer
+  (any ``RedisError`` or socket error), they are stored here instead, after the commit, and the
+  request goes on with a warning naming the receivers and job ids.
+- ``"always"``: every after-commit job is written here inside the sending transaction (it commits or
+  rolls back with the rows that caused it); after commit it is enqueued through the relay's guarded
+  path and its row deleted, so a process killed between commit and enqueue loses nothing either.
+- ``"off"``: no outbox; a Redis error after commit is logged and raised, the job is lost.
+
+The relay (`relay_once`; every worker runs it through `worker.hooks`, and ``manage.py rqsignals
+relay`` runs it on its own) claims rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` where the
+database has it, and on the Redis side enqueues a job only under ``WATCH``, if neither the job's
+hash nor its ``rq_signals:relayed:<job_id>`` marker exists, setting the marker (with a TTL) in the
+same ``MULTI``: a job id is enqueued once, whichever relays (or flushes) race for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.db import close_old_connections, connections, router, transaction
+from django.db.models import F
+from django.utils import timezone
+from redis.exceptions import RedisError, WatchError
+from rq.job import Job
+from rq.queue import Queue
+
+from rq_signals import defaults, queues
+from rq_signals.conf import conf
+from rq_signals.models import OutboxEntry
+
+if TYPE_CHECKING:
+    from rq_signals.enqueue import JobSpec
+
+logger = logging.getLogger(__name__)
+
+#: What "Redis did not take the job" looks like: the server is down, slow, read-only, out of memory.
+REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError)
+
+#: Redis key prefix of the markers of relayed jobs (``rq_signals:relayed:<job_id>``).
+MARKER_PREFIX = "rq_signals:relayed:"
+
+# KEYS: for each job, its marker then its rq hash (rq:job:<id>). Returns 1/0 per key: EXISTS.
+_EXISTS_SCRIPT = (
+    "local found = {} for i, key in ipairs(KEYS) do found[i] = redis.call('EXISTS', key) end return found"
+)
+
+
+@dataclass(frozen=True)
+class OutboxJob:
+    """Everything that makes an RQ job, as JSON: the relay rebuilds exactly the job the flush would send."""
+
+    job_id: str
+    queue: str
+    function: str
+    args: tuple[Any, ...]
+    description: str
+    meta: dict[str, Any]
+    timeout: int | None  # seconds; None: the queue's default
+
+    @classmethod
+    def from_spec(cls, spec: JobSpec) -> OutboxJob:
+        return cls(
+            spec.job_id,
+            spec.queue,
+            defaults.JOB_FUNCTION,
+            spec.job_args(),
+            spec.description,
+            spec.meta,
+            spec.timeout,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> OutboxJob:
+        data = json.loads(text)
+        return cls(
+            data["job_id"],
+            data["queue"],
+            data["function"],
+            tuple(data["args"]),
+            data["description"],
+            data["meta"],
+            data["timeout"],
+        )
+
+    def to_json(self) -> str:
+        fields = {
+            "job_id": self.job_id,
+            "queue": self.queue,
+            "function": self.function,
+            "args": list(self.args),
+            "description": self.description,
+            "meta": self.meta,
+            "timeout": self.timeout,
+        }
+        return json.dumps(fields, allow_nan=False, ensure_ascii=False)
+
+    @property
+    def receiver(self) -> str:
+        return str(self.args[0]) if self.args else self.function
+
+
+@dataclass
+class RelayReport:
+    """What one relay pass did: job ids enqueued, ids Redis already had, rows still waiting (and why)."""
+
+    enqueued: list[str] = field(default_factory=list)
+    already_there: list[str] = field(default_factory=list)
+    waiting: dict[str, int] = field(default_factory=dict)  # database alias -> rows left behind
+    errors: dict[str, str] = field(default_factory=dict)  # database alias -> why they were left
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def __str__(self) -> str:
+        text = f"Outbox: relayed {len(self.enqueued)} job(s), {len(self.already_there)} already in Redis"
+        for alias, error in self.errors.items():
+            text += f"; {self.waiting.get(alias, 0)} job(s) wait in database {alias!r}: {error}"
+        return text
+
+
+def store(specs: Sequence[JobSpec], *, using: str) -> list[str]:
+    """Write `specs` to the outbox of database `using` (in its current transaction, if any); their ids.
+
+    ``bulk_create`` sends no model signal, and a job id already stored is left as it is.
+    """
+    now = timezone.now()
+    rows = [
+        OutboxEntry(
+            job_id=job.job_id, queue=job.queue, receiver=job.receiver, data=job.to_json(), created_at=now
+        )
+        for job in map(OutboxJob.from_spec, specs)
+    ]
+    OutboxEntry.objects.using(using).bulk_create(
+        rows, batch_size=defaults.OUTBOX_BATCH_SIZE, ignore_conflicts=True
+    )
+    return [row.job_id for row in rows]
+
+
+def store_unsent(specs: Sequence[JobSpec], *, using: str, error: BaseException) -> None:
+    """Keep jobs Redis refused (after commit) for the relay, with a warning naming receivers and ids."""
+    job_ids = store(specs, using=using)
+    logger.warning(
+        "Receivers %s: Redis did not take %d job(s) after commit (%s); kept in the outbox of "
+        "database %r until the relay enqueues them: %s",
+        _receivers(specs),
+        len(job_ids),
+        _error(error),
+        using,
+        _ids(job_ids),
+    )
+
+
+def deliver(specs: Sequence[JobSpec], *, using: str) -> list[str]:
+    """Enqueue jobs stored by ``OUTBOX="always"`` (once each), then delete their rows; ids enqueued.
+
+    If Redis does not answer, the rows stay for the relay and a warning names receivers and ids.
+    """
+    jobs = [OutboxJob.from_spec(spec) for spec in specs]
+    try:
+        enqueued, _ = enqueue_once(jobs)
+    except REDIS_ERRORS as exc:
+        logger.warning(
+            "Receivers %s: Redis did not take %d job(s) after commit (%s); they wait in the "
+            "outbox of database %r for the relay: %s",
+            _receivers(specs),
+            len(jobs),
+            _error(exc),
+            using,
+            _ids([job.job_id for job in jobs]),
+        )
+        return []
+    discard([job.job_id for job in jobs], using=using)
+    return enqueued
+
+
+def discard(job_ids: Sequence[str], *, using: str) -> int:
+    """Delete the rows of `job_ids` (no model signals: a raw DELETE, in chunks); rows deleted."""
+    deleted = 0
+    for start in range(0, len(job_ids), defaults.OUTBOX_BATCH_SIZE):
+        chunk = job_ids[start : start + defaults.OUTBOX_BATCH_SIZE]
+        rows = OutboxEntry.objects.using(using).filter(job_id__in=chunk)
+        # _raw_delete: QuerySet.delete() would send pre/post_delete to receivers without a sender.
+        deleted += rows._raw_delete(using)
+    return deleted
+
+
+def enqueue_once(jobs: Sequence[OutboxJob]) -> tuple[list[str], list[str]]:
+    """Enqueue each job unless Redis has it or has relayed it; (ids enqueued, ids already there).
+
+    One ``WATCH``/``MULTI`` per Redis server: raises a `REDIS_ERRORS` error if a server does not answer
+    (jobs on servers handled before it stay enqueued: the markers make a second pass skip them).
+    """
+    enqueued: list[str] = []
+    already: list[str] = []
+    for group in _by_connection(jobs):
+        fresh, present = _enqueue_group_once(group)
+        enqueued += fresh
+        already += present
+    return enqueued, already
+
+
+def relay_once(*, using: str | None = None, batch_size: int = defaults.OUTBOX_BATCH_SIZE) -> RelayReport:
+    """Drain the outbox of database `using` (every database the outbox migrates to, by default)."""
+    report = RelayReport()
+    for alias in [using] if using else outbox_databases():
+        _relay_database(alias, batch_size, report)
+    if report.enqueued or report.already_there or report.errors:
+        (logger.info if report.ok else logger.warning)("%s", report)
+    return report
+
+
+def relay_forever(
+    *,
+    interval_seconds: float = defaults.OUTBOX_RELAY_INTERVAL_SECONDS,
+    stop: threading.Event | None = None,
+    using: str | None = None,
+) -> None:
+    """Relay every `interval_seconds` until `stop` is set; errors are logged, never stop the loop."""
+    stop = stop or threading.Event()
+    while not stop.is_set():
+        relay_for_worker(using=using)
+        stop.wait(interval_seconds)
+
+
+def relay_for_worker(*, using: str | None = None) -> None:
+    """One pass as a worker's maintenance chore: fresh database connections, every error logged."""
+    close_old_connections()
+    try:
+        relay_once(using=using)
+    except Exception:
+        logger.exception(
+            "Outbox: relay pass failed; next pass in %ss", defaults.OUTBOX_RELAY_INTERVAL_SECONDS
+        )
+    finally:
+        close_old_connections()
+
+
+def outbox_databases() -> list[str]:
+    """The database aliases the router lets `OutboxEntry` migrate to: where outbox rows can live."""
+    return [alias for alias in connections if router.allow_migrate_model(alias, OutboxEntry)]
+
+
+def marker_key(job_id: str) -> str:
+    return f"{MARKER_PREFIX}{job_id}"
+
+
+def _relay_database(alias: str, batch_size: int, report: RelayReport) -> None:
+    after_pk = 0
+    while True:
+        with transaction.atomic(using=alias):
+            rows = _claim(alias, batch_size, after_pk=after_pk)
+            if not rows:
+                return
+            after_pk = rows[-1].pk
+            jobs, unusable = _decode(rows)
+            if unusable:
+                _keep(alias, unusable, report)
+            try:
+                enqueued, present = enqueue_once(jobs)
+            except REDIS_ERRORS as exc:
+                _keep(alias, {row.pk: _error(exc) for row in rows if row.pk not in unusable}, report)
+                return
+            discard([job.job_id for job in jobs], using=alias)
+        report.enqueued += enqueued
+        report.already_there += present
+
+
+def _claim(alias: str, batch_size: int, *, after_pk: int) -> list[OutboxEntry]:
+    rows = OutboxEntry.objects.using(alias).filter(pk__gt=after_pk).order_by("pk")
+    if connections[alias].features.has_select_for_update_skip_locked:
+        rows = rows.select_for_update(skip_locked=True)
+    else:
+        # SQLite: take the write lock first (an UPDATE of no row does), so two relays queue up here
+        # instead of both reading, then deadlocking on their deletes ("database is locked").
+        OutboxEntry.objects.using(alias).filter(pk=-1).update(attempts=0)
+    return list(rows[:batch_size])
+
+
+def _decode(rows: list[OutboxEntry]) -> tuple[list[OutboxJob], dict[int, str]]:
+    """The rows' jobs, and why the others cannot be sent (by row pk): bad JSON, queue not configured."""
+    jobs: list[OutboxJob] = []
+    unusable: dict[int, str] = {}
+    for row in rows:
+        try:
+            job = OutboxJob.from_json(row.data)
+        except (ValueError, KeyError, TypeError) as exc:
+            unusable[row.pk] = f"Job {row.job_id}: outbox row {row.pk} is not a job ({_error(exc)})"
+            continue
+        if job.queue not in conf.queues:
+            unusable[row.pk] = f"Job {job.job_id}: queue {job.queue!r} is not in RQ_QUEUES"
+            continue
+        jobs.append(job)
+    return jobs, unusable
+
+
+def _keep(alias: str, reasons: dict[int, str], report: RelayReport) -> None:
+    """Leave rows for a later pass: count the attempt, record why, report it."""
+    for reason in sorted(set(reasons.values())):
+        pks = [pk for pk, text in reasons.items() if text == reason]
+        OutboxEntry.objects.using(alias).filter(pk__in=pks).update(
+            attempts=F("attempts") + 1, last_error=reason
+        )
+    report.errors[alias] = "; ".join(sorted(set(reasons.values()))[:3])
+    report.waiting[alias] = OutboxEntry.objects.using(alias).count()
+
+
+def _enqueue_group_once(jobs: list[OutboxJob]) -> tuple[list[str], list[str]]:
+    """Jobs whose queues share a Redis connection: WATCH their keys, check, enqueue the new ones."""
+    keys = [key for job in jobs for key in (marker_key(job.job_id), Job.key_for(job.job_id))]
+    by_queue: dict[str, list[OutboxJob]] = {}
+    for job in jobs:
+        by_queue.setdefault(job.queue, []).append(job)
+    connection = queues.get_queue(jobs[0].queue).connection
+    with connection.pipeline() as pipe:
+        for _ in range(defaults.OUTBOX_WATCH_ATTEMPTS):
+            try:
+                pipe.watch(*keys)
+                found = pipe.eval(_EXISTS_SCRIPT, len(keys), *keys)
+                present = {job.job_id for i, job in enumerate(jobs) if found[2 * i] or found[2 * i + 1]}
+                pipe.multi()
+                for name, queue_jobs in by_queue.items():
+                    fresh = [job for job in queue_jobs if job.job_id not in present]
+                    for job in fresh:
+                        pipe.set(marker_key(job.job_id), 1, ex=defaults.OUTBOX_MARKER_TTL_SECONDS)
+                    if fresh:
+                        queues.get_queue(name).enqueue_many(
+                            [_enqueue_data(job) for job in fresh], pipeline=pipe
+                        )
+                pipe.execute()
+            except WatchError:
+                continue  # another relay (or flush) touched one of these jobs: look again
+            return (
+                [job.job_id for job in jobs if job.job_id not in present],
+                [job.job_id for job in jobs if job.job_id in present],
+            )
+    raise WatchError(
+        f"Outbox: jobs {_ids([job.job_id for job in jobs])} kept changing under "
+        f"{defaults.OUTBOX_WATCH_ATTEMPTS} WATCH attempts; left for the next pass"
+    )
+
+
+def _enqueue_data(job: OutboxJob) -> Any:
+    return Queue.prepare_data(
+        job.function,
+        args=job.args,
+        timeout=job.timeout,
+        description=job.description,
+        meta=job.meta,
+        job_id=job.job_id,
+    )
+
+
+def _by_connection(jobs: Iterable[OutboxJob]) -> list[list[OutboxJob]]:
+    groups: dict[str, list[OutboxJob]] = {}
+    for job in jobs:
+        groups.setdefault(queues.connection_key(job.queue), []).append(job)
+    return list(groups.values())
+
+
+def _receivers(specs: Iterable[JobSpec]) -> str:
+    return ", ".join(sorted({spec.receiver_id for spec in specs}))
+
+
+def _ids(job_ids: Sequence[str], limit: int = 20) -> str:
+    shown = ", ".join(job_ids[:limit])
+    return shown if len(job_ids) <= limit else f"{shown} (and {len(job_ids) - limit} more)"
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
