@@ -19,25 +19,20 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import uuid4
 
 from redis.exceptions import ResponseError
-from rq.callbacks import execute_failure_callback
-from rq.exceptions import AbandonedJobError, NoSuchJobError
+from rq.exceptions import NoSuchJobError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
-from rq.job_lifecycle import record_job_failure
-from rq.rate_limit import release_slot
-from rq.utils import now, parse_composite_key
+from rq.utils import parse_composite_key
 from rq.worker import Worker, WorkerStatus
 
-from worker import leases
+from worker import crashes, leases
 from worker.connection import ReconnectMixin
 from worker.exceptions import WorkerCrashed
 from worker.orphans import die_with_parent
-from worker.retry import after_commit, policy_of, retry_or_fail
 
 if TYPE_CHECKING:
     from redis.client import Pipeline
@@ -179,31 +174,9 @@ class RecoveryMixin(ReconnectMixin):
         crash, self._horse_crash = self._horse_crash, None
         if crash is not None and crash[0] == job.id:
             exc = WorkerCrashed(f"Job {job.id}: {crash[1]} mid-job (out of memory?)")
-            if self._fail_crashed(job, queue, exc, started_at=job.started_at, execution=execution):
+            if crashes.fail_crashed_horse(self, job, queue, exc, execution=execution):
                 return
         super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
-
-    def _fail_crashed(
-        self,
-        job: Job,
-        queue: Queue,
-        exc: WorkerCrashed,
-        *,
-        started_at: datetime | None,
-        execution: Execution | None,
-    ) -> bool:
-        """Retry or fail a job whose horse died, under its policy; False if it has none (rq handles it)."""
-        with self.connection.pipeline() as pipeline:
-            outcome = retry_or_fail(
-                self, job, queue, exc=exc, started_at=started_at, ended_at=job.ended_at, pipeline=pipeline
-            )
-            if outcome is None:
-                return False
-            self.cleanup_execution(job, pipeline=pipeline, execution=execution)
-            self.increment_failed_job_count(pipeline)
-            pipeline.execute()
-        after_commit(job, queue, outcome, exc)
-        return True
 
     # -- recovering other workers' jobs ------------------------------------------------------------
 
@@ -272,54 +245,5 @@ class RecoveryMixin(ReconnectMixin):
         )
         self.log.warning("%s", exc)
         started_at = execution.created_at if execution else job.started_at
-        has_policy = policy_of(job) is not None
-        if not has_policy:
-            run_failure_callback(self, job)
-
-        def handle(pipeline: Pipeline[Any]) -> Outcome:
-            if has_policy:
-                outcome = retry_or_fail(self, job, queue, exc=exc, started_at=started_at, pipeline=pipeline)
-                assert outcome is not None
-                return outcome
-            return abandon_as_rq_does(job, queue, exc, pipeline)
-
-        settled, outcome = leases.settle_claim(
-            self.connection, queue, member, token, job=job, execution=execution, handle=handle
-        )
-        if not settled or outcome is None:
-            return False
-        if has_policy:
-            after_commit(job, queue, outcome, exc)
-        else:
-            after_rq_abandon(job, queue, outcome, str(exc))
-        return True
-
-
-def run_failure_callback(worker: RecoveryMixin, job: Job) -> None:
-    """As rq's cleanup does: call the failure callback of a crashed job with `AbandonedJobError`."""
-    try:
-        execute_failure_callback(
-            job, worker.death_penalty_class, AbandonedJobError, AbandonedJobError(), None
-        )
-    except Exception:
-        worker.log.exception("Job %s: failure callback raised during crash recovery", job.id)
-
-
-def abandon_as_rq_does(job: Job, queue: Queue, exc: WorkerCrashed, pipeline: Pipeline[Any]) -> Outcome:
-    """What `StartedJobRegistry.cleanup` does with an abandoned job: rq's `Retry` if any, else failed."""
-    if job.retries_left and job.retries_left > 0:
-        job.retry(queue, pipeline)
-        return "retrying"
-    record_job_failure(
-        job, f"Moved to FailedJobRegistry, due to AbandonedJobError ({exc}), at {now()}", pipeline
-    )
-    return "failed"
-
-
-def after_rq_abandon(job: Job, queue: Queue, outcome: Outcome, exc_string: str) -> None:
-    try:
-        if outcome == "failed":
-            job.send_webhooks(JobStatus.FAILED, exc_string=exc_string)
-            queue.enqueue_dependents(job)
-    finally:
-        release_slot(job)
+        claim = crashes.Claim(member=member, token=token, execution=execution)
+        return crashes.settle_crash(self, job, queue, exc, started_at=started_at, claim=claim)
