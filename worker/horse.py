@@ -65,6 +65,7 @@ def run_horse(worker: Worker, channel: Connection, parent_pid: int) -> NoReturn:
         worker._is_horse = True
         worker._horse_pid = 0
         worker.log = logger
+        os.environ["RQ_WORKER_ID"] = worker.name
         worker.connection.ping()  # connect now, while the worker dequeues the first job
         _serve(worker, channel)
         code = 0
@@ -80,6 +81,7 @@ def _serve(worker: Worker, channel: Connection) -> None:
     """Run orders until the channel closes or says None."""
     # A job that blocks signals (SIGALRM: rq's death penalty) must not leave them blocked for the next.
     signal_mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    pid = os.getpid()
     while True:
         try:
             order: Order | None = channel.recv()
@@ -88,6 +90,8 @@ def _serve(worker: Worker, channel: Connection) -> None:
         if order is None:
             return
         _perform(worker, order)
+        if os.getpid() != pid:  # a child the job forked returned here: it must not speak for the horse
+            os._exit(0)
         signal.pthread_sigmask(signal.SIG_SETMASK, signal_mask)
         channel.send(Report(order.job_id, resident_bytes()))
 
