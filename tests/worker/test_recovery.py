@@ -19,7 +19,7 @@ from tests.support.processes import Proc, start_worker
 from tests.support.waiting import wait_until
 from tests.worker import crash_jobs
 from tests.worker.crash_jobs import key
-from worker import Backoff
+from worker import Backoff, leases
 from worker.attempts import ATTEMPTS_META_KEY
 from worker.backoff import POLICY_META_KEY
 from worker.scheduler import promote_due
@@ -229,3 +229,49 @@ def test_a_worker_cut_off_longer_than_its_lease_stops_its_run_once_it_is_back(
         if second is not None:
             second.stop()
         link.close()
+
+
+def test_of_several_workers_racing_for_one_dead_job_exactly_one_claims_it(connection):
+    # Given a job whose worker stopped renewing its lease: a lease that has just run out
+    queue = Queue("crash", connection=connection)
+    member = "job-1:execution-1"
+    with connection.pipeline() as pipeline:
+        pipeline.zadd(queue.started_job_registry.key, {member: time.time() + 60})
+        leases.add_lease(pipeline, queue.name, member, ttl=0.001)
+        pipeline.execute()
+    wait_until(
+        lambda: leases.expired_members(connection, queue.name) == [member],
+        timeout=5,
+        what="the lease to run out",
+    )
+
+    # When several workers try to claim it at once
+    wins = [
+        leases.try_claim(
+            connection, queue.name, queue.started_job_registry.key, member, f"token-{n}", 5.0, "expired"
+        )
+        for n in range(5)
+    ]
+
+    # Then exactly one gets it; the dead worker, were it to come back, learns it lost the job;
+    # and the winner's claim pushes the lease out, so no scan sees the job as dead meanwhile
+    assert wins.count(True) == 1
+    assert leases.renew_lease(connection, queue.name, member, 5.0) == -1
+    assert leases.expired_members(connection, queue.name) == []
+
+
+def test_a_lease_whose_job_rq_already_ended_is_dropped_not_recovered(connection):
+    # rq removed the execution from its started registry (the job ended) but the lease lingered
+    queue = Queue("crash", connection=connection)
+    member = "job-2:execution-1"
+    with connection.pipeline() as pipeline:
+        leases.add_lease(pipeline, queue.name, member, ttl=0.001)
+        pipeline.execute()
+    wait_until(lambda: leases.expired_members(connection, queue.name), timeout=5, what="the lease to run out")
+
+    claimed = leases.try_claim(
+        connection, queue.name, queue.started_job_registry.key, member, "t", 5.0, "expired"
+    )
+
+    assert not claimed
+    assert connection.zcard(leases.leases(queue.name)) == 0
