@@ -140,13 +140,26 @@ class Demo:
         self.migrate()
         password = self.ensure_admin()
         self.start_web()
-        self.start_worker()
-        if self.options.orders or self.options.outage_orders:
+        if self.options.worker:
+            self.start_worker()
+        else:
+            say(
+                f"worker: not started (--no-worker); start one with: cd {PROJECT_DIR} && "
+                f"REDIS_URL={self.redis_url} SHOP_VAR_DIR={self.var_dir} "
+                f"WEBHOOK_URL={self.env['WEBHOOK_URL']} "
+                f"{sys.executable} manage.py rqworker {' '.join(QUEUES)}"
+            )
+        if self.options.worker and (self.options.orders or self.options.outage_orders):
             self.create_orders()
         self.report_queues()
         if self.options.every:
-            self.spawn("orders", ["demo_orders", "--count", "0", "--every", str(self.options.every)])
-            say(f"orders: one new order every {self.options.every:g}s, so jobs keep flowing")
+            trickle = self.spawn(
+                "orders", ["demo_orders", "--count", "0", "--every", str(self.options.every)]
+            )
+            say(
+                f"orders: one new order every {self.options.every:g}s, so jobs keep flowing "
+                f"(pid {trickle.pid})"
+            )
         self.print_ready(password)
         self.supervise()
 
@@ -423,6 +436,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=3.0,
         help="then one more order every this many seconds; 0 for none (default 3)",
+    )
+    parser.add_argument(
+        "--no-worker",
+        dest="worker",
+        action="store_false",
+        help="start no worker (and create no orders): run `manage.py rqworker` yourself",
     )
     return parser.parse_args(argv)
 
