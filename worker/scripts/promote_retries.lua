@@ -16,6 +16,9 @@
 --
 -- Returns {moved, next due time or false, server seconds, server microseconds}; times are strings.
 
+-- Redis < 5 replicates scripts verbatim and refuses writes after TIME unless told to replicate effects.
+if redis.replicate_commands then redis.replicate_commands() end
+
 local now = redis.call('TIME')
 local sec, usec = tonumber(now[1]), tonumber(now[2])
 local now_score = string.format('%.6f', sec + usec / 1000000)

@@ -13,6 +13,9 @@
 -- since the epoch with microseconds; rq itself writes whole seconds, and reads floats fine.
 -- Returns the due time, as the string that was stored.
 
+-- Redis < 5 replicates scripts verbatim and refuses writes after TIME unless told to replicate effects.
+if redis.replicate_commands then redis.replicate_commands() end
+
 local now = redis.call('TIME')
 local due = string.format('%.6f', tonumber(now[1]) + tonumber(now[2]) / 1000000 + tonumber(ARGV[2]))
 redis.call('ZADD', KEYS[1], due, ARGV[1])
