@@ -58,13 +58,25 @@ if _test_db_url:
     # A worker subprocess started by a test must use pytest-django's test database, not NAME.
     if os.environ.get("RQ_SIGNALS_TEST_DB_NAME"):
         DATABASES["default"]["NAME"] = os.environ["RQ_SIGNALS_TEST_DB_NAME"]
+    # A second alias (set up only for tests that ask for it), for jobs that follow their database.
+    DATABASES["other"] = {**DATABASES["default"], "NAME": f"{DATABASES['default']['NAME']}_other", "TEST": {}}
 else:
     # A file, not :memory:, so worker subprocesses see what the test committed; one per session,
     # inherited by the subprocesses through the environment.
     _sqlite = os.environ.setdefault(
-        "RQ_SIGNALS_TEST_SQLITE", os.path.join(tempfile.gettempdir(), f"rq-signals-tests-{os.getpid()}.sqlite3")
+        "RQ_SIGNALS_TEST_SQLITE",
+        os.path.join(tempfile.gettempdir(), f"rq-signals-tests-{os.getpid()}.sqlite3"),
     )
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": _sqlite, "TEST": {"NAME": _sqlite}}}
+    _sqlite_other = _sqlite.replace(".sqlite3", "-other.sqlite3")
+    DATABASES = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": _sqlite, "TEST": {"NAME": _sqlite}},
+        # A second alias (set up only for tests that ask for it), for jobs that follow their database.
+        "other": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _sqlite_other,
+            "TEST": {"NAME": _sqlite_other},
+        },
+    }
 
 REDIS_URL = session_redis.url()
 RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60} for name in ("high", "default", "low")}

@@ -10,10 +10,11 @@ from django.db import transaction
 from django.test import RequestFactory, override_settings
 from rq.job import Job
 
-from rq_signals import queues
+from rq_signals import enqueue, queues
 from rq_signals.exceptions import SerializationError
+from rq_signals.jobs import run_receiver
 from tests.receivers import invoice_noted, invoice_paid
-from tests.testapp.models import Invoice, Tag
+from tests.testapp.models import Effect, Invoice, Tag
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -171,3 +172,41 @@ def test_queues_and_their_connection_are_built_once_and_rebuilt_when_settings_ch
         assert rebuilt is not high and rebuilt.connection is not high.connection
         with pytest.raises(KeyError):
             queues.get_queue("low")
+
+
+def test_the_sending_alias_is_the_using_argument_else_the_instances_database():
+    on_other = Invoice(reference="elsewhere")
+    on_other._state.db = "other"
+
+    assert enqueue.database_alias({"using": "replica", "instance": on_other}) == "replica"
+    assert enqueue.database_alias({"instance": on_other}) == "other"
+    assert enqueue.database_alias({"instance": Invoice()}) == "default"  # unsaved: no database yet
+    assert enqueue.database_alias({}) == "default"
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "other"])
+def test_jobs_wait_for_the_commit_of_the_database_that_sent_them(connection):
+    # A save on "other" outside a transaction on "other" is committed at once, whatever "default" does
+    with transaction.atomic():
+        Invoice.objects.using("other").create(reference="O-1")
+        assert len(jobs_on(connection, "high")) == 1
+
+    # A save inside a transaction on "other" waits for that transaction
+    with transaction.atomic(using="other"):
+        Invoice.objects.using("other").create(reference="O-2")
+        assert len(jobs_on(connection, "high")) == 1
+    with pytest.raises(RuntimeError), transaction.atomic(using="other"):
+        Invoice.objects.using("other").create(reference="O-3")
+        raise RuntimeError("rolled back on other")
+
+    # And the job reads its instance back from "other"
+    first, second = jobs_on(connection, "high")
+    run_receiver(*second.args)
+    assert Effect.objects.get(receiver="record_invoice").value == {
+        "created": True,
+        "reference": "O-2",
+        "total": "0.00",
+        "sender": "testapp.Invoice",
+        "signal_is_post_save": True,
+        "using": "other",
+    }
