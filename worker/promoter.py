@@ -4,12 +4,14 @@ The promoter (a daemon thread of the worker process, never of a work horse) runs
 script, which answers with the next due time and the Redis clock; it then sleeps exactly that long
 on its pub/sub connection, so a message on `keys.RETRY_SCHEDULED_CHANNEL` announcing an earlier
 retry wakes it at once. Every worker runs one; the script's ZREM guard makes them safe together.
-A poll every `IDLE_CHECK_SECONDS` covers pub/sub messages lost to a reconnect.
+After a reconnect it resubscribes, then promotes again (announcements may have been lost meanwhile);
+a poll every `IDLE_CHECK_SECONDS` is the last safety net.
 
 rq's own scheduler (`--with-scheduler`) polls whole seconds and pushes without a guard. A
 `RetryWorker` therefore starts `RetryAwareScheduler` instead: it runs rq's jobs (`enqueue_at`,
 rq's `Retry`) exactly as rq does and skips ours. A plain rq scheduler (`rqscheduler`, or a plain
-`rq worker --with-scheduler` on the same queues) would not skip them: don't run one.
+`rq worker --with-scheduler` on the same queues) would not skip them: don't run one. Retries of
+rate-limited jobs are not ours: rq's scheduler enqueues them through the rate limiter.
 """
 
 from __future__ import annotations
