@@ -38,19 +38,23 @@ REDIS_DOWN = (ConnectionError, TimeoutError, socket.timeout)
 
 def retry_forever(
     connection: Redis[Any], *, base: float = 0.05, cap: float = 2.0, log: logging.Logger = logger
-) -> Redis[Any]:
+) -> ReportingRetry:
     """Make every command on `connection` retry on connection errors, forever, `base`..`cap` seconds apart."""
     retry = ReportingRetry(EqualJitterBackoff(cap=cap, base=base), -1, supported_errors=REDIS_DOWN)
     retry.log = log
     # types-redis 4.6 predates Redis.set_retry (redis-py 5+).
     connection.set_retry(retry)  # type: ignore[attr-defined]
-    return connection
+    return retry
 
 
 class ReportingRetry(Retry):
-    """redis-py's `Retry`, saying when a command starts waiting for Redis and when Redis is back."""
+    """redis-py's `Retry`, saying when a command starts waiting for Redis and when Redis is back.
+
+    `last_trouble` is when (`time.monotonic()`) a command last failed or got through after failing.
+    """
 
     log: logging.Logger = logger
+    last_trouble: float | None = None
 
     def call_with_retry(self, do: Callable[[], T], fail: Callable[..., Any], *args: Any, **kwargs: Any) -> T:
         failures = 0
@@ -58,6 +62,7 @@ class ReportingRetry(Retry):
         def noting_fail(error: Exception, *rest: Any) -> Any:
             nonlocal failures
             failures += 1
+            self.last_trouble = time.monotonic()
             if failures == 1:
                 self.log.warning(
                     "Redis unavailable (%s: %s); retrying with backoff", type(error).__name__, error
@@ -66,6 +71,7 @@ class ReportingRetry(Retry):
 
         result = super().call_with_retry(do, noting_fail, *args, **kwargs)
         if failures:
+            self.last_trouble = time.monotonic()
             self.log.info("Redis reachable again after %d failed attempt(s)", failures)
         return result
 
@@ -78,7 +84,12 @@ class ReconnectMixin(_WorkerBase):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        retry_forever(self.connection, cap=self.reconnect_backoff_cap, log=self.log)
+        self.redis_retry = retry_forever(self.connection, cap=self.reconnect_backoff_cap, log=self.log)
+
+    def seconds_since_redis_trouble(self) -> float | None:
+        """Seconds since this worker last could not reach Redis; None if it always could."""
+        last = self.redis_retry.last_trouble
+        return None if last is None else time.monotonic() - last
 
     def run_maintenance_tasks(self) -> None:
         # Some maintenance runs WATCHed transactions, which redis-py does not retry.

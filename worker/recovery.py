@@ -11,7 +11,8 @@ Jobs without a policy get what rq's own cleanup gives them (rq's `Retry`, else t
 
 Never twice at once: a horse dies with its worker (`worker.orphans`); a worker that finds its lease
 claimed by another (it was cut off from Redis for longer than the lease) stops its run of the job;
-after a Redis restart no lease is judged until the server has been up for a whole `lease_ttl`.
+after a Redis restart, or an outage the scanning worker saw itself, no lease is judged until a whole
+`lease_ttl` has passed, so every live worker has renewed first.
 """
 
 from __future__ import annotations
@@ -210,7 +211,11 @@ class RecoveryMixin(ReconnectMixin):
         return recovered
 
     def _redis_up_for_a_lease(self) -> bool:
-        # No lease can be renewed while Redis is down: after a restart, let every worker renew first.
+        # No lease can be renewed while Redis is down or out of reach. After a restart, a failover or
+        # an outage this worker saw, let every worker renew its leases before judging any of them.
+        since_trouble = self.seconds_since_redis_trouble()
+        if since_trouble is not None and since_trouble < self.lease_ttl:
+            return False
         try:
             uptime = int(self.connection.info("server").get("uptime_in_seconds", 0))
         except ResponseError:  # INFO disabled: cannot tell, assume up
