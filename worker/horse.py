@@ -1,26 +1,31 @@
 """The long-lived work horse of `PreforkMixin`: a child process that runs many jobs, one at a time.
 
-Forked once and reused, it reads orders from its end of a socket pair, runs each job with rq's
-own `perform_job` (death penalty, success and failure handling, our retry hook: all in the horse,
-as in rq's fork-per-job horse) and answers with its resident memory, so its worker can replace
-it. It exits when the socket closes (its worker retired it, or died), and on Linux the kernel
-kills it when its worker dies (PR_SET_PDEATHSIG), so it never outlives its worker. Anything that
-goes wrong outside a job's own failure handling ends it with `os._exit(1)`: its worker then
-fails the job it was running through the crash path, as rq does for its own horses.
+Two sides of one socket pair. The worker's side, `Horse`, forks the horse (`Horse.spawn`), hands
+it `Order`s, waits for its `Report`s (or its death, seen through a pidfd), reaps and retires it.
+The horse's side, `run_horse`, runs each job with rq's own `perform_job` (death penalty, success
+and failure handling, our retry hook: all in the horse, as in rq's fork-per-job horse) and
+reports its resident memory, so the worker can replace it. The horse exits when the socket closes
+(its worker retired it, or died) and dies with its worker (`worker.orphans`). Whatever goes wrong
+outside a job's own failure handling ends it with `os._exit(1)`: the worker then fails the job it
+was running through rq's crash path, as for rq's own horses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
 import os
 import random
 import resource
+import select
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rq.executions import Execution
 
@@ -52,6 +57,101 @@ class Report:
 
     job_id: str
     rss_bytes: int
+
+
+#: (pid, wait status, rusage) of a reaped horse, as `os.wait4` gives them.
+ExitStatus = tuple[int, int, Any]
+
+
+class Horse:
+    """The worker's handle on one work horse: its pid, its end of the channel, its job count."""
+
+    def __init__(self, pid: int, channel: Connection) -> None:
+        self.pid = pid
+        self.channel = channel
+        self.jobs_done = 0
+        self.exit_status: ExitStatus | None = None
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # not Linux >= 5.3: poll the pid between waits instead
+            self._pidfd = None
+
+    @classmethod
+    def spawn(cls, worker: Worker) -> Horse:
+        """Fork a horse for `worker` (call it in the worker process, between jobs)."""
+        ours, theirs = multiprocessing.Pipe(duplex=True)
+        parent_pid = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            run_horse(worker, theirs, parent_pid)
+        theirs.close()
+        return cls(pid, ours)
+
+    def send(self, order: Order) -> bool:
+        """Hand the horse a job; False if it is gone."""
+        try:
+            self.channel.send(order)
+        except OSError:  # BrokenPipeError, ConnectionResetError, or a channel we closed on reaping it
+            return False
+        return True
+
+    def wait_report(self, timeout: float) -> Report | None:
+        """The horse's report once it has one, None if `timeout` seconds pass first.
+
+        Raises EOFError when the horse dies without reporting. Its pidfd tells, so that a child of
+        a job holding a copy of the channel cannot hide the death; without one, the pid is polled.
+        """
+        watched: list[Any] = [self.channel] if self._pidfd is None else [self.channel, self._pidfd]
+        deadline = time.monotonic() + timeout
+        while True:
+            step = max(0.0, deadline - time.monotonic())
+            ready = select.select(watched, [], [], step if self._pidfd is not None else min(step, 1.0))[0]
+            if self.channel in ready or (ready and self.channel.poll()):
+                report: Report = self.channel.recv()  # EOFError if it died
+                return report
+            if ready or not self.alive():
+                raise EOFError(f"work horse {self.pid} died")
+            if time.monotonic() >= deadline:
+                return None
+
+    def alive(self) -> bool:
+        """Whether the horse still runs (reaps it, without blocking, when it has exited)."""
+        return self.exit_status is None and self.reap(block=False) is None
+
+    def reap(self, block: bool = True) -> ExitStatus | None:
+        """The horse's exit status once it has exited; None if it still runs."""
+        if self.exit_status is None:
+            try:
+                pid, status, rusage = os.wait4(self.pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere (rq's `wait_for_horse` in a cold shutdown)
+                pid, status, rusage = self.pid, 0, None
+            if pid == 0:
+                return None
+            self.exit_status = (pid, status, rusage)
+            self.close()
+        return self.exit_status
+
+    def retire(self, timeout: float = 5.0) -> None:
+        """Let the horse exit (it does once its channel closes); SIGKILL it if alive after `timeout` s."""
+        self.close()
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                self.reap()
+                return
+            time.sleep(0.001)
+
+    def close(self) -> None:
+        self.channel.close()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+
+# -- the horse's side -----------------------------------------------------------------------------
 
 
 def run_horse(worker: Worker, channel: Connection, parent_pid: int) -> NoReturn:

@@ -21,21 +21,18 @@ saved when the job has no callback to run in between.
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
 import os
-import select
 import signal
 import time
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
 from rq.utils import now
 from rq.worker import Worker, WorkerStatus
+from rq.worker.base import SHUTDOWN_SIGNAL
 
-from worker.horse import Order, Report, run_horse
+from worker.horse import ExitStatus, Horse, Order, Report
 from worker.recovery import RecoveryMixin
 from worker.retry import RetryMixin
 from worker.shutdown import ShutdownMixin
@@ -51,84 +48,6 @@ else:
 
 #: Statuses of a job whose horse died before saving its outcome: the crash is its outcome.
 _UNSETTLED = (JobStatus.QUEUED, JobStatus.STARTED)
-
-
-class Horse:
-    """The worker's handle on one live work horse: its pid, its end of the channel, its job count."""
-
-    def __init__(self, pid: int, channel: Connection) -> None:
-        self.pid = pid
-        self.channel = channel
-        self.jobs_done = 0
-        self.rss_bytes = 0
-        self.exit_status: tuple[int, int, Any] | None = None  # (pid, wait status, rusage) once reaped
-        try:
-            self._pidfd: int | None = os.pidfd_open(pid)
-        except (AttributeError, OSError):  # not Linux >= 5.3: poll the pid between waits instead
-            self._pidfd = None
-
-    def send(self, order: Order) -> bool:
-        """Hand the horse a job; False if it is gone."""
-        try:
-            self.channel.send(order)
-        except OSError:  # BrokenPipeError, ConnectionResetError
-            return False
-        return True
-
-    def wait_report(self, timeout: float) -> Report | None:
-        """The horse's report once it has one, None if `timeout` seconds pass first.
-
-        Raises EOFError when the horse dies without reporting (checked with its pidfd, so a job's
-        own children holding a copy of the channel cannot hide the death).
-        """
-        watched: list[Any] = [self.channel] + ([self._pidfd] if self._pidfd is not None else [])
-        step = timeout if self._pidfd is not None else min(timeout, 1.0)
-        deadline = time.monotonic() + timeout
-        while True:
-            ready = select.select(watched, [], [], max(0.0, step))[0]
-            if self.channel in ready or (ready and self.channel.poll()):
-                report: Report = self.channel.recv()  # EOFError if it died
-                return report
-            if ready or not self.alive():
-                raise EOFError(f"work horse {self.pid} died")
-            if time.monotonic() >= deadline:
-                return None
-            step = min(step, deadline - time.monotonic())
-
-    def alive(self) -> bool:
-        """Whether the horse still runs (reaps it, without blocking, when it has exited)."""
-        return self.exit_status is None and self.reap(block=False) is None
-
-    def reap(self, block: bool = True) -> tuple[int, int, Any] | None:
-        """The horse's (pid, wait status, rusage) once it has exited; None if it still runs."""
-        if self.exit_status is None:
-            try:
-                pid, status, rusage = os.wait4(self.pid, 0 if block else os.WNOHANG)
-            except ChildProcessError:  # reaped elsewhere (rq's `wait_for_horse` in a cold shutdown)
-                pid, status, rusage = self.pid, 0, None
-            if pid == 0:
-                return None
-            self.exit_status = (pid, status, rusage)
-            self.close()
-        return self.exit_status
-
-    def retire(self, timeout: float = 5.0) -> None:
-        """Let an idle horse exit (it does when its channel closes); kill it if it has not in `timeout` s."""
-        self.close()
-        deadline = time.monotonic() + timeout
-        while self.alive():
-            if time.monotonic() > deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
-                self.reap()
-                return
-            time.sleep(0.001)
-
-    def close(self) -> None:
-        self.channel.close()
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
 
 
 class PreforkMixin(_WorkerBase):
@@ -178,15 +97,8 @@ class PreforkMixin(_WorkerBase):
         super().teardown()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
 
     def _spawn_horse(self) -> Horse:
-        ours, theirs = multiprocessing.Pipe(duplex=True)
-        parent_pid = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the horse
-            ours.close()
-            run_horse(self, theirs, parent_pid)
-        theirs.close()
-        self._horse = Horse(pid, ours)
-        self.log.debug("Worker %s: forked work horse %d", self.name, pid)
+        self._horse = Horse.spawn(self)
+        self.log.debug("Worker %s: forked work horse %d", self.name, self._horse.pid)
         return self._horse
 
     def _ready_horse(self) -> Horse:
@@ -199,7 +111,6 @@ class PreforkMixin(_WorkerBase):
 
     def _after_report(self, horse: Horse, report: Report) -> None:
         horse.jobs_done += 1
-        horse.rss_bytes = report.rss_bytes
         rss_mb = report.rss_bytes / (1024 * 1024)
         if horse.jobs_done >= self.max_jobs_per_horse:
             why = f"ran {horse.jobs_done} jobs"
@@ -221,10 +132,13 @@ class PreforkMixin(_WorkerBase):
         order = Order(
             job.id, queue.name, execution.id, execution.created_at.timestamp(), _job_hash(self, job)
         )
+        if not horse.send(order):  # it died since we looked: the job has not started, give it another
+            horse = self._ready_horse()
+            horse.send(order)  # if this one is dead already, `_watch` sees it and the job fails
         job.started_at = now()
         self._horse_pid = horse.pid  # rq's kill_horse, stop-job and cold shutdown act on it
         try:
-            report = self._watch(horse, job, order) if horse.send(order) else None
+            report = self._watch(horse, job, order)
         finally:
             self._horse_pid = 0
             self.executions.pop(execution.id, None)
@@ -290,7 +204,7 @@ class PreforkMixin(_WorkerBase):
             signal_msg = f" (signal {os.WTERMSIG(ret_val)})" if ret_val and os.WIFSIGNALED(ret_val) else ""
             exc_string = f"Work-horse terminated unexpectedly; waitpid returned {ret_val}{signal_msg}; "
             self.log.warning("Worker %s: job %s failed (%s)", self.name, job.id, exc_string)
-            self.handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call]
+            self.handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call]  # rq: untyped
             self.handle_job_failure(job, queue=queue, exc_string=exc_string, execution=execution)
 
     def cleanup_execution(
@@ -303,11 +217,28 @@ class PreforkMixin(_WorkerBase):
             self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
             self.heartbeat(pipeline=pipeline)
 
+    def kill_horse(self, sig: signal.Signals = SHUTDOWN_SIGNAL) -> None:
+        # rq's reads `horse_pid` twice; between jobs it is 0, and os.getpgid(0) is our own group.
+        pid = self.horse_pid
+        if not pid:
+            self.log.debug("Worker %s: no job running, no work horse to kill", self.name)
+            return
+        try:
+            os.killpg(pid, sig)  # the horse leads its own process group, as rq's does
+        except ProcessLookupError:
+            try:
+                os.kill(pid, sig)  # forked a moment ago: not yet its own group
+            except ProcessLookupError:
+                self.log.debug("Worker %s: work horse %d already dead", self.name, pid)
+                return
+        self.log.info("Worker %s: killed work horse %d (%s)", self.name, pid, sig.name)
+
     def wait_for_horse(self) -> tuple[int | None, int | None, Any]:
         horse = self._horse
         if horse is None or horse.pid != self.horse_pid:
             return super().wait_for_horse()
-        return horse.reap()  # type: ignore[return-value]  # blocking reap never returns None
+        status: ExitStatus | None = horse.reap()
+        return status if status is not None else (None, None, None)
 
     # -- fewer round trips ------------------------------------------------------------------------
 
@@ -365,6 +296,3 @@ def _job_hash(worker: Worker, job: Job) -> dict[bytes, bytes] | None:
 
 class PreforkRetryWorker(RecoveryMixin, ShutdownMixin, RetryMixin, PreforkMixin, Worker):
     """A long-lived forked work horse runs job after job, with our retry policy and crash recovery."""
-
-
-__all__ = ["Horse", "PreforkMixin", "PreforkRetryWorker"]
