@@ -26,6 +26,7 @@ from uuid import uuid4
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.transaction import TransactionManagementError
 from redis.exceptions import RedisError
 from rq.job import Job
 from rq.queue import Queue
@@ -78,6 +79,13 @@ def send(registration: AsyncReceiver, ref: SignalRef, sender: Any, kwargs: dict[
     alias = database_alias(kwargs)
     connection = connections[alias]
     if not registration.on_commit or not connection.in_atomic_block:
+        if registration.on_commit and not connection.get_autocommit():
+            # As transaction.on_commit(): without atomic() there is no commit we could wait for.
+            raise TransactionManagementError(
+                f"{ref.name} receiver {registration.receiver_id} waits for a commit, but database "
+                f"{alias!r} is in manual transaction management (autocommit off, no atomic block); "
+                "send inside transaction.atomic(), or declare the receiver with on_commit=False."
+            )
         dispatch([spec], using=alias)
         return
     batch = _batches.get(connection)

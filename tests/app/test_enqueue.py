@@ -7,6 +7,7 @@ import asyncio
 import pytest
 import redis
 from django.db import transaction
+from django.db.transaction import TransactionManagementError
 from django.test import RequestFactory, override_settings
 from rq.job import Job
 
@@ -210,3 +211,15 @@ def test_jobs_wait_for_the_commit_of_the_database_that_sent_them(connection):
         "signal_is_post_save": True,
         "using": "other",
     }
+
+
+def test_manual_transaction_management_is_refused_rather_than_enqueueing_before_commit(connection):
+    transaction.set_autocommit(False)
+    try:
+        with pytest.raises(TransactionManagementError, match="receiver tests.receivers.record_invoice waits"):
+            Invoice.objects.create(reference="manual")
+        transaction.rollback()
+    finally:
+        transaction.set_autocommit(True)
+
+    assert connection.keys("rq:job:*") == []
