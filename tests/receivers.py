@@ -86,3 +86,15 @@ def always_fails(sender: Any, reason: str, **kwargs: Any) -> None:
 def record_note(sender: Any, **kwargs: Any) -> None:
     kwargs.pop("signal")
     Effect.objects.create(receiver="record_note", key=str(sender), value=kwargs)
+
+
+invoice_exported = Signal()
+
+
+@async_receiver(invoice_exported, retry=Backoff(max_retries=2, base=0.0, jitter="none"))
+def export_invoice(sender: Any, invoice: Invoice, **kwargs: Any) -> None:
+    """Fails on its first attempt (the export service is "down"), succeeds on the retry."""
+    attempts = Effect.objects.filter(receiver="export_invoice", key=str(invoice.pk)).count()
+    Effect.objects.create(receiver="export_invoice", key=str(invoice.pk), value={"attempt": attempts + 1})
+    if attempts == 0:
+        raise Flaky(f"export service down for {invoice.reference}")

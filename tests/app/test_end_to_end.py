@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import transaction
 
-from tests.receivers import invoice_paid
+from tests.receivers import invoice_exported, invoice_paid
 from tests.testapp.models import Effect, Invoice, Tag
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -85,3 +85,15 @@ def test_a_receiver_whose_row_is_gone_is_skipped_with_a_warning_naming_it(run_wo
     assert "Receiver tests.receivers.record_invoice: skipped (job " in log
     assert f"testapp.Invoice with pk={invoice.pk} no longer exists" in log
     assert connection.zcard("rq:failed:high") == 0
+
+
+def test_a_receiver_that_fails_once_is_retried_under_its_policy_and_succeeds(run_worker, connection):
+    with transaction.atomic():
+        invoice = Invoice.objects.create(reference="INV-44")
+        invoice_exported.send(sender="nightly", invoice=invoice)
+
+    log = run_worker()
+
+    assert effects("export_invoice") == [{"attempt": 1}, {"attempt": 2}]
+    assert "retry 1/2 in 0.000s (Flaky)" in log
+    assert connection.zcard("rq:failed:default") == 0
