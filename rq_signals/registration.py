@@ -13,6 +13,7 @@ import inspect
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from django.db.models import signals as model_signals
@@ -244,22 +245,30 @@ def _signal_ref(signal: Signal, func: Callable[..., Any], receiver_id: str) -> S
     if path is None:
         raise ReceiverDeclarationError(
             f"@async_receiver: the signal {_short(signal)} of receiver {receiver_id} is not a module-level "
-            "attribute of any imported module, so a job cannot name it; define it at module level "
-            "(e.g. shop/signals.py: order_paid = Signal()) and import it from there."
+            f"attribute of {func.__module__} or of a module it imports, so a job cannot name it; define "
+            "it at module level (e.g. shop/signals.py: order_paid = Signal()) and import it into the "
+            "receiver's module (from shop.signals import order_paid, or from shop import signals)."
         )
     return SignalRef(signal, path, path)
 
 
 def _module_level_path(signal: Signal, receiver_module: str) -> str | None:
-    """``module.attribute`` of an imported module holding `signal`: the receiver's own module first."""
-    names = [receiver_module] + sorted(name for name in list(sys.modules) if name != receiver_module)
-    for module_name in names:
-        namespace = getattr(sys.modules.get(module_name), "__dict__", None)
-        if not isinstance(namespace, dict):
-            continue
-        for attribute, value in list(namespace.items()):
-            if value is signal and not attribute.startswith("_"):
-                return f"{module_name}.{attribute}"
+    """``module.attribute`` naming `signal`, looked up from the receiver's module only.
+
+    The receiver's module globals first, then the globals of the modules it imported (``from shop
+    import signals``). Both are the same in every process that imports the receiver's module, so
+    the web process and the worker find the same path, whatever else each has imported.
+    """
+    module = sys.modules.get(receiver_module)
+    namespace: dict[str, Any] = dict(vars(module)) if module is not None else {}
+    for attribute, value in namespace.items():
+        if value is signal and not attribute.startswith("_"):
+            return f"{receiver_module}.{attribute}"
+    for value in namespace.values():
+        if isinstance(value, ModuleType):
+            for attribute, inner in dict(vars(value)).items():
+                if inner is signal and not attribute.startswith("_"):
+                    return f"{value.__name__}.{attribute}"
     return None
 
 

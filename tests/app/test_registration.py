@@ -122,3 +122,11 @@ def test_only_registered_receivers_can_be_looked_up():
         registration.lookup("os.system")
     with pytest.raises(UnknownReceiver, match="not connected to signal 'django.db.models.signals.post_save'"):
         registration.lookup("tests.receivers.record_payment").signal_ref("django.db.models.signals.post_save")
+
+
+@pytest.mark.usefixtures("forget_registrations")
+def test_a_signal_reached_through_an_imported_module_is_named_by_that_module():
+    async_receiver(receivers.invoice_noted)(plain_receiver)  # this module imports `receivers`, not the signal
+
+    declared = registration.lookup("tests.app.test_registration.plain_receiver")
+    assert [ref.path for ref in declared.signals] == ["tests.receivers.invoice_noted"]
