@@ -16,6 +16,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from rq_signals import Backoff
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("SHOP_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)  # so `manage.py migrate` works on a fresh clone
@@ -85,6 +87,8 @@ RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60} for name in ("high"
 RQ = {"WORKER_CLASS": "worker.RetryWorker"}
 RQ_SIGNALS = {
     "DEFAULT_QUEUE": "default",
+    # For receivers declared without retry=...; the shop's receivers each name their own.
+    "DEFAULT_RETRY": Backoff(max_retries=3, base=0.5, max_delay=60),
     "EAGER": os.environ.get("RQ_SIGNALS_EAGER", "0") == "1",
 }
 
