@@ -132,8 +132,15 @@ class Horse:
             self.close()
         return self.exit_status
 
-    def retire(self, timeout: float = 5.0) -> None:
-        """Let the horse exit (it does once its channel closes); SIGKILL it if alive after `timeout` s."""
+    def retire(self, timeout: float = 5.0) -> bool:
+        """Tell the horse to exit and close its channel; True once it has, False if it had to be killed.
+
+        The explicit goodbye matters: a process forked by the worker later (rq's scheduler) holds a
+        copy of our end of the channel, so the horse would not see it close. A horse still busy
+        after `timeout` seconds is SIGKILLed.
+        """
+        with contextlib.suppress(OSError):
+            self.channel.send(None)
         self.close()
         deadline = time.monotonic() + timeout
         while self.alive():
@@ -141,8 +148,9 @@ class Horse:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.pid, signal.SIGKILL)
                 self.reap()
-                return
+                return False
             time.sleep(0.001)
+        return True
 
     def close(self) -> None:
         self.channel.close()

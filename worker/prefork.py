@@ -92,8 +92,7 @@ class PreforkMixin(_WorkerBase):
 
     def teardown(self) -> None:
         if self._horse is not None and not self.is_horse:
-            self._horse.retire()
-            self._horse = None
+            self._retire_horse(self._horse)
         super().teardown()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
 
     def _spawn_horse(self) -> Horse:
@@ -109,6 +108,13 @@ class PreforkMixin(_WorkerBase):
             horse = self._spawn_horse()
         return horse
 
+    def _retire_horse(self, horse: Horse) -> None:
+        self._horse = None
+        if not horse.retire():
+            self.log.warning(
+                "Worker %s: work horse %d did not exit when retired; killed it", self.name, horse.pid
+            )
+
     def _after_report(self, horse: Horse, report: Report) -> None:
         horse.jobs_done += 1
         rss_mb = report.rss_bytes / (1024 * 1024)
@@ -119,8 +125,7 @@ class PreforkMixin(_WorkerBase):
         else:
             return
         self.log.info("Worker %s: replacing work horse %d, which %s", self.name, horse.pid, why)
-        horse.retire()
-        self._horse = None
+        self._retire_horse(horse)
         if not self._stop_requested:
             self._spawn_horse()
 

@@ -269,3 +269,24 @@ def test_the_horse_dies_with_its_worker(redis_url, connection, queue, tmp_path):
         wait_until(lambda: not is_running(horse), timeout=10, what=f"horse {horse} to die with its worker")
     finally:
         proc.kill()
+
+
+def test_horses_are_replaced_promptly_while_rqs_scheduler_runs(redis_url, queue, tmp_path):
+    # Given a worker with rq's scheduler: a process forked from the worker after its first horse
+    proc = start_worker(
+        redis_url, ["prefork"], tmp_path=tmp_path, worker_class=QUICK, extra_args=["--with-scheduler"]
+    )
+    try:
+        wait_until(
+            lambda: "Scheduler for prefork started" in proc.output(), timeout=15, what="rq's scheduler"
+        )
+
+        # When its first horse is replaced after three jobs
+        jobs = [queue.enqueue(prefork_jobs.horse_pid) for _ in range(4)]
+        status_becomes(jobs[3], JobStatus.FINISHED)
+    finally:
+        proc.stop()
+
+    # Then that horse exited when told to; it did not have to be killed
+    assert jobs[2].return_value() != jobs[3].return_value()
+    assert "did not exit when retired" not in proc.log_path.read_text()
