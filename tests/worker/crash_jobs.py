@@ -67,16 +67,16 @@ def quick() -> str:
 
 
 class FastRetryWorker(RetryWorker):
-    """`RetryWorker` with a 4 s lease (heartbeat every second) and a scan every half second."""
+    """`RetryWorker` with a 5 s lease (renewed every second) and a scan every half second."""
 
-    lease_ttl = 4.0
+    lease_ttl = 5.0
     recovery_interval = 0.5
 
 
 class FastSimpleRetryWorker(SimpleRetryWorker):
     """`SimpleRetryWorker` with the same short lease and scan."""
 
-    lease_ttl = 4.0
+    lease_ttl = 5.0
     recovery_interval = 0.5
 
 

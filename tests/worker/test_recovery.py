@@ -1,6 +1,6 @@
 """Crash recovery as an operator sees it: a worker dies mid-job (kill -9, OOM) and the job is not lost.
 
-Real redis-server, real `rq worker` subprocesses killed by pid. The workers use a 4 s lease
+Real redis-server, real `rq worker` subprocesses killed by pid. The workers use a 5 s lease
 (`tests.worker.crash_jobs`), so detection takes seconds; every wait is bounded by the 60 s the
 guarantee promises.
 """
