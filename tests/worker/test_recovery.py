@@ -12,7 +12,7 @@ import signal
 import time
 
 import pytest
-from rq import Queue
+from rq import Queue, Retry
 from rq.job import Job, JobStatus
 
 from tests.support.processes import Proc, start_worker
@@ -162,10 +162,11 @@ def test_killed_work_horse_is_a_crash_retried_by_its_own_worker(connection, redi
         worker.stop()
 
 
-def test_crashed_job_without_a_policy_gets_rqs_own_treatment(connection, redis_url, tmp_path):
-    # A job without our policy and without rq's Retry: failed as abandoned, as rq's cleanup would.
+@pytest.mark.parametrize("rq_retry", [None, Retry(max=1)], ids=["no-retry", "rq-Retry"])
+def test_crashed_job_without_a_policy_gets_rqs_own_treatment(connection, redis_url, tmp_path, rq_retry):
+    # A job without our policy: rq's Retry if it has one, else failed as abandoned, as rq's cleanup does
     queue = Queue("crash", connection=connection)
-    job = enqueue(queue, crash_jobs.hang_first_run, policy=None)
+    job = queue.enqueue(crash_jobs.hang_first_run, retry=rq_retry)
     first = start_worker(
         redis_url, ["crash"], tmp_path=tmp_path, worker_class=WORKERS["RetryWorker"], name="first"
     )
@@ -177,10 +178,16 @@ def test_crashed_job_without_a_policy_gets_rqs_own_treatment(connection, redis_u
         )
         first.kill()
 
-        assert settle(connection, queue, job, timeout=DETECTION_BOUND_SECONDS) == JobStatus.FAILED
-        exc_string = job.latest_result().exc_string
-        assert "AbandonedJobError" in exc_string and "died mid-job" in exc_string
+        status = settle(connection, queue, job, timeout=DETECTION_BOUND_SECONDS)
         assert attempts(job) == []
+        if rq_retry is None:
+            assert status == JobStatus.FAILED
+            exc_string = job.latest_result().exc_string
+            assert "AbandonedJobError" in exc_string and "died mid-job" in exc_string
+        else:
+            assert status == JobStatus.FINISHED
+            assert int(connection.get(key(job.id, "runs"))) == 2
+            assert job.retries_left == 0
     finally:
         first.kill()
         if second is not None:
