@@ -9,26 +9,22 @@ from pathlib import Path
 from benchmarks.harness import Context
 
 SETTINGS = "benchmarks.django_settings"
-_ready = False
+_env: dict[str, str] = {}
 
 
 def setup(ctx: Context) -> dict[str, str]:
     """Configure and start Django once per process; returns the environment a worker subprocess needs."""
-    global _ready
-    env = {
-        "DJANGO_SETTINGS_MODULE": SETTINGS,
-        "BENCH_REDIS_URL": ctx.redis_url,
-        "BENCH_SQLITE": sqlite_path(ctx),
-    }
-    if not _ready:
-        os.environ.update(env)
+    if not _env:
+        _env.update(
+            DJANGO_SETTINGS_MODULE=SETTINGS, BENCH_REDIS_URL=ctx.redis_url, BENCH_SQLITE=sqlite_path(ctx)
+        )
+        os.environ.update(_env)
         import django
         from django.core.management import call_command
 
         django.setup()
         call_command("migrate", run_syncdb=True, verbosity=0)
-        _ready = True
-    return env
+    return dict(_env)
 
 
 def sqlite_path(ctx: Context) -> str:

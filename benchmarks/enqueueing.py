@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from rq import Queue
-from rq.job import Job
+from rq.job import Job, JobStatus
 
+from worker.attempts import ATTEMPTS_META_KEY
 from worker.backoff import POLICY_META_KEY, Backoff
 
 #: Every benchmark job carries the same policy our app attaches, so all classes see identical jobs.
@@ -42,7 +43,9 @@ def block_rates(queue: Queue, ids: list[str], blocks: int) -> list[float]:
     for index in range(blocks):
         first = Job.fetch(ids[index * size], connection=queue.connection)
         last = Job.fetch(ids[(index + 1) * size - 1], connection=queue.connection)
-        if first.started_at is None or last.ended_at is None:
-            raise RuntimeError(f"job {last.id} has not run (status {last.get_status()})")
+        for job in (first, last):
+            if job.get_status() != JobStatus.FINISHED or job.meta.get(ATTEMPTS_META_KEY):
+                raise RuntimeError(f"job {job.id} did not simply succeed: {job.get_status()}, {job.meta}")
+        assert first.started_at is not None and last.ended_at is not None
         rates.append(size / (last.ended_at - first.started_at).total_seconds())
     return rates

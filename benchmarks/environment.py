@@ -29,13 +29,20 @@ def cpu_model() -> str:
 
 
 def git_commit() -> str:
+    """The commit measured: `RQ_SIGNALS_BENCH_COMMIT` (set when running from an export), else git's HEAD,
+    flagged when the working tree has uncommitted changes (other engineers' work in progress)."""
+    exported = os.environ.get("RQ_SIGNALS_BENCH_COMMIT")
+    if exported:
+        return f"{exported} (clean export)"
     try:
-        out = subprocess.run(
+        head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
         )
-        return out.stdout.strip() or "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
+    commit = head.stdout.strip() or "unknown"
+    return f"{commit} + uncommitted changes" if dirty.stdout.strip() else commit
 
 
 def describe(conn: redis.Redis[bytes]) -> dict[str, str]:

@@ -71,8 +71,8 @@ def measure_once(ctx: Context, worker: workers.WorkerClass, jobs: int, batches: 
 def run(ctx: Context) -> Section:
     began = time.monotonic()
     classes = [w for w in workers.ALL if w.available()]
-    repeats, batches = ctx.pick(1, 2), 5
-    jobs_for = {True: ctx.pick(250, 1500), False: ctx.pick(1000, 5000)}
+    repeats, batches = ctx.pick(1, 2), ctx.pick(3, 5)
+    jobs_for = {True: ctx.pick(120, 1500), False: ctx.pick(450, 5000)}
     final: dict[str, list[float]] = {w.path: [] for w in classes}
     growth: dict[str, list[float]] = {w.path: [] for w in classes}
     idle: dict[str, list[float]] = {w.path: [] for w in classes}

@@ -8,14 +8,16 @@ attaches), rq's as `Retry(max=1, interval=[delay])` run by `rq worker --with-sch
 Lateness = start of the second attempt − (moment the first attempt raised + delay), both taken with
 `time.time()` inside the job, the same rule for every class. It includes the worker's failure
 handling after the raise; negative means the retry ran early. For our classes the report also gives
-lateness against the `retry_at` the worker recorded in `job.meta["attempts"]`.
+lateness against the `retry_at` the worker recorded in `job.meta["attempts"]`. Lateness splits in
+two at the moment the retry was put back on its queue (the job's `enqueued_at`, which the promoter
+or rq's scheduler sets): how late it was put back, and how long it then waited for the worker.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 
 from rq import Queue, Retry
 from rq.job import Job
@@ -68,11 +70,17 @@ def measure_once(
         proc.stop()
     failed = {k.decode(): float(v) for k, v in conn.hgetall(FAILED_AT_KEY).items()}
     retried = {k.decode(): float(v) for k, v in conn.hgetall(RETRIED_AT_KEY).items()}
-    result: dict[str, list[float]] = {"due": [], "recorded": []}
+    result: dict[str, list[float]] = {"due": [], "recorded": [], "promotion": [], "queued": []}
     for job_id, delay in delays.items():
-        result["due"].append(retried[job_id] - (failed[job_id] + delay))
+        due = failed[job_id] + delay
+        result["due"].append(retried[job_id] - due)
+        job = Job.fetch(job_id, connection=conn)
+        if job.enqueued_at is not None:  # set again when the retry was put back on the queue
+            promoted = job.enqueued_at.replace(tzinfo=timezone.utc).timestamp()
+            result["promotion"].append(promoted - due)
+            result["queued"].append(retried[job_id] - promoted)
         if ours:
-            recorded = recorded_retry_at(Job.fetch(job_id, connection=conn))
+            recorded = recorded_retry_at(job)
             if recorded is not None:
                 result["recorded"].append(retried[job_id] - recorded)
     conn.close()
@@ -95,6 +103,9 @@ def run(ctx: Context) -> Section:
     p50: dict[str, list[float]] = {w.path: [] for w in [RQ_BASELINE, *ours]}
     early: dict[str, float] = dict.fromkeys(p99, 0.0)
     recorded: dict[str, list[float]] = {w.path: [] for w in ours}
+    parts: dict[str, dict[str, list[float]]] = {
+        w.path: {"promotion": [], "queued": []} for w in [RQ_BASELINE, *ours]
+    }
     for _ in range(repeats):
         for worker in [RQ_BASELINE, *ours]:
             is_ours = worker is not RQ_BASELINE
@@ -102,6 +113,9 @@ def run(ctx: Context) -> Section:
             p99[worker.path].append(percentile(found["due"], 99) * 1000)
             p50[worker.path].append(percentile(found["due"], 50) * 1000)
             early[worker.path] = min(early[worker.path], min(found["due"]) * 1000)
+            for part in ("promotion", "queued"):
+                if found[part]:
+                    parts[worker.path][part].append(percentile(found[part], 99) * 1000)
             if is_ours and found["recorded"]:
                 recorded[worker.path].append(percentile(found["recorded"], 99) * 1000)
     section = Section(NAME, TITLE, __doc__ or "")
@@ -112,6 +126,12 @@ def run(ctx: Context) -> Section:
         )
         row = Row(label, summarize(p99[worker.path]), "ms", digits=0)
         row.note = f"p50 {summarize(p50[worker.path]).format(0)} ms; earliest {early[worker.path]:.0f} ms"
+        for part, what in (
+            ("promotion", "put back on the queue late by"),
+            ("queued", "then waited in the queue"),
+        ):
+            if parts[worker.path][part]:
+                row.note += f"; {what} {summarize(parts[worker.path][part]).format(0)} ms (p99)"
         if worker is not RQ_BASELINE:
             ratios = [a / b for a, b in zip(p99[worker.path], p99[RQ_BASELINE.path], strict=True)]
             row.ratio, row.ratio_to = summarize(ratios), "rq Retry"

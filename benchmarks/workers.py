@@ -53,8 +53,15 @@ def start(
     burst: bool = False,
     extra_args: Sequence[str] = (),
     env: dict[str, str] | None = None,
+    command: Sequence[str] | None = None,
 ) -> Proc:
-    """`python -m rq.cli worker -w CLASS [--burst] -u URL queues...`, logging to `log_dir`."""
+    """`python -m rq.cli worker -w CLASS [--burst] -u URL queues...`, logging to `log_dir`.
+
+    `command` replaces the whole argument list after the interpreter (e.g. django-rq's `rqworker`).
+    """
+    if command is not None:
+        log = log_dir / f"{worker.short}-{time.monotonic_ns()}.log"
+        return Proc([sys.executable, *command], env=env, log_path=log)
     args = [
         sys.executable,
         "-m",
@@ -83,10 +90,13 @@ def run_burst(
     timeout: float,
     extra_args: Sequence[str] = (),
     env: dict[str, str] | None = None,
+    command: Sequence[str] | None = None,
 ) -> float:
     """Run a burst worker to completion (bounded by `timeout`); its wall time in seconds."""
     began = time.perf_counter()
-    proc = start(url, worker, queues, log_dir=log_dir, burst=True, extra_args=extra_args, env=env)
+    proc = start(
+        url, worker, queues, log_dir=log_dir, burst=True, extra_args=extra_args, env=env, command=command
+    )
     try:
         code = proc.wait(timeout)
     finally:

@@ -1,0 +1,123 @@
+"""Worker throughput through `rq_signals.jobs.run_receiver`: what decoding and refetching cost per job.
+
+The app enqueues N real jobs: `Order.objects.create()` inside transactions of 100 with the
+`@async_receiver` of `benchmarks/receivers.py` (whose body does nothing), so each job carries the
+real JSON payload (the instance by reference, `created`, `update_fields`, `raw`, `using`...). The
+baseline is the same jobs, copied with the same arguments, description and meta, but naming the
+plain no-op function `benchmarks.jobs.noop`: the difference is `run_receiver`'s work (look up the
+receiver, decode the payload, fetch the `Order` by pk, `close_old_connections()` twice).
+
+Both run under django-rq's `python -m django rqworker --worker-class CLASS --burst` (Django set up
+in the worker in both cases), alternately, rates measured in blocks as in the throughput benchmark.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rq import Queue
+from rq.job import Job
+
+from benchmarks import django_setup, workers
+from benchmarks.enqueueing import BATCH, block_rates
+from benchmarks.harness import Context, Row, Section
+from benchmarks.stats import summarize
+
+NAME = "receiver_throughput"
+TITLE = "Worker throughput through run_receiver (real payload, refetch by pk)"
+BLOCKS = 4
+CLASSES = (workers.SIMPLE_RETRY, workers.PREFORK)
+
+
+def enqueue_through_app(count: int) -> list[str]:
+    """Create `count` orders (transactions of 100); the ids of the jobs the app enqueued, in order."""
+    from django.db import transaction
+
+    from rq_signals.queues import get_queue
+    from tests.testapp.models import Order
+
+    queue = get_queue("bench")
+    for start in range(0, count, 100):
+        with transaction.atomic():
+            for index in range(start, min(count, start + 100)):
+                Order.objects.create(reference=f"recv-{index}", total="9.99", notes={"gift": index % 2 == 0})
+    return list(queue.get_job_ids())
+
+
+def copy_as_plain(queue: Queue, ids: list[str]) -> list[str]:
+    """Enqueue copies of jobs `ids` that call `benchmarks.jobs.noop` with the same arguments."""
+    copies: list[str] = []
+    for start in range(0, len(ids), BATCH):
+        originals = Job.fetch_many(ids[start : start + BATCH], connection=queue.connection)
+        datas = [
+            Queue.prepare_data(
+                "benchmarks.jobs.noop", args=job.args, description=job.description, meta=job.meta
+            )
+            for job in originals
+            if job is not None
+        ]
+        with queue.connection.pipeline() as pipe:
+            copies += [job.id for job in queue.enqueue_many(datas, pipeline=pipe)]
+            pipe.execute()
+    return copies
+
+
+def measure_once(
+    ctx: Context, worker: workers.WorkerClass, count: int, env: dict[str, str]
+) -> dict[str, list[float]]:
+    """Block rates (jobs/s) of the receiver jobs and of their plain copies, each in its own burst run."""
+    from rq_signals.queues import get_queue
+
+    ctx.flush()
+    queue = get_queue("bench")
+    ids = enqueue_through_app(count)
+    rates: dict[str, list[float]] = {}
+    command = django_setup.worker_args(worker.path, "bench")
+    timeout = 60 + count / 5
+    workers.run_burst(
+        ctx.redis_url, worker, [], log_dir=ctx.log_dir, timeout=timeout, env=env, command=command
+    )
+    failed = queue.failed_job_registry.count + queue.scheduled_job_registry.count
+    if failed:
+        raise RuntimeError(
+            f"{worker.path}: {failed} receiver jobs failed; see the worker logs in {ctx.log_dir}"
+        )
+    rates["receiver"] = block_rates(queue, ids, BLOCKS)
+    plain = copy_as_plain(queue, ids)
+    workers.run_burst(
+        ctx.redis_url, worker, [], log_dir=ctx.log_dir, timeout=timeout, env=env, command=command
+    )
+    rates["plain"] = block_rates(queue, plain, BLOCKS)
+    return rates
+
+
+def run(ctx: Context) -> Section:
+    began = time.monotonic()
+    env = django_setup.setup(ctx)
+    from benchmarks import receivers
+
+    classes = [w for w in CLASSES if w.available()]
+    repeats, count = ctx.pick(1, 3), ctx.pick(400, 2000)
+    found: dict[tuple[str, str], list[float]] = {}
+    try:
+        receivers.use("async")
+        for _ in range(repeats):
+            for worker in classes:
+                for kind, rates in measure_once(ctx, worker, count, env).items():
+                    found.setdefault((worker.path, kind), []).extend(rates)
+    finally:
+        receivers.use("none")
+    section = Section(NAME, TITLE, __doc__ or "")
+    section.extra.append(f"{count} jobs per run, {repeats} run(s) per class, {BLOCKS} blocks per run.")
+    for worker in classes:
+        receiver, plain = found[(worker.path, "receiver")], found[(worker.path, "plain")]
+        section.rows.append(Row(f"{worker.short}, plain no-op copies", summarize(plain), "jobs/s", digits=0))
+        row = Row(f"{worker.short}, run_receiver", summarize(receiver), "jobs/s", digits=0)
+        row.ratio = summarize([a / b for a, b in zip(receiver, plain, strict=True)])
+        row.ratio_to = "plain copies"
+        cost = summarize([1 / a - 1 / b for a, b in zip(receiver, plain, strict=True)])
+        row.note = f"decode + refetch + connection checks: {cost.format(2, 1e3)} ms per job"
+        row.goal = "report the cost"
+        section.rows.append(row)
+    section.seconds = time.monotonic() - began
+    return section
