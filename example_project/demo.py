@@ -66,8 +66,11 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def _die_with_parent() -> None:
-    """In a child, before exec: ask Linux to SIGTERM us if demo.py dies without cleaning up."""
+def _child_setup() -> None:
+    """In a child, before exec: Ctrl-C handling restored (a shell may have started us with SIGINT
+    ignored, which children inherit), and a request to Linux to SIGTERM the child if demo.py dies
+    without cleaning up."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     # Not Linux: no such call, and Ctrl-C and SIGTERM still stop everything.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -89,7 +92,7 @@ class Child:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_child_setup,
         )
 
     @property
@@ -258,7 +261,7 @@ class Demo:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_child_setup,
         )
         try:
             assert process.stdout is not None
@@ -448,6 +451,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO_ROOT))  # tests.support.redis_server, the checkout's packages
+    # SIGINT means stop, even when a non-interactive shell started us with it ignored (`make demo &`).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     demo = Demo(parse_args(argv))
     code = 0
     with stop_on_sigterm():
