@@ -207,7 +207,12 @@ class RecoveryMixin(ReconnectMixin):
         recovered = 0
         for queue in self.queues:
             for member in leases.expired_members(self.connection, queue.name):
-                recovered += self._recover(queue, member)
+                try:
+                    recovered += self._recover(queue, member)
+                except Exception:
+                    self.log.exception(
+                        "Job %s: recovery failed; claimable again in %gs", member, self.lease_ttl
+                    )
         return recovered
 
     def _redis_up_for_a_lease(self) -> bool:
