@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 import traceback
@@ -27,11 +28,14 @@ BENCHMARKS = (
     "latency",
     "retry_lateness",
     "memory",
+    "fixes",
     "profiles",
 )
 #: Run only when asked for by name (or in full mode).
-FULL_ONLY = ("profiles",)
+FULL_ONLY = ("fixes", "profiles")
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Hand-written conclusions from the profiles and the fixes benchmark, copied into the report.
+FINDINGS = Path(__file__).with_name("findings.md")
 
 PEERS = """## Peers, for context (measured earlier on this machine, not by this suite)
 
@@ -78,7 +82,7 @@ def main(argv: list[str]) -> int:
         print(f"benchmarks: private redis-server on {server.url} (pid {server.pid}); logs in {ctx.log_dir}")
         for name in names:
             print(f"benchmarks: {name} ...", flush=True)
-            started = time.monotonic()
+            started, load_before = time.monotonic(), os.getloadavg()[0]
             try:
                 module = importlib.import_module(f"benchmarks.{name}")
                 section = module.run(ctx)
@@ -86,13 +90,23 @@ def main(argv: list[str]) -> int:
                 traceback.print_exc()
                 section = failed(name, error)
             section.seconds = section.seconds or time.monotonic() - started
+            section.extra.append(
+                f"\nMachine load (1-minute load average, 2 CPUs) before / after: {load_before:.1f} / "
+                f"{os.getloadavg()[0]:.1f}."
+            )
             sections.append(section)
             for row in section.rows:
                 print(f"  {row.label}: {report.cell(row)} {report.ratio_cell(row)}")
             print(f"  ({time.monotonic() - started:.1f} s)", flush=True)
     seconds = time.monotonic() - began
+    findings = FINDINGS.read_text() if FINDINGS.exists() else ""
     report.write(
-        args.output, sections=sections, environment=env, quick=args.quick, seconds=seconds, appendix=[PEERS]
+        args.output,
+        sections=sections,
+        environment=env,
+        quick=args.quick,
+        seconds=seconds,
+        appendix=[findings, PEERS],
     )
     print(f"benchmarks: wrote {args.output} in {seconds:.0f} s")
     return 0

@@ -89,6 +89,17 @@ def creates(count: int) -> Callable[[], int]:
     return work
 
 
+def transactions(count: int, size: int) -> Callable[[], int]:
+    def work() -> int:
+        from benchmarks.transaction import time_transaction
+
+        for _ in range(count):
+            time_transaction(size)
+        return count * size
+
+    return work
+
+
 def in_process_worker(ctx: Context, worker_path: str, count: int) -> Callable[[], int]:
     from rq.utils import import_attribute
 
@@ -114,6 +125,10 @@ def run(ctx: Context) -> Section:
         creates(20)()
         ctx.flush()
         section.extra += profile(ctx, "save() with one @async_receiver", creates(count))
+        ctx.flush()
+        section.extra += profile(
+            ctx, "signals in transactions of 100 (unit: one signal)", transactions(max(2, count // 100), 100)
+        )
     finally:
         receivers.use("none")
     for worker_path in ("rq.SimpleWorker", "worker.SimpleRetryWorker"):

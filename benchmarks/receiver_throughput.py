@@ -96,7 +96,7 @@ def run(ctx: Context) -> Section:
     env = django_setup.setup(ctx)
     from benchmarks import receivers
 
-    classes = [w for w in CLASSES if w.available()]
+    classes = [w for w in ctx.pick(CLASSES[:1], CLASSES) if w.available()]
     repeats, count = ctx.pick(1, 3), ctx.pick(400, 2000)
     found: dict[tuple[str, str], list[float]] = {}
     try:
