@@ -4,7 +4,8 @@ from __future__ import annotations
 
 PREFIX = "rq_signals"
 
-#: Pub/sub channel: a retry was scheduled; the message is its due time (Redis clock, float seconds).
+#: Pub/sub channel for promoters: "<due> <queue>" when a retry is scheduled (due: Redis clock, float
+#: seconds), "release <queue>" when a stopping promoter releases its lease on the queue.
 RETRY_SCHEDULED_CHANNEL = f"{PREFIX}:retry-scheduled"
 
 
@@ -25,3 +26,8 @@ def retries(queue_name: str) -> str:
 def promoter_wake(worker_name: str) -> str:
     """Pub/sub channel that wakes one worker's promoter thread (to stop it)."""
     return f"{PREFIX}:promoter-wake:{worker_name}"
+
+
+def promoter_lease(queue_name: str) -> str:
+    """String with a TTL: the name of the one promoter that promotes `queue_name`'s retries."""
+    return f"{PREFIX}:promoter-lease:{queue_name}"

@@ -1,17 +1,17 @@
 """Precise retries, worker side: a promoter thread per worker process, and rq's scheduler told to keep off.
 
 The promoter (a daemon thread of the worker process, never of a work horse) runs the promotion
-script, which answers with the next due time and the Redis clock; it then sleeps exactly that long
-on its pub/sub connection, so a message on `keys.RETRY_SCHEDULED_CHANNEL` announcing an earlier
-retry wakes it at once. Every worker runs one; the script's ZREM guard makes them safe together.
-After a reconnect it resubscribes, then promotes again (announcements may have been lost meanwhile);
-a poll every `IDLE_CHECK_SECONDS` is the last safety net.
+script, which answers with each queue's next due time and the Redis clock; it then sleeps exactly
+until the next retry it must see to, on its pub/sub connection, re-planning from announcements on
+`keys.RETRY_SCHEDULED_CHANNEL` (a retry scheduled, retries promoted, a lease released) without
+asking Redis. Every worker runs one, and the script's ZREM guard makes them safe together; to spend
+one round trip per due time rather than one per worker, one promoter per queue is on duty (it holds
+the queue's lease) and the others stand by, moving only retries the one on duty left `grace` late,
+and taking the lease over when it is released or expires. After a reconnect a promoter
+resubscribes, then promotes again (announcements may have been lost meanwhile); a poll every
+`IDLE_CHECK_SECONDS` is the last safety net.
 
-rq's own scheduler (`--with-scheduler`) polls whole seconds and pushes without a guard. A
-`RetryWorker` therefore starts `RetryAwareScheduler` instead: it runs rq's jobs (`enqueue_at`,
-rq's `Retry`) exactly as rq does and skips ours. A plain rq scheduler (`rqscheduler`, or a plain
-`rq worker --with-scheduler` on the same queues) would not skip them: don't run one. Retries of
-rate-limited jobs are not ours: rq's scheduler enqueues them through the rate limiter.
+`--with-scheduler` starts `worker.rq_scheduler.RetryAwareScheduler`, which leaves our retries alone.
 """
 
 from __future__ import annotations
@@ -26,13 +26,12 @@ import redis
 from redis import ConnectionPool
 from rq.connections import parse_connection
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
-from rq.registry import ScheduledJobRegistry
-from rq.scheduler import RQScheduler
-from rq.utils import as_text, current_timestamp
+from rq.utils import as_text
 from rq.worker import BaseWorker
 
 from worker import keys
-from worker.scheduler import Promotion, promote_due
+from worker.rq_scheduler import RetryAwareScheduler
+from worker.scheduler import Promotion, promote_due, release_leases
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -42,8 +41,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("rq.worker.retries")  # under rq's worker logger: `rq worker` prints it
 
-#: Longest the promoter sleeps without asking Redis, in case a pub/sub message was lost.
-IDLE_CHECK_SECONDS = 2.0
+#: Longest a promoter sleeps without asking Redis: how soon one standing by notices a free lease,
+#: and the safety net should a pub/sub message be lost.
+IDLE_CHECK_SECONDS = 1.0
+#: Lifetime of a promoter lease on a queue (renewed three times as often): how long retries may wait
+#: when the promoter holding it dies without releasing it (a worker killed with SIGKILL).
+LEASE_SECONDS = 3.0
+#: How late a retry must be before a promoter not on duty for its queue moves it instead.
+GRACE_SECONDS = 0.025
 #: Longest pause after a Redis error before the promoter tries again.
 MAX_ERROR_PAUSE_SECONDS = 5.0
 
@@ -59,6 +64,8 @@ class Promoter:
         job_class: type[Job],
         name: str,
         idle_check: float = IDLE_CHECK_SECONDS,
+        lease: float = LEASE_SECONDS,
+        grace: float = GRACE_SECONDS,
     ) -> None:
         # A pool of its own: the forking worker forks while this thread may hold a connection.
         connection_class, pool_class, pool_kwargs = parse_connection(connection)
@@ -70,6 +77,8 @@ class Promoter:
         self.name = name
         self.wake_channel = keys.promoter_wake(name)
         self.idle_check = idle_check
+        self.lease = lease
+        self.grace = grace
         self.last: Promotion | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"retry-promoter-{name}", daemon=True)
@@ -108,6 +117,12 @@ class Promoter:
                 self._stopping.wait(pause)
             finally:
                 pubsub.close()
+        try:
+            release_leases(self.redis, self.queues, owner=self.name)
+        except redis.RedisError as exc:
+            logger.warning(
+                "Promoter %s: could not release its leases (%s); they expire by themselves", self.name, exc
+            )
 
     def _subscribe(self, pubsub: PubSub) -> None:
         # Wait for both confirmations: a retry scheduled after them wakes us, one before is found by the
@@ -123,52 +138,55 @@ class Promoter:
                 confirmed += 1
 
     def _cycle(self, pubsub: PubSub) -> None:
-        """Promote what is due, then sleep until the next due time or an earlier retry is announced."""
-        promotion = self.last = promote_due(self.redis, self.queues, job_class=self.job_class)
+        """Promote what is due, then sleep until the next retry this promoter must see to."""
+        promotion = self.last = promote_due(
+            self.redis,
+            self.queues,
+            job_class=self.job_class,
+            owner=self.name,
+            lease=self.lease,
+            grace=self.grace,
+        )
+        replied_at = time.monotonic()
         if promotion.moved:
             logger.debug("Promoter %s: moved %d due retries onto their queues", self.name, promotion.moved)
-        wait = promotion.wait
-        deadline = time.monotonic() + (self.idle_check if wait is None else min(wait, self.idle_check))
+        names = [queue.name for queue in self.queues]
+        on_duty = {name for name, duty in zip(names, promotion.duty, strict=True) if duty}
+        due = dict(zip(names, promotion.queue_due, strict=True))
+        # On duty: renew the leases well before they expire. Standing by: look for a free lease.
+        cap = min(self.idle_check, self.lease / 3) if on_duty else self.idle_check
         while not self._stopping.is_set():
-            remaining = deadline - time.monotonic()
+            # Standing by, a queue's retry is ours only once it is `grace` late; due times are on the
+            # Redis clock, which we read `replied_at` ago.
+            times = [at if name in on_duty else at + self.grace for name, at in due.items() if at is not None]
+            sleep = cap if not times else min(cap, min(times) - promotion.server_time)
+            remaining = replied_at + sleep - time.monotonic()
             if remaining <= 0:
                 return
             message = pubsub.get_message(timeout=remaining)
-            if message is None:
+            if message is None or message["type"] == "unsubscribe":
                 continue
             if message["type"] == "subscribe":
                 return  # redis-py reconnected and resubscribed by itself: announcements may have been lost
-            if message["type"] != "message":
-                continue
             if as_text(message["channel"]) == self.wake_channel:
                 return
-            due = float(message["data"])
-            if promotion.next_due is None or due < promotion.next_due:
+            if self._heard(as_text(message["data"]), due, on_duty):
                 return
 
-
-class RetryAwareScheduledJobRegistry(ScheduledJobRegistry):
-    """rq's scheduled registry, minus our retries, read in one MULTI so none slips between the two reads."""
-
-    def get_jobs_to_schedule(self, timestamp: int | None = None, chunk_size: int = 1000) -> list[str]:
-        score = timestamp if timestamp is not None else current_timestamp()
-        with self.connection.pipeline(transaction=True) as pipe:
-            pipe.zrangebyscore(self.key, 0, score, start=0, num=chunk_size)
-            pipe.zrangebyscore(keys.retries(self.name), 0, score)
-            due, ours = pipe.execute()
-        skip = set(ours)
-        return [as_text(job_id) for job_id in due if job_id not in skip]
-
-
-class RetryAwareScheduler(RQScheduler):
-    """rq's scheduler for rq's scheduled jobs; our retries are left to the promoters."""
-
-    def prepare_registries(self, queue_names: Any = None) -> None:
-        names = queue_names or self._acquired_locks
-        self._scheduled_job_registries = [
-            RetryAwareScheduledJobRegistry(name, connection=self.connection, serializer=self.serializer)  # type: ignore[no-untyped-call]  # rq leaves it unannotated
-            for name in names
-        ]
+    def _heard(self, text: str, due: dict[str, float | None], on_duty: set[str]) -> bool:
+        """Re-plan from an announcement about one of our queues; True to ask Redis at once."""
+        what, _, rest = text.partition(" ")
+        if what == "promoted":  # "promoted <queue> <next due or nothing>"
+            name, _, next_due = rest.partition(" ")
+            if name in due:
+                due[name] = float(next_due) if next_due else None
+            return False
+        if what == "release":  # "release <queue>": the one on duty stopped
+            return rest in due and rest not in on_duty
+        if rest in due:  # "<due> <queue>": a retry was scheduled
+            current = due[rest]
+            due[rest] = float(what) if current is None else min(current, float(what))
+        return False
 
 
 class PromotionMixin(BaseWorker):

@@ -2,9 +2,10 @@
 
 A retry lives in two sorted sets with the same score, its due time in float seconds on the Redis
 server's clock: rq's `ScheduledJobRegistry` of its queue (so rq and django-rq show the job as
-scheduled) and our index `keys.retries(queue)` (so our promoter knows which entries are ours and
+scheduled) and our index `keys.retries(queue)` (so our promoters know which entries are ours and
 rq's scheduler can be told to leave them alone). Both scripts read `TIME`, so workers on several
-machines agree on when a retry is due whatever their own clocks say.
+machines agree on when a retry is due whatever their own clocks say. One promoter per queue is on
+duty (a lease renewed by each promotion); the others stand in only when it is late.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rq.job import Job, JobStatus
+from rq.utils import as_text
 
 from worker import keys
 
@@ -37,11 +39,19 @@ def script_text(name: str) -> str:
 
 @dataclass(frozen=True)
 class Promotion:
-    """What one promotion call did. Times are float seconds on the Redis clock."""
+    """What one promotion call did and saw. Times are float seconds on the Redis clock."""
 
     moved: int
-    next_due: float | None
     server_time: float
+    #: Per queue, in the order given: the earliest pending retry's due time, None when none is pending.
+    queue_due: tuple[float | None, ...] = ()
+    #: Per queue, in the order given: True where the caller is on duty (holds the queue's lease).
+    duty: tuple[bool, ...] = ()
+
+    @property
+    def next_due(self) -> float | None:
+        """The earliest pending retry over all the queues, None when none is pending."""
+        return min((due for due in self.queue_due if due is not None), default=None)
 
     @property
     def wait(self) -> float | None:
@@ -74,28 +84,62 @@ def schedule_retry(job: Job, queue: Queue, delay: float, pipeline: Pipeline[Any]
         repr(float(delay)),
         keys.RETRY_SCHEDULED_CHANNEL,
         "0" if job.has_rate_limit else "1",
+        queue.name,
     )
 
 
 def promote_due(
-    connection: Redis[Any], queues: Sequence[Queue], *, job_class: type[Job] = Job, batch: int = PROMOTE_BATCH
+    connection: Redis[Any],
+    queues: Sequence[Queue],
+    *,
+    job_class: type[Job] = Job,
+    owner: str = "",
+    lease: float = 0.0,
+    grace: float = 0.0,
+    batch: int = PROMOTE_BATCH,
 ) -> Promotion:
-    """Move every due retry of `queues` onto its queue (one atomic script, one round trip).
+    """Move the due retries of `queues` onto their queues (one atomic script, one round trip).
 
     A retry moves only if this call removed it from rq's scheduled registry, so concurrent callers
     never push one twice, and never before its due time: both are judged by the Redis clock.
+    Without `owner`, every due retry moves. With it, `owner` is on duty for the queues whose lease it
+    holds or can take (for `lease` seconds) and moves their due retries; on the other queues it moves
+    only retries overdue by `grace` seconds, standing in for a promoter on duty that stalled.
     """
     script_keys: list[str] = []
     for queue in queues:
-        script_keys += [keys.retries(queue.name), queue.scheduled_job_registry.key, queue.key]
-    script = _registered(connection)
-    reply: list[Any] = script(keys=script_keys, args=[job_class.redis_job_namespace_prefix, batch])
-    moved, next_due, seconds, micros = reply
+        script_keys += [
+            keys.retries(queue.name),
+            queue.scheduled_job_registry.key,
+            queue.key,
+            keys.promoter_lease(queue.name),
+        ]
+    args = [
+        job_class.redis_job_namespace_prefix,
+        batch,
+        owner,
+        max(1, int(lease * 1000)),
+        repr(float(grace)),
+        keys.RETRY_SCHEDULED_CHANNEL,
+        *(queue.name for queue in queues),
+    ]
+    moved, seconds, micros, duty, *queue_due = _registered(connection, "promote_retries.lua")(
+        keys=script_keys, args=args
+    )
     return Promotion(
         moved=int(moved),
-        next_due=None if next_due is None else float(next_due),
         server_time=int(seconds) + int(micros) / 1_000_000,
+        queue_due=tuple(float(due) if as_text(due) else None for due in queue_due),
+        duty=tuple(flag == "1" for flag in as_text(duty)),
     )
+
+
+def release_leases(connection: Redis[Any], queues: Sequence[Queue], *, owner: str) -> int:
+    """Give up `owner`'s promoter leases on `queues`, telling the other promoters; how many it held."""
+    script = _registered(connection, "release_leases.lua")
+    lease_keys = [keys.promoter_lease(queue.name) for queue in queues]
+    args = [owner, keys.RETRY_SCHEDULED_CHANNEL, *(queue.name for queue in queues)]
+    return int(script(keys=lease_keys, args=args))
 
 
 def pending_retries(connection: Redis[Any], queue_name: str) -> dict[str, float]:
@@ -107,6 +151,6 @@ def pending_retries(connection: Redis[Any], queue_name: str) -> dict[str, float]
     }
 
 
-def _registered(connection: Redis[Any]) -> Any:
+def _registered(connection: Redis[Any], name: str) -> Any:
     # redis-py's Script runs EVALSHA and reloads the script on NOSCRIPT (e.g. after a server restart).
-    return connection.register_script(script_text("promote_retries.lua"))
+    return connection.register_script(script_text(name))

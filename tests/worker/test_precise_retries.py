@@ -13,7 +13,8 @@ from tests.support.waiting import wait_until
 from tests.worker import jobs
 from tests.worker.retry_support import attempts, enqueue, runs, starts, timestamp
 from worker import Backoff, keys
-from worker.promoter import Promoter, RetryAwareScheduler
+from worker.promoter import Promoter
+from worker.rq_scheduler import RetryAwareScheduler
 from worker.scheduler import pending_retries, promote_due, schedule_retry
 from worker.workers import SimpleRetryWorker
 
@@ -128,7 +129,7 @@ def test_an_earlier_retry_wakes_a_promoter_sleeping_until_a_later_one(connection
     far = enqueue(queue, jobs.succeed)
     queue.empty()
     far_score = schedule(queue, far, 600)
-    promoter = Promoter(connection, [queue], job_class=Job, name="test-promoter", idle_check=3600)
+    promoter = Promoter(connection, [queue], job_class=Job, name="test-promoter", idle_check=3600, lease=3600)
     promoter.start()
     try:
         wait_until(
@@ -147,6 +148,57 @@ def test_an_earlier_retry_wakes_a_promoter_sleeping_until_a_later_one(connection
         assert far.get_status() == JobStatus.SCHEDULED
     finally:
         promoter.stop()
+
+
+def test_one_promoter_per_queue_does_the_work_and_another_takes_over_when_it_stops(connection, queue):
+    # Given two promoters on the same queue
+    first = Promoter(connection, [queue], job_class=Job, name="first")
+    first.start()
+    wait_until(lambda: first.last and first.last.duty == (True,), timeout=10, what="first to hold the lease")
+    second = Promoter(connection, [queue], job_class=Job, name="second")
+    second.start()
+    try:
+        # Then only the first promotes (holds the queue's lease); the second stands by
+        wait_until(
+            lambda: second.last and second.last.duty == (False,), timeout=10, what="second to stand by"
+        )
+        # When the first stops, it hands over at once: the second promotes a retry it alone can move now
+        first.stop()
+        job = enqueue(queue, jobs.succeed)
+        queue.empty()
+        schedule(queue, job, 0.01)
+        wait_until(lambda: queue.job_ids == [job.id], timeout=10, what="the second promoter to promote it")
+        assert second.last.duty == (True,)
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_a_promoter_standing_by_moves_a_retry_the_one_on_duty_left_late_and_takes_over_its_lease(
+    connection, queue
+):
+    # Given a queue whose promoter on duty died holding its lease (0.5s left), and a retry due now
+    connection.set(keys.promoter_lease("default"), "dead-worker", px=500)
+    job = enqueue(queue, jobs.succeed)
+    queue.empty()
+    due = schedule(queue, job, 0)
+    # When another worker's promoter runs
+    promoter = Promoter(connection, [queue], job_class=Job, name="survivor", idle_check=0.1, grace=0.02)
+    promoter.start()
+    try:
+        # Then, standing by, it moves the retry once it is late by the grace, not before
+        wait_until(lambda: queue.job_ids == [job.id], timeout=10, what="the survivor to move the late retry")
+        job.refresh()
+        assert job.enqueued_at.replace(tzinfo=timezone.utc).timestamp() >= due + 0.02
+        # And it goes on duty once the dead promoter's lease has expired
+        wait_until(
+            lambda: connection.get(keys.promoter_lease("default")) == b"survivor",
+            timeout=10,
+            what="the survivor to take the lease over",
+        )
+    finally:
+        promoter.stop()
+    assert connection.get(keys.promoter_lease("default")) is None  # released on stop
 
 
 def test_rq_worker_cli_runs_retries_on_all_its_queues_beside_rqs_own_scheduler(
@@ -227,7 +279,7 @@ def test_four_workers_never_run_one_retry_twice(connection, redis_url, tmp_path)
 
 def test_the_promoter_survives_a_redis_restart_and_still_hears_announcements(connection, queue, redis_server):
     # Given a promoter that never polls on its own, listening for announcements
-    promoter = Promoter(connection, [queue], job_class=Job, name="test-promoter", idle_check=3600)
+    promoter = Promoter(connection, [queue], job_class=Job, name="test-promoter", idle_check=3600, lease=3600)
     promoter.start()
     try:
         wait_until(lambda: promoter.last is not None, timeout=10, what="the promoter's first promotion")
