@@ -7,8 +7,11 @@ baseline is the same jobs, copied with the same arguments, description and meta,
 plain no-op function `benchmarks.jobs.noop`: the difference is `run_receiver`'s work (look up the
 receiver, decode the payload, fetch the `Order` by pk, `close_old_connections()` twice).
 
-Both run under django-rq's `python -m django rqworker --worker-class CLASS --burst` (Django set up
-in the worker in both cases), alternately, rates measured in blocks as in the throughput benchmark.
+In full mode a third run repeats the receiver jobs with `CONN_MAX_AGE=60` in the worker's settings: with
+Django's default of 0, each `close_old_connections()` closes the database connection, so every job
+opens a new one. All three run under django-rq's `python -m django rqworker --worker-class CLASS
+--burst` (Django set up in the worker every time), one after the other, rates measured in blocks
+as in the throughput benchmark.
 """
 
 from __future__ import annotations
@@ -44,15 +47,13 @@ def enqueue_through_app(count: int) -> list[str]:
     return list(queue.get_job_ids())
 
 
-def copy_as_plain(queue: Queue, ids: list[str]) -> list[str]:
-    """Enqueue copies of jobs `ids` that call `benchmarks.jobs.noop` with the same arguments."""
+def copy_jobs(queue: Queue, ids: list[str], func: str) -> list[str]:
+    """Enqueue copies of jobs `ids` that call `func` with the same arguments, description and meta."""
     copies: list[str] = []
     for start in range(0, len(ids), BATCH):
         originals = Job.fetch_many(ids[start : start + BATCH], connection=queue.connection)
         datas = [
-            Queue.prepare_data(
-                "benchmarks.jobs.noop", args=job.args, description=job.description, meta=job.meta
-            )
+            Queue.prepare_data(func, args=job.args, description=job.description, meta=job.meta)
             for job in originals
             if job is not None
         ]
@@ -73,21 +74,24 @@ def measure_once(
     ids = enqueue_through_app(count)
     rates: dict[str, list[float]] = {}
     command = django_setup.worker_args(worker.path, "bench")
-    timeout = 60 + count / 5
-    workers.run_burst(
-        ctx.redis_url, worker, [], log_dir=ctx.log_dir, timeout=timeout, env=env, command=command
-    )
-    failed = queue.failed_job_registry.count + queue.scheduled_job_registry.count
-    if failed:
-        raise RuntimeError(
-            f"{worker.path}: {failed} receiver jobs failed; see the worker logs in {ctx.log_dir}"
+
+    def burst(job_ids: list[str], run_env: dict[str, str]) -> list[float]:
+        timeout = 60 + count / 5
+        workers.run_burst(
+            ctx.redis_url, worker, [], log_dir=ctx.log_dir, timeout=timeout, env=run_env, command=command
         )
-    rates["receiver"] = block_rates(queue, ids, BLOCKS)
-    plain = copy_as_plain(queue, ids)
-    workers.run_burst(
-        ctx.redis_url, worker, [], log_dir=ctx.log_dir, timeout=timeout, env=env, command=command
-    )
-    rates["plain"] = block_rates(queue, plain, BLOCKS)
+        failed = queue.failed_job_registry.count + queue.scheduled_job_registry.count
+        if failed:
+            raise RuntimeError(f"{worker.path}: {failed} jobs failed; see the worker logs in {ctx.log_dir}")
+        return block_rates(queue, job_ids, BLOCKS)
+
+    rates["receiver"] = burst(ids, env)
+    rates["plain"] = burst(copy_jobs(queue, ids, "benchmarks.jobs.noop"), env)
+    if not ctx.quick:
+        persistent = {**env, "BENCH_CONN_MAX_AGE": "60"}
+        rates["receiver_persistent"] = burst(
+            copy_jobs(queue, ids, "rq_signals.jobs.run_receiver"), persistent
+        )
     return rates
 
 
@@ -118,6 +122,15 @@ def run(ctx: Context) -> Section:
         cost = summarize([1 / a - 1 / b for a, b in zip(receiver, plain, strict=True)])
         row.note = f"decode + refetch + connection checks: {cost.format(2, 1e3)} ms per job"
         row.goal = "report the cost"
+        section.rows.append(row)
+        persistent = found.get((worker.path, "receiver_persistent"), [])
+        if not persistent:
+            continue
+        row = Row(f"{worker.short}, run_receiver, CONN_MAX_AGE=60", summarize(persistent), "jobs/s", digits=0)
+        row.ratio = summarize([a / b for a, b in zip(persistent, plain, strict=True)])
+        row.ratio_to = "plain copies"
+        cost = summarize([1 / a - 1 / b for a, b in zip(persistent, plain, strict=True)])
+        row.note = f"decode + refetch, database connection kept: {cost.format(2, 1e3)} ms per job"
         section.rows.append(row)
     section.seconds = time.monotonic() - began
     return section
