@@ -2,7 +2,12 @@
 # Installs Debian's chromium and chromium-driver for the browser tests when they are missing.
 # Where they cannot be installed, the browser tests skip and say why.
 set -u
-if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+# The browser tests use these exact paths (selenium is given the driver, so it downloads nothing).
+report() {
+  echo "==> browser tests use $(/usr/bin/chromium --version 2>/dev/null | head -1) with $(/usr/bin/chromedriver --version 2>/dev/null | cut -d' ' -f1-2)"
+}
+if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+  report
   exit 0
 fi
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -11,6 +16,9 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 fi
 echo "==> installing Debian's chromium and chromium-driver for the browser tests (about a minute)"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null \
-  || echo "==> could not install chromium; browser tests will skip"
+if apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; then
+  report
+else
+  echo "==> could not install chromium; browser tests will skip"
+fi
 exit 0

@@ -22,7 +22,7 @@ from tests.support.processes import REPO_ROOT, Proc
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.waiting import wait_until
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
 SCREENSHOT = REPO_ROOT / "docs" / "dashboard.png"
 WEBHOOK_ATTEMPTS = 5  # shop.receivers.WEBHOOK_RETRY: 1 try + 4 retries

@@ -9,7 +9,8 @@ import pytest
 from tests.example.launcher import AdminClient, DemoRun, anonymous_get, shop_env
 from tests.support.redis_server import free_port
 
-pytestmark = pytest.mark.slow
+# demo.py may take up to READY_TIMEOUT_SECONDS to be ready, beyond the suite's 120 s default.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.mark.parametrize("redis", ["session", "private"])
