@@ -4,8 +4,8 @@ Two sides of one socket pair. The worker's side, `Horse`, forks the horse (`Hors
 it `Order`s, waits for its `Report`s (or its death, seen through a pidfd), reaps and retires it.
 The horse's side, `run_horse`, runs each job with rq's own `perform_job` (death penalty, success
 and failure handling, our retry hook: all in the horse, as in rq's fork-per-job horse) and
-reports its resident memory, so the worker can replace it. The horse exits when the socket closes
-(its worker retired it, or died) and dies with its worker (`worker.orphans`). Whatever goes wrong
+reports its resident memory, so the worker can replace it. The horse exits when told to or when
+the socket closes, and dies with its worker (`worker.orphans`). Whatever goes wrong
 outside a job's own failure handling ends it with `os._exit(1)`: the worker then fails the job it
 was running through rq's crash path, as for rq's own horses.
 """
@@ -206,13 +206,15 @@ def _serve(worker: Worker, channel: Connection) -> None:
 
 def _perform(worker: Worker, order: Order) -> None:
     job = _load_job(worker, order)
-    queue = worker.queue_class(
-        order.queue_name,
-        connection=worker.connection,
-        job_class=worker.job_class,
-        serializer=worker.serializer,
-        death_penalty_class=worker.death_penalty_class,
-    )
+    queue = next((queue for queue in worker.queues if queue.name == order.queue_name), None)
+    if queue is None:
+        queue = worker.queue_class(
+            order.queue_name,
+            connection=worker.connection,
+            job_class=worker.job_class,
+            serializer=worker.serializer,
+            death_penalty_class=worker.death_penalty_class,
+        )
     execution = Execution(order.execution_id, job.id, connection=worker.connection, worker_name=worker.name)
     execution.created_at = datetime.fromtimestamp(order.execution_created_at, tz=timezone.utc)
     execution._job = job

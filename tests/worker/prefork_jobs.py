@@ -64,6 +64,12 @@ def hang_ignoring_alarm(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def block_alarm() -> int:
+    """Block SIGALRM (rq's death penalty) in the process running it, and return its pid."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    return os.getpid()
+
+
 def leak_megabytes(megabytes: int) -> int:
     """Keep `megabytes` of touched memory alive after the job returns."""
     _LEAKED.append(b"x" * (megabytes * 1024 * 1024))

@@ -201,6 +201,20 @@ def test_a_job_past_its_timeout_is_stopped_and_the_next_job_runs(redis_url, queu
     assert last.return_value() != middle.return_value()
 
 
+def test_a_job_that_blocks_rqs_alarm_does_not_disarm_the_next_jobs_timeout(redis_url, queue, tmp_path):
+    # Given a job that blocks SIGALRM and returns, then one that sleeps past its 1 s timeout
+    blocker = queue.enqueue(prefork_jobs.block_alarm)
+    sleeper = queue.enqueue(prefork_jobs.sleep_for, 60, job_timeout=1)
+    after = queue.enqueue(prefork_jobs.horse_pid)
+
+    burst(redis_url, tmp_path)
+
+    # Then rq's death penalty still stopped the sleeper, in the same horse
+    assert sleeper.get_status() == JobStatus.FAILED
+    assert "JobTimeoutException" in sleeper.latest_result().exc_string
+    assert blocker.return_value() == after.return_value()
+
+
 def test_warm_shutdown_finishes_the_current_job_and_stops_the_horse(redis_url, connection, queue, tmp_path):
     # Given a worker running a job that waits, and a job queued behind it
     held = queue.enqueue(prefork_jobs.wait_for_release)
