@@ -14,6 +14,7 @@ from asgiref.sync import async_to_sync
 from django.db import close_old_connections
 from rq import get_current_job
 
+from rq_signals import lifecycle
 from rq_signals.conf import conf
 from rq_signals.exceptions import SkipReceiver
 from rq_signals.payload import decode_arguments
@@ -41,16 +42,24 @@ def call_receiver(receiver_id: str, signal_path: str, payload: dict[str, Any]) -
     """
     registration = lookup(receiver_id)
     ref = registration.signal_ref(signal_path)
+    job = get_current_job()
     try:
         kwargs = decode_arguments(payload, missing=conf.missing_instance)
     except SkipReceiver as exc:
-        job = get_current_job()
         where = f" (job {job.id})" if job is not None else ""
         logger.warning("Receiver %s: skipped%s, %s", receiver_id, where, exc)
+        lifecycle.send(lifecycle.receiver_skipped, registration.func, receiver_id, job, reason=str(exc))
         return "skipped"
     kwargs["signal"] = ref.signal
-    if registration.is_coroutine:
-        async_to_sync(registration.func)(**kwargs)
-    else:
-        registration.func(**kwargs)
+    try:
+        if registration.is_coroutine:
+            async_to_sync(registration.func)(**kwargs)
+        else:
+            registration.func(**kwargs)
+    except Exception as exc:
+        retrying = lifecycle.will_retry(job, exc)
+        details = {"exception": exc, "will_retry": retrying}
+        lifecycle.send(lifecycle.receiver_failed, registration.func, receiver_id, job, **details)
+        raise
+    lifecycle.send(lifecycle.receiver_succeeded, registration.func, receiver_id, job)
     return "called"

@@ -10,9 +10,9 @@ from typing import Any
 
 from django.core.mail import send_mail
 from django.db.models.signals import m2m_changed, post_delete, post_save
-from django.dispatch import Signal
+from django.dispatch import Signal, receiver
 
-from rq_signals import Backoff, async_receiver
+from rq_signals import Backoff, async_receiver, lifecycle
 from tests.testapp.models import Effect, Invoice
 
 invoice_paid = Signal()
@@ -80,6 +80,23 @@ def email_receipt(sender: Any, invoice: Invoice, amount: Any, **kwargs: Any) -> 
 @async_receiver(invoice_flagged, retry=Backoff(max_retries=1, base=0.0, jitter="none"))
 def always_fails(sender: Any, reason: str, **kwargs: Any) -> None:
     raise Flaky(f"cannot handle {reason}")
+
+
+@receiver(lifecycle.receiver_failed, sender=always_fails)
+def record_failed_attempt(
+    sender: Any, receiver_id: str, job_id: str | None, attempt: int, **kwargs: Any
+) -> None:
+    """A plain Django receiver of a lifecycle signal, run in the worker process."""
+    Effect.objects.create(
+        receiver="lifecycle",
+        key=receiver_id,
+        value={
+            "job_id": job_id,
+            "attempt": attempt,
+            "will_retry": kwargs["will_retry"],
+            "exception": repr(kwargs["exception"]),
+        },
+    )
 
 
 @async_receiver([invoice_noted, invoice_flagged], on_commit=False, retry=False)

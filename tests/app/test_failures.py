@@ -12,6 +12,7 @@ from django_rq.settings import get_queues_map
 
 from rq_signals.management.commands.rqsignals import Command
 from tests.receivers import invoice_flagged
+from tests.testapp.models import Effect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,6 +46,25 @@ def test_a_failed_jobs_page_in_the_django_rq_admin_shows_its_attempts(admin_clie
     )
 
 
+def test_the_worker_reports_each_failed_attempt_and_whether_it_will_be_retried(failed_job_id):
+    attempts = [effect.value for effect in Effect.objects.filter(receiver="lifecycle").order_by("pk")]
+
+    assert attempts == [
+        {
+            "job_id": failed_job_id,
+            "attempt": 1,
+            "will_retry": True,
+            "exception": "Flaky('cannot handle fraud')",
+        },
+        {
+            "job_id": failed_job_id,
+            "attempt": 2,
+            "will_retry": False,
+            "exception": "Flaky('cannot handle fraud')",
+        },
+    ]
+
+
 def test_failures_can_be_listed_requeued_and_purged(failed_job_id, run_worker, connection):
     # Listing, narrowed by receiver and queue
     listing = rqsignals("failures")
@@ -56,8 +76,8 @@ def test_failures_can_be_listed_requeued_and_purged(failed_job_id, run_worker, c
     # Requeue one job by id: it runs again with a fresh budget, and fails again
     assert rqsignals("requeue", failed_job_id) == f"Requeued job {failed_job_id} on queue 'default'.\n"
     assert connection.zcard("rq:failed:default") == 0
-    run_worker()
-    assert "attempts: 4" in rqsignals("failures")
+    log = run_worker()
+    assert "attempts: 4" in rqsignals("failures"), log
 
     # Requeue all, narrowed by a receiver with no failures: nothing moves
     assert rqsignals("requeue", "--all", "--receiver", "tests.receivers.record_note") == (
