@@ -21,7 +21,6 @@ from worker.attempts import (
     iso,
     retries_used,
     traceback_tail,
-    utcnow,
 )
 from worker.backoff import POLICY_META_KEY, Backoff, Rng
 from worker.exceptions import PermanentJobError
@@ -79,8 +78,9 @@ def record_attempt(
 ) -> Attempt:
     """Append this attempt to `job.meta["attempts"]` (in memory; the caller saves it) and return it.
 
-    `plan` None records a success. `retry_at` is the worker's estimate; the authoritative due time
-    is the job's score in rq's scheduled registry, taken from the Redis clock a moment later.
+    `plan` None records a success. A retry is due `delay` seconds after `ended_at`: `retry_at` says
+    when by the worker's clock; the authoritative due time is the job's score in rq's scheduled
+    registry, the same moment on the Redis clock (see `worker.scheduler.schedule_retry`).
     """
     history = job.meta.setdefault(ATTEMPTS_META_KEY, [])
     delay = plan.delay if plan is not None else None
@@ -94,7 +94,7 @@ def record_attempt(
         message=str(exc) if exc is not None else None,
         traceback=traceback_tail(exc) if exc is not None else None,
         delay=delay,
-        retry_at=iso(utcnow() + timedelta(seconds=delay)) if delay is not None else None,
+        retry_at=iso(ended_at + timedelta(seconds=delay)) if delay is not None else None,
     )
     history.append(attempt.to_dict())
     return attempt

@@ -66,13 +66,12 @@ def retry_or_fail(
     if policy is None:
         return None
     plan = plan_retry(policy, exc, job.meta)
-    record_attempt(
-        job, worker_name=worker.name, exc=exc, started_at=started_at, ended_at=ended_at or utcnow(), plan=plan
-    )
+    ended_at = ended_at or utcnow()
+    record_attempt(job, worker_name=worker.name, exc=exc, started_at=started_at, ended_at=ended_at, plan=plan)
     pipe = pipeline if pipeline is not None else worker.connection.pipeline()
     if plan.outcome == "retrying":
         assert plan.delay is not None
-        schedule_retry(job, queue, plan.delay, pipe)
+        schedule_retry(job, queue, plan.delay, pipe, failed_at=ended_at)
     else:
         job.set_status(JobStatus.FAILED, pipeline=pipe)
         job._handle_failure(format_exception(exc), pipe, worker_name=worker.name)
@@ -140,7 +139,7 @@ class RetryMixin(PromotionMixin, UnreadableJobMixin):
         log_outcome(job, plan, exc, policy)
         if plan.outcome == "retrying":
             assert plan.delay is not None
-            self._schedule_retry(job, queue, plan.delay, execution)
+            self._schedule_retry(job, queue, plan.delay, execution, failed_at=ended_at)
             return
         job.retries_left = None  # the policy has decided; rq's Retry must not retry behind its back
         with self._writing_meta(job):
@@ -183,14 +182,16 @@ class RetryMixin(PromotionMixin, UnreadableJobMixin):
         stash, self._retry_exc = self._retry_exc, None
         return stash[1] if stash is not None and stash[0] == job.id else None
 
-    def _schedule_retry(self, job: Job, queue: Queue, delay: float, execution: Execution | None) -> None:
+    def _schedule_retry(
+        self, job: Job, queue: Queue, delay: float, execution: Execution | None, *, failed_at: datetime
+    ) -> None:
         """rq's retry branch of `handle_job_failure`, but due on the Redis clock instead of `job.retry()`."""
         with self.connection.pipeline() as pipe:
             self.cleanup_execution(job, pipe, execution)
             self.increment_failed_job_count(pipe)
             if job.started_at and job.ended_at:
                 self.increment_total_working_time(job.ended_at - job.started_at, pipe)
-            schedule_retry(job, queue, delay, pipe)
+            schedule_retry(job, queue, delay, pipe, failed_at=failed_at)
             try:
                 pipe.execute()
             except Exception:

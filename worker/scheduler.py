@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from rq.job import Job, JobStatus
 from rq.utils import as_text
 
 from worker import keys
+from worker.attempts import utcnow
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -59,10 +61,14 @@ class Promotion:
         return None if self.next_due is None else self.next_due - self.server_time
 
 
-def schedule_retry(job: Job, queue: Queue, delay: float, pipeline: Pipeline[Any]) -> None:
-    """Queue on `pipeline` the commands that make `job` a retry due `delay` seconds from now.
+def schedule_retry(
+    job: Job, queue: Queue, delay: float, pipeline: Pipeline[Any], *, failed_at: datetime | None = None
+) -> None:
+    """Queue on `pipeline` the commands that make `job` a retry due `delay` seconds after `failed_at`.
 
-    "Now" is the Redis server's clock when the pipeline runs. The whole job hash is saved (meta
+    The due time is set on the Redis clock when the pipeline runs: `delay` minus the time that has
+    passed since `failed_at` (a duration on this machine's clock, so clocks need not agree), from
+    Redis's now; without `failed_at`, `delay` from Redis's now. The whole job hash is saved (meta
     included, so append the attempt record to `job.meta` first) with status SCHEDULED, as rq's
     `Queue.schedule_job` does; the id goes to rq's scheduled registry and our index, and the due
     time is published on `keys.RETRY_SCHEDULED_CHANNEL` to wake promoters. No extra round trip: the
@@ -71,6 +77,10 @@ def schedule_retry(job: Job, queue: Queue, delay: float, pipeline: Pipeline[Any]
     A rate-limited job is not indexed: its retry is left to rq's scheduler (`--with-scheduler`),
     which enqueues through the rate limiter, at rq's one-second precision.
     """
+    if failed_at is not None:
+        if failed_at.tzinfo is None:
+            failed_at = failed_at.replace(tzinfo=timezone.utc)
+        delay = max(0.0, delay - max(0.0, (utcnow() - failed_at).total_seconds()))
     job.set_status(JobStatus.SCHEDULED, pipeline=pipeline)
     pipeline.sadd(queue.redis_queues_keys, queue.key)
     job.save(pipeline=pipeline)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 from rq import Queue, Retry
 from rq.job import JobStatus
@@ -152,6 +154,22 @@ def test_retry_or_fail_schedules_a_retry_on_the_redis_clock(connection, queue):
     assert record["outcome"] == "retrying"
     assert record["exc_type"] == "worker.exceptions.WorkerCrashed"
     assert record["delay"] == FAST.base
+
+
+def test_a_retry_is_due_its_delay_after_the_attempt_ended_not_after_the_failure_was_handled(
+    connection, queue
+):
+    # Given an attempt that ended 30 s ago (a crash found late), under a 60 s policy
+    job = enqueue(queue, jobs.always_fail, policy=SLOW)
+    ended_at = datetime.now(timezone.utc) - timedelta(seconds=30)
+    worker = SimpleRetryWorker([queue], connection=connection)
+    # When it is handed to retry_or_fail now
+    retry_or_fail(worker, job, queue, exc=WorkerCrashed("horse died"), started_at=None, ended_at=ended_at)
+    # Then it is due 60 s after the attempt ended (30 s from now), and the record says so
+    due = queue.scheduled_job_registry.get_scheduled_time(job).timestamp()
+    assert ended_at.timestamp() + 60 <= due < ended_at.timestamp() + 90
+    (record,) = attempts(job)
+    assert timestamp(record["retry_at"]) == pytest.approx(ended_at.timestamp() + 60, abs=1e-5)
 
 
 def test_retry_or_fail_leaves_jobs_without_a_policy_to_rq(connection, queue):
