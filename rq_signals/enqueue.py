@@ -95,7 +95,7 @@ def send(registration: AsyncReceiver, ref: SignalRef, sender: Any, kwargs: dict[
         from rq_signals import outbox  # imports models: not at this module's import time
 
         outbox.store([spec], using=alias)  # in the transaction: it commits or rolls back with the rows
-        batch.outboxed = True
+        batch.outboxed.add(spec.job_id)
     callback = _OnCommit(batch, spec)
     batch.pending.add(callback)
     connection.on_commit(callback)
@@ -160,18 +160,17 @@ class _Batch:
     alias: str
     ready: list[JobSpec] = field(default_factory=list)
     pending: weakref.WeakSet[_OnCommit] = field(default_factory=weakref.WeakSet)
-    outboxed: bool = False  # OUTBOX="always": the jobs have outbox rows, to enqueue once and delete
+    outboxed: set[str] = field(default_factory=set)  # OUTBOX="always": job ids with rows to deliver
 
     def flush(self) -> None:
         specs, self.ready = self.ready, []
-        outboxed, self.outboxed = self.outboxed, False
+        outboxed, self.outboxed = self.outboxed, set()  # ids of rolled-back sends are forgotten here
         try:
             if outboxed:
                 from rq_signals import outbox
 
-                outbox.deliver(specs, using=self.alias)
-            else:
-                dispatch(specs, using=self.alias)
+                outbox.deliver([spec for spec in specs if spec.job_id in outboxed], using=self.alias)
+            dispatch([spec for spec in specs if spec.job_id not in outboxed], using=self.alias)
         except Exception:
             logger.exception(
                 "Receivers %s: %d job(s) of a committed transaction could not be enqueued",

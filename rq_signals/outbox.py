@@ -10,31 +10,26 @@
   path and its row deleted, so a process killed between commit and enqueue loses nothing either.
 - ``"off"``: no outbox; a Redis error after commit is logged and raised, the job is lost.
 
-The relay (`relay_once`; every worker runs it through `worker.hooks`, and ``manage.py rqsignals
-relay`` runs it on its own) claims rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` where the
-database has it, and on the Redis side enqueues a job only under ``WATCH``, if neither the job's
-hash nor its ``rq_signals:relayed:<job_id>`` marker exists, setting the marker (with a TTL) in the
-same ``MULTI``: a job id is enqueued once, whichever relays (or flushes) race for it.
+The relay (`rq_signals.relay`: every worker runs it, and ``manage.py rqsignals relay``) sends the
+rows through `enqueue_once`, which enqueues a job only under ``WATCH``, if neither the job's hash
+nor its ``rq_signals:relayed:<job_id>`` marker exists, setting the marker (with a TTL) in the same
+``MULTI``: a job id is enqueued once, whichever relays (or flushes) race for it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.db import close_old_connections, connections, router, transaction
-from django.db.models import F
 from django.utils import timezone
 from redis.exceptions import RedisError, WatchError
 from rq.job import Job
 from rq.queue import Queue
 
 from rq_signals import defaults, queues
-from rq_signals.conf import conf
 from rq_signals.models import OutboxEntry
 
 if TYPE_CHECKING:
@@ -108,26 +103,6 @@ class OutboxJob:
         return str(self.args[0]) if self.args else self.function
 
 
-@dataclass
-class RelayReport:
-    """What one relay pass did: job ids enqueued, ids Redis already had, rows still waiting (and why)."""
-
-    enqueued: list[str] = field(default_factory=list)
-    already_there: list[str] = field(default_factory=list)
-    waiting: dict[str, int] = field(default_factory=dict)  # database alias -> rows left behind
-    errors: dict[str, str] = field(default_factory=dict)  # database alias -> why they were left
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def __str__(self) -> str:
-        text = f"Outbox: relayed {len(self.enqueued)} job(s), {len(self.already_there)} already in Redis"
-        for alias, error in self.errors.items():
-            text += f"; {self.waiting.get(alias, 0)} job(s) wait in database {alias!r}: {error}"
-        return text
-
-
 def store(specs: Sequence[JobSpec], *, using: str) -> list[str]:
     """Write `specs` to the outbox of database `using` (in its current transaction, if any); their ids.
 
@@ -154,7 +129,7 @@ def store_unsent(specs: Sequence[JobSpec], *, using: str, error: BaseException) 
         "database %r until the relay enqueues them: %s",
         _receivers(specs),
         len(job_ids),
-        _error(error),
+        describe_error(error),
         using,
         _ids(job_ids),
     )
@@ -174,7 +149,7 @@ def deliver(specs: Sequence[JobSpec], *, using: str) -> list[str]:
             "outbox of database %r for the relay: %s",
             _receivers(specs),
             len(jobs),
-            _error(exc),
+            describe_error(exc),
             using,
             _ids([job.job_id for job in jobs]),
         )
@@ -209,109 +184,8 @@ def enqueue_once(jobs: Sequence[OutboxJob]) -> tuple[list[str], list[str]]:
     return enqueued, already
 
 
-def relay_once(*, using: str | None = None, batch_size: int = defaults.OUTBOX_BATCH_SIZE) -> RelayReport:
-    """Drain the outbox of database `using` (every database the outbox migrates to, by default)."""
-    report = RelayReport()
-    for alias in [using] if using else outbox_databases():
-        _relay_database(alias, batch_size, report)
-    if report.enqueued or report.already_there or report.errors:
-        (logger.info if report.ok else logger.warning)("%s", report)
-    return report
-
-
-def relay_forever(
-    *,
-    interval_seconds: float = defaults.OUTBOX_RELAY_INTERVAL_SECONDS,
-    stop: threading.Event | None = None,
-    using: str | None = None,
-) -> None:
-    """Relay every `interval_seconds` until `stop` is set; errors are logged, never stop the loop."""
-    stop = stop or threading.Event()
-    while not stop.is_set():
-        relay_for_worker(using=using)
-        stop.wait(interval_seconds)
-
-
-def relay_for_worker(*, using: str | None = None) -> None:
-    """One pass as a worker's maintenance chore: fresh database connections, every error logged."""
-    close_old_connections()
-    try:
-        relay_once(using=using)
-    except Exception:
-        logger.exception(
-            "Outbox: relay pass failed; next pass in %ss", defaults.OUTBOX_RELAY_INTERVAL_SECONDS
-        )
-    finally:
-        close_old_connections()
-
-
-def outbox_databases() -> list[str]:
-    """The database aliases the router lets `OutboxEntry` migrate to: where outbox rows can live."""
-    return [alias for alias in connections if router.allow_migrate_model(alias, OutboxEntry)]
-
-
 def marker_key(job_id: str) -> str:
     return f"{MARKER_PREFIX}{job_id}"
-
-
-def _relay_database(alias: str, batch_size: int, report: RelayReport) -> None:
-    after_pk = 0
-    while True:
-        with transaction.atomic(using=alias):
-            rows = _claim(alias, batch_size, after_pk=after_pk)
-            if not rows:
-                return
-            after_pk = rows[-1].pk
-            jobs, unusable = _decode(rows)
-            if unusable:
-                _keep(alias, unusable, report)
-            try:
-                enqueued, present = enqueue_once(jobs)
-            except REDIS_ERRORS as exc:
-                _keep(alias, {row.pk: _error(exc) for row in rows if row.pk not in unusable}, report)
-                return
-            discard([job.job_id for job in jobs], using=alias)
-        report.enqueued += enqueued
-        report.already_there += present
-
-
-def _claim(alias: str, batch_size: int, *, after_pk: int) -> list[OutboxEntry]:
-    rows = OutboxEntry.objects.using(alias).filter(pk__gt=after_pk).order_by("pk")
-    if connections[alias].features.has_select_for_update_skip_locked:
-        rows = rows.select_for_update(skip_locked=True)
-    else:
-        # SQLite: take the write lock first (an UPDATE of no row does), so two relays queue up here
-        # instead of both reading, then deadlocking on their deletes ("database is locked").
-        OutboxEntry.objects.using(alias).filter(pk=-1).update(attempts=0)
-    return list(rows[:batch_size])
-
-
-def _decode(rows: list[OutboxEntry]) -> tuple[list[OutboxJob], dict[int, str]]:
-    """The rows' jobs, and why the others cannot be sent (by row pk): bad JSON, queue not configured."""
-    jobs: list[OutboxJob] = []
-    unusable: dict[int, str] = {}
-    for row in rows:
-        try:
-            job = OutboxJob.from_json(row.data)
-        except (ValueError, KeyError, TypeError) as exc:
-            unusable[row.pk] = f"Job {row.job_id}: outbox row {row.pk} is not a job ({_error(exc)})"
-            continue
-        if job.queue not in conf.queues:
-            unusable[row.pk] = f"Job {job.job_id}: queue {job.queue!r} is not in RQ_QUEUES"
-            continue
-        jobs.append(job)
-    return jobs, unusable
-
-
-def _keep(alias: str, reasons: dict[int, str], report: RelayReport) -> None:
-    """Leave rows for a later pass: count the attempt, record why, report it."""
-    for reason in sorted(set(reasons.values())):
-        pks = [pk for pk, text in reasons.items() if text == reason]
-        OutboxEntry.objects.using(alias).filter(pk__in=pks).update(
-            attempts=F("attempts") + 1, last_error=reason
-        )
-    report.errors[alias] = "; ".join(sorted(set(reasons.values()))[:3])
-    report.waiting[alias] = OutboxEntry.objects.using(alias).count()
 
 
 def _enqueue_group_once(jobs: list[OutboxJob]) -> tuple[list[str], list[str]]:
@@ -376,5 +250,6 @@ def _ids(job_ids: Sequence[str], limit: int = 20) -> str:
     return shown if len(job_ids) <= limit else f"{shown} (and {len(job_ids) - limit} more)"
 
 
-def _error(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """``ConnectionError: Error 111 connecting to ...``: the error's type and message, for logs and rows."""
     return f"{type(exc).__name__}: {exc}"

@@ -1,4 +1,4 @@
-"""``manage.py rqsignals list|failures|requeue|purge``: parse options, call `listing`/`failures`, print."""
+"""``manage.py rqsignals list|failures|requeue|purge|relay``: parse options, call `listing` etc., print."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from rq_signals import failures
+from rq_signals import defaults, failures, relay
 from rq_signals.listing import receiver_rows
 from worker.exceptions import NoSuchFailedJob
 
@@ -36,6 +36,18 @@ class Command(BaseCommand):
         )
         purge.add_argument("--queue", help="Only this queue.")
 
+        relaying = add(
+            "relay", "Enqueue the jobs waiting in the outbox (Redis was down at commit), each once."
+        )
+        relaying.add_argument("--once", action="store_true", help="One pass; fails if jobs are left waiting.")
+        relaying.add_argument(
+            "--interval",
+            type=float,
+            default=defaults.OUTBOX_RELAY_INTERVAL_SECONDS,
+            metavar="SECONDS",
+            help="Seconds between passes (without --once).",
+        )
+
     @staticmethod
     def _adder(actions: Any) -> Any:
         def add(name: str, text: str) -> CommandParser:
@@ -53,6 +65,8 @@ class Command(BaseCommand):
                 self._failures(options["queue"], options["receiver"])
             elif action == "requeue":
                 self._requeue(options)
+            elif action == "relay":
+                self._relay(options["once"], options["interval"])
             else:
                 older_than = failures.parse_age(options["older_than"]) if options["older_than"] else None
                 purged = failures.purge(older_than, options["queue"])
@@ -92,3 +106,16 @@ class Command(BaseCommand):
         else:
             queue = failures.requeue(options["job_id"])
             self.stdout.write(f"Requeued job {options['job_id']} on queue {queue!r}.")
+
+    def _relay(self, once: bool, interval_seconds: float) -> None:
+        if interval_seconds <= 0:
+            raise CommandError(f"--interval must be a number of seconds > 0, got {interval_seconds!r}.")
+        if not once:
+            relay.relay_forever(
+                interval_seconds=interval_seconds, on_pass=lambda report: self.stdout.write(str(report))
+            )
+            return
+        report = relay.relay_once()
+        if not report.ok:
+            raise CommandError(str(report))
+        self.stdout.write(str(report))

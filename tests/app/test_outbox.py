@@ -1,0 +1,359 @@
+"""Nothing lost when Redis is down at commit: jobs wait in the database outbox, a relay enqueues each once."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+import redis
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connections, transaction
+from django.test import override_settings
+from django.utils import timezone
+from rq.job import Job
+
+from rq_signals import outbox, queues, relay
+from rq_signals.models import OutboxEntry
+from rq_signals.outbox import OutboxJob
+from rq_signals.relay import relay_once
+from tests.receivers import invoice_paid
+from tests.support.redis_server import RedisServer
+from tests.testapp.models import Effect, Invoice
+from worker import SimpleRetryWorker
+from worker.hooks import MaintenanceMixin
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
+
+QUEUE_NAMES = ("high", "default", "low")
+
+
+class RelayingWorker(MaintenanceMixin, SimpleRetryWorker):
+    """A worker that runs the maintenance chores, the outbox relay among them (for the end-to-end story)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        relay.register_relay()  # what RqSignalsConfig.ready() does once the lead wires it; idempotent
+        super().__init__(*args, **kwargs)
+
+
+@pytest.fixture
+def shop_redis() -> Iterator[RedisServer]:
+    """A private Redis of this test (not the session's), our queues pointed at it; stopped by its pid."""
+    server = RedisServer(persistent=True).start()
+    rq_queues = {name: {"URL": server.url, "DEFAULT_TIMEOUT": 60} for name in QUEUE_NAMES}
+    try:
+        with override_settings(RQ_QUEUES=rq_queues):  # queues.reset() runs on setting_changed
+            yield server
+    finally:
+        queues.reset()
+        server.cleanup()
+
+
+def queued_ids(server: RedisServer) -> Counter[str]:
+    """Every job id waiting on our queues, with how many times it is there."""
+    conn = redis.Redis.from_url(server.url)
+    try:
+        return Counter(raw.decode() for name in QUEUE_NAMES for raw in conn.lrange(f"rq:queue:{name}", 0, -1))
+    finally:
+        conn.close()
+
+
+def outbox_ids() -> set[str]:
+    return set(OutboxEntry.objects.values_list("job_id", flat=True))
+
+
+def place_orders(count: int) -> None:
+    """A checkout: `count` invoices saved and one paid, in one transaction (count + 2 jobs)."""
+    with transaction.atomic():
+        invoices = [Invoice.objects.create(reference=f"INV-{n}", total=n) for n in range(count)]
+        invoice_paid.send(sender="checkout", invoice=invoices[0], amount=3)
+
+
+def test_orders_committed_while_redis_is_down_are_relayed_once_each_when_it_is_back(shop_redis, caplog):
+    # Given Redis is down
+    shop_redis.stop()
+
+    # When a checkout commits five invoices (and a payment)
+    with caplog.at_level(logging.WARNING, logger="rq_signals"):
+        place_orders(5)
+
+    # Then the request saw no error, every invoice is committed, and its jobs wait in the outbox...
+    assert Invoice.objects.count() == 5
+    waiting = outbox_ids()
+    assert len(waiting) == 7  # five record_invoice, record_payment and email_receipt
+    # ...with a warning naming the receivers and every job id
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    message = warning.getMessage()
+    assert message.startswith("Receivers tests.receivers.email_receipt, tests.receivers.record_invoice, ")
+    assert "ConnectionError" in message
+    assert all(job_id in message for job_id in waiting)
+
+    # When Redis is back and the relay runs
+    shop_redis.start()
+    report = relay_once()
+
+    # Then every job is on its queue exactly once, and the outbox is empty
+    assert sorted(report.enqueued) == sorted(waiting)
+    assert report.ok
+    assert queued_ids(shop_redis) == Counter(dict.fromkeys(waiting, 1))
+    assert outbox_ids() == set()
+
+    # And a second pass has nothing to do
+    assert relay_once().enqueued == []
+    assert queued_ids(shop_redis) == Counter(dict.fromkeys(waiting, 1))
+
+
+def test_a_relayed_job_is_the_job_the_commit_would_have_enqueued(shop_redis):
+    shop_redis.stop()
+    with transaction.atomic():
+        invoice = Invoice.objects.create(reference="INV-9")
+        invoice_paid.send(sender="checkout", invoice=invoice, amount=3)
+    rows = {row.receiver: row.job_id for row in OutboxEntry.objects.all()}
+
+    shop_redis.start()
+    relay_once()
+
+    conn = redis.Redis.from_url(shop_redis.url)
+    payment = Job.fetch(rows["tests.receivers.record_payment"], connection=conn)
+    assert payment.func_name == "rq_signals.jobs.run_receiver"
+    assert payment.args[:2] == ("tests.receivers.record_payment", "tests.receivers.invoice_paid")
+    assert payment.origin == "default"
+    assert payment.timeout == 30
+    assert (
+        payment.description
+        == "tests.receivers.invoice_paid sender='checkout' → tests.receivers.record_payment"
+    )
+    assert payment.meta["retry_policy"]["max_retries"] == 5
+    saved = Job.fetch(rows["tests.receivers.record_invoice"], connection=conn)
+    assert (saved.origin, saved.args[2]["kwargs"]["created"]) == ("high", True)
+    assert saved.description == f"post_save testapp.Invoice pk={invoice.pk} → tests.receivers.record_invoice"
+    conn.close()
+
+
+def test_a_save_outside_any_transaction_while_redis_is_down_waits_in_the_outbox_too(shop_redis):
+    shop_redis.stop()
+
+    Invoice.objects.create(reference="INV-autocommit")
+
+    [row] = OutboxEntry.objects.all()
+    assert (row.receiver, row.queue) == ("tests.receivers.record_invoice", "high")
+
+
+def test_a_relay_while_redis_is_still_down_keeps_the_rows_and_says_why(shop_redis):
+    shop_redis.stop()
+    place_orders(2)
+
+    report = relay_once()
+
+    assert not report.ok
+    assert report.enqueued == []
+    assert report.waiting == {"default": 4}
+    assert "ConnectionError" in report.errors["default"]
+    assert "4 job(s) wait in database 'default'" in str(report)
+    assert {(row.attempts, "ConnectionError" in row.last_error) for row in OutboxEntry.objects.all()} == {
+        (1, True)
+    }
+    with pytest.raises(CommandError, match=r"4 job\(s\) wait in database 'default'.*ConnectionError"):
+        call_command("rqsignals", "relay", "--once", stdout=io.StringIO())
+    assert OutboxEntry.objects.count() == 4
+
+
+def test_manage_py_rqsignals_relay_once_drains_the_outbox(shop_redis):
+    shop_redis.stop()
+    place_orders(3)
+    waiting = outbox_ids()
+    shop_redis.start()
+
+    out = io.StringIO()
+    call_command("rqsignals", "relay", "--once", stdout=out)
+
+    assert "Outbox: relayed 5 job(s), 0 already in Redis" in out.getvalue()
+    assert queued_ids(shop_redis) == Counter(dict.fromkeys(waiting, 1))
+    assert outbox_ids() == set()
+
+
+def test_two_relays_at_once_enqueue_each_job_once(shop_redis):
+    # Given 250 invoices committed while Redis was down (more than two relay batches)
+    shop_redis.stop()
+    place_orders(250)
+    waiting = outbox_ids()
+    shop_redis.start()
+
+    # When two relays drain the outbox at the same time
+    start = threading.Barrier(2, timeout=10)
+    reports: list[relay.RelayReport] = []
+
+    def drain() -> None:
+        try:
+            start.wait()
+            reports.append(relay_once(batch_size=20))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=drain) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads), "a relay did not finish within 60s"
+
+    # Then each job was enqueued once, by one of them
+    assert len(reports) == 2 and all(report.ok for report in reports)
+    enqueued = reports[0].enqueued + reports[1].enqueued
+    assert sorted(enqueued) == sorted(waiting)
+    assert queued_ids(shop_redis) == Counter(dict.fromkeys(waiting, 1))
+    assert outbox_ids() == set()
+
+
+def test_the_redis_guard_enqueues_a_job_id_once_whoever_races_for_it(shop_redis):
+    # Given the same 50 jobs handed to four relays at once (as if every database claim had failed)
+    shop_redis.stop()
+    place_orders(48)
+    jobs = [OutboxJob.from_json(row.data) for row in OutboxEntry.objects.all()]
+    shop_redis.start()
+    start = threading.Barrier(4, timeout=10)
+    results: list[tuple[list[str], list[str]]] = []
+
+    def race() -> None:
+        start.wait()
+        results.append(outbox.enqueue_once(jobs))
+
+    threads = [threading.Thread(target=race) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    # Then each job is on its queue once; the other relays found it there
+    assert len(results) == 4
+    assert sorted(job_id for enqueued, _ in results for job_id in enqueued) == sorted(
+        job.job_id for job in jobs
+    )
+    assert queued_ids(shop_redis) == Counter({job.job_id: 1 for job in jobs})
+    conn = redis.Redis.from_url(shop_redis.url)
+    assert 0 < conn.ttl(outbox.marker_key(jobs[0].job_id)) <= 7 * 24 * 3600
+    conn.close()
+
+
+def test_a_job_redis_already_has_is_not_enqueued_again_and_its_row_goes(shop_redis):
+    # Given a job that reached Redis, though its outbox row stayed (a relay died before deleting it)
+    shop_redis.stop()
+    place_orders(1)
+    shop_redis.start()
+    rows = list(OutboxEntry.objects.values_list("data", flat=True))
+    relay_once()
+    OutboxEntry.objects.bulk_create(
+        OutboxEntry(
+            job_id=job.job_id,
+            queue=job.queue,
+            receiver=job.receiver,
+            data=job.to_json(),
+            created_at=timezone.now(),
+        )
+        for job in map(OutboxJob.from_json, rows)
+    )
+    before = queued_ids(shop_redis)
+
+    report = relay_once()
+
+    assert report.enqueued == [] and sorted(report.already_there) == sorted(before)
+    assert queued_ids(shop_redis) == before
+    assert outbox_ids() == set()
+
+
+@override_settings(RQ_SIGNALS={"OUTBOX": "always"})
+def test_outbox_always_a_rolled_back_transaction_leaves_nothing_anywhere(shop_redis):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        Invoice.objects.create(reference="INV-rolled-back")
+        assert OutboxEntry.objects.count() == 1  # written inside the transaction
+        raise RuntimeError("payment declined")
+
+    assert OutboxEntry.objects.count() == 0
+    assert queued_ids(shop_redis) == Counter()
+
+
+@override_settings(RQ_SIGNALS={"OUTBOX": "always"})
+def test_outbox_always_a_committed_transaction_is_enqueued_once_and_its_rows_deleted(shop_redis):
+    with transaction.atomic():
+        kept = Invoice.objects.create(reference="kept")
+        with pytest.raises(RuntimeError), transaction.atomic():
+            Invoice.objects.create(reference="dropped")
+            raise RuntimeError("inner step failed")
+        written = outbox_ids()
+
+    assert len(written) == 1
+    assert queued_ids(shop_redis) == Counter(dict.fromkeys(written, 1))
+    assert outbox_ids() == set()
+    conn = redis.Redis.from_url(shop_redis.url)
+    [job_id] = written
+    assert Job.fetch(job_id, connection=conn).description.startswith(
+        f"post_save testapp.Invoice pk={kept.pk} "
+    )
+    conn.close()
+
+
+@override_settings(RQ_SIGNALS={"OUTBOX": "always"})
+def test_outbox_always_with_redis_down_the_rows_written_in_the_transaction_wait(shop_redis, caplog):
+    shop_redis.stop()
+    with caplog.at_level(logging.WARNING, logger="rq_signals"):
+        place_orders(2)
+    waiting = outbox_ids()
+    assert len(waiting) == 4
+    assert all(job_id in caplog.text for job_id in waiting)
+
+    shop_redis.start()
+    assert sorted(relay_once().enqueued) == sorted(waiting)
+    assert queued_ids(shop_redis) == Counter(dict.fromkeys(waiting, 1))
+
+
+@override_settings(RQ_SIGNALS={"OUTBOX": "off"})
+def test_outbox_off_redis_down_at_commit_is_an_error_and_nothing_is_kept(shop_redis):
+    shop_redis.stop()
+
+    with pytest.raises(redis.ConnectionError), transaction.atomic():
+        Invoice.objects.create(reference="INV-lost")
+
+    assert OutboxEntry.objects.count() == 0
+
+
+def test_a_worker_relays_the_outbox_then_runs_the_receivers(redis_server, run_worker):
+    # Given the session's Redis (the one the worker subprocess uses) is down during a checkout
+    redis_server.stop()
+    place_orders(2)
+    assert OutboxEntry.objects.count() == 4
+    redis_server.start()
+    queues.reset()
+
+    # When a worker starts (burst): its maintenance runs the relay before its first job
+    log = run_worker("--worker-class", "tests.app.test_outbox.RelayingWorker")
+
+    # Then the receivers ran once per job, and the outbox is empty
+    assert OutboxEntry.objects.count() == 0
+    assert sorted(Effect.objects.values_list("receiver", flat=True)) == [
+        "record_invoice",
+        "record_invoice",
+        "record_payment",
+    ]
+    assert "Traceback" not in log
+
+
+def test_after_a_rolled_back_outbox_always_transaction_the_next_commit_still_keeps_its_jobs(shop_redis):
+    # Given OUTBOX="always" for a transaction that rolled back
+    with (
+        override_settings(RQ_SIGNALS={"OUTBOX": "always"}),
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        Invoice.objects.create(reference="INV-rolled-back")
+        raise RuntimeError("payment declined")
+
+    # When the default ("on_failure") is back and Redis is down at the next commit
+    shop_redis.stop()
+    place_orders(1)
+
+    # Then that commit's jobs are in the outbox
+    assert len(outbox_ids()) == 3
