@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import random
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import redis
 from rq import Queue, RateLimit
 from rq.job import Job, JobStatus
 
@@ -230,6 +234,38 @@ def test_rq_worker_cli_runs_retries_on_all_its_queues_beside_rqs_own_scheduler(
         assert timestamp(second["started_at"]) >= timestamp(first["retry_at"])
         assert starts(connection, job)[1] >= timestamp(first["retry_at"])
     assert runs(connection, rq_scheduled) == 1
+
+
+def test_promoters_racing_in_small_batches_push_each_retry_exactly_once(connection, queue, redis_url):
+    # Given 500 retries coming due over a fifth of a second
+    rng = random.Random(7)
+    with connection.pipeline() as pipe:
+        created = queue.enqueue_many([Queue.prepare_data(jobs.succeed) for _ in range(500)], pipeline=pipe)
+        pipe.execute()
+    queue.empty()
+    with connection.pipeline() as pipe:
+        for job in created:
+            schedule_retry(job, queue, rng.uniform(0, 0.2), pipe)
+        pipe.execute()
+
+    # When four promoters, none on duty (no leases), race over them five at a time
+    def promote_until_done() -> None:
+        own = redis.Redis.from_url(redis_url)
+        deadline = time.monotonic() + 20
+        while pending_retries(own, "default") and time.monotonic() < deadline:
+            promote_due(own, [queue], batch=5)
+        own.close()
+
+    threads = [threading.Thread(target=promote_until_done) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    # Then every retry is on the queue exactly once
+    assert pending_retries(connection, "default") == {}
+    pushed = queue.job_ids
+    assert len(pushed) == 500
+    assert set(pushed) == {job.id for job in created}
 
 
 @pytest.mark.slow
