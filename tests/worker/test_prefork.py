@@ -24,6 +24,7 @@ from tests.worker import prefork_jobs
 from worker import Backoff
 from worker.attempts import ATTEMPTS_META_KEY
 from worker.backoff import POLICY_META_KEY
+from worker.prefork import PreforkRetryWorker
 from worker.scheduler import promote_due
 
 PREFORK = "worker.prefork.PreforkRetryWorker"
@@ -304,3 +305,12 @@ def test_horses_are_replaced_promptly_while_rqs_scheduler_runs(redis_url, queue,
     # Then that horse exited when told to; it did not have to be killed
     assert jobs[2].return_value() != jobs[3].return_value()
     assert "did not exit when retired" not in proc.log_path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("max_jobs_per_horse", 0), ("max_horse_rss_mb", -1.0), ("horse_kill_grace_seconds", -5.0)],
+)
+def test_a_bad_limit_is_refused_naming_it(connection, setting, value):
+    with pytest.raises(ValueError, match=f"PreforkMixin: {setting} must be .*, got {value!r}"):
+        PreforkRetryWorker(["prefork"], connection=connection, **{setting: value})
