@@ -4,8 +4,9 @@ from __future__ import annotations
 
 PREFIX = "rq_signals"
 
-#: Pub/sub channel for promoters: "<due> <queue>" when a retry is scheduled (due: Redis clock, float
-#: seconds), "release <queue>" when a stopping promoter releases its lease on the queue.
+#: Pub/sub channel for promoters: "<due> <queue>" when a retry is scheduled, "promoted <queue> <next
+#: due or nothing>" after retries were moved onto the queue, "release <queue>" when a stopping
+#: promoter gives up its lease. Due times are on the Redis clock, float seconds since the epoch.
 RETRY_SCHEDULED_CHANNEL = f"{PREFIX}:retry-scheduled"
 
 
@@ -17,8 +18,9 @@ def recovery_lock(queue_name: str) -> str:
 def retries(queue_name: str) -> str:
     """Sorted set: our pending retries in `queue_name`, scored by due time (Redis clock, float seconds).
 
-    Always a subset of rq's `rq:scheduled:<queue_name>` with the same scores: rq's registry is what
-    dashboards show, this index tells our promoter (and our rq scheduler) which entries are ours.
+    Mirrors our entries of rq's `rq:scheduled:<queue_name>`, same scores: rq's registry is what
+    dashboards show, this index tells our promoters (and our rq scheduler) which entries are ours. An
+    entry whose job was deleted or enqueued by hand lingers until it is due, then is dropped.
     """
     return f"{PREFIX}:retries:{queue_name}"
 
