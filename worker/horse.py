@@ -187,7 +187,7 @@ def run_horse(worker: Worker, channel: Connection, parent_pid: int) -> NoReturn:
 
 def _serve(worker: Worker, channel: Connection) -> None:
     """Run orders until the channel closes or says None."""
-    # A job that blocks signals (SIGALRM: rq's death penalty) must not leave them blocked for the next.
+    # A job's signal mask and handlers (SIGALRM is rq's death penalty) must not outlive it.
     signal_mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     pid = os.getpid()
     while True:
@@ -200,8 +200,16 @@ def _serve(worker: Worker, channel: Connection) -> None:
         _perform(worker, order)
         if os.getpid() != pid:  # a child the job forked returned here: it must not speak for the horse
             os._exit(0)
-        signal.pthread_sigmask(signal.SIG_SETMASK, signal_mask)
+        _reset_signals(worker, signal_mask)
         channel.send(Report(order.job_id, resident_bytes()))
+
+
+def _reset_signals(worker: Worker, signal_mask: set[int | signal.Signals]) -> None:
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)  # an alarm left pending is discarded ...
+    signal.pthread_sigmask(signal.SIG_SETMASK, signal_mask)  # ... not delivered when unblocked here
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    worker.setup_work_horse_signals()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
 
 
 def _perform(worker: Worker, order: Order) -> None:
