@@ -8,6 +8,7 @@ error, and the others still run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -15,7 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmarks import environment, report
+from benchmarks import django_setup, environment, report
 from benchmarks.harness import Context, Section
 from tests.support.redis_server import RedisServer
 
@@ -74,7 +75,8 @@ def main(argv: list[str]) -> int:
     names = args.only or [name for name in BENCHMARKS if not (args.quick and name in FULL_ONLY)]
     began = time.monotonic()
     sections: list[Section] = []
-    with RedisServer() as server:
+    with RedisServer() as server, contextlib.ExitStack() as cleanups:
+        cleanups.callback(django_setup.cleanup)
         ctx = Context(server.url, quick=args.quick)
         conn = ctx.connection()
         env = environment.describe(conn)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -32,6 +33,13 @@ def sqlite_path(ctx: Context) -> str:
     shm = Path("/dev/shm")
     base = Path(tempfile.mkdtemp(prefix="rq-signals-bench-db-", dir=shm if shm.is_dir() else None))
     return str(base / "bench.sqlite3")
+
+
+def cleanup() -> None:
+    """Remove the SQLite file's directory (it may be on tmpfs, i.e. in memory)."""
+    path = _env.get("BENCH_SQLITE")
+    if path:
+        shutil.rmtree(Path(path).parent, ignore_errors=True)
 
 
 def worker_args(worker_path: str, queue: str, *, burst: bool = True) -> list[str]:

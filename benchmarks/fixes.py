@@ -35,8 +35,8 @@ PAIRS = (
 
 def run(ctx: Context) -> Section:
     began = time.monotonic()
-    repeats = ctx.pick(1, 3)
-    jobs_for = {True: ctx.pick(160, 600), False: ctx.pick(1000, 3000)}
+    repeats = ctx.pick(1, 2)
+    jobs_for = {True: ctx.pick(160, 400), False: ctx.pick(1000, 2000)}
     classes = [workers.RQ_WORKER, workers.RQ_SIMPLE] + [w for pair in PAIRS for w in pair[:2]]
     rates: dict[str, list[float]] = {w.path: [] for w in classes}
     for _ in range(repeats):

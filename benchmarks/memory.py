@@ -6,7 +6,8 @@ children (the long-lived work horse of the prefork class; the forking classes ha
 idle) is read with psutil as PSS (proportional set size: RSS with each shared page split among
 the processes sharing it, so a horse forked from its worker is not counted twice). "After N jobs"
 is the last sample; "growth" is the last sample minus the one after the first batch (so one-off
-imports and caches on the first job are not counted as growth). Spread is over runs.
+imports and caches on the first job are not counted as growth). One run per class (memory varies
+little between runs); every sample of the run is listed below the table.
 """
 
 from __future__ import annotations
@@ -73,14 +74,16 @@ def run(ctx: Context) -> Section:
     # Quick mode keeps the goal's comparison (ours against rq.Worker) and drops the classes it implies.
     wanted = ctx.pick((workers.RQ_WORKER, workers.SIMPLE_RETRY, workers.PREFORK), workers.ALL)
     classes = [w for w in wanted if w.available()]
-    repeats, batches = ctx.pick(1, 2), ctx.pick(3, 5)
-    jobs_for = {True: ctx.pick(120, 1500), False: ctx.pick(450, 5000)}
+    repeats, batches = 1, ctx.pick(3, 5)
+    jobs_for = {True: ctx.pick(120, 1000), False: ctx.pick(450, 5000)}
     final: dict[str, list[float]] = {w.path: [] for w in classes}
     growth: dict[str, list[float]] = {w.path: [] for w in classes}
     idle: dict[str, list[float]] = {w.path: [] for w in classes}
+    series: dict[str, list[float]] = {}
     for _ in range(repeats):
         for worker in classes:
             samples = measure_once(ctx, worker, jobs_for[worker.fork_per_job], batches)
+            series[worker.path] = [sample / MIB for sample in samples]
             idle[worker.path].append(samples[0] / MIB)
             final[worker.path].append(samples[-1] / MIB)
             growth[worker.path].append((samples[-1] - samples[1]) / MIB)
@@ -108,5 +111,7 @@ def run(ctx: Context) -> Section:
             )
             row.note += f"; {summarize(extra).format(1)} MiB over rq.Worker"
         section.rows.append(row)
+    section.extra += ["", "Samples (MiB): idle, then after each batch:", ""]
+    section.extra += [f"- {path}: {', '.join(f'{v:.1f}' for v in values)}" for path, values in series.items()]
     section.seconds = time.monotonic() - began
     return section

@@ -101,7 +101,7 @@ def run(ctx: Context) -> Section:
     from benchmarks import receivers
 
     classes = [w for w in ctx.pick(CLASSES[:1], CLASSES) if w.available()]
-    repeats, count = ctx.pick(1, 3), ctx.pick(400, 2000)
+    repeats, count = ctx.pick(1, 2), ctx.pick(400, 1000)
     found: dict[tuple[str, str], list[float]] = {}
     try:
         receivers.use("async")

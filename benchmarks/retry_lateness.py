@@ -98,7 +98,7 @@ def recorded_retry_at(job: Job) -> float | None:
 def run(ctx: Context) -> Section:
     began = time.monotonic()
     ours = [w for w in ctx.pick(OURS[:2], OURS) if w.available()]  # quick: not the saturating forking class
-    repeats, jobs = ctx.pick(1, 2), ctx.pick(30, 200)
+    repeats, jobs = ctx.pick(1, 2), ctx.pick(30, 100)
     p99: dict[str, list[float]] = {w.path: [] for w in [RQ_BASELINE, *ours]}
     p50: dict[str, list[float]] = {w.path: [] for w in [RQ_BASELINE, *ours]}
     early: dict[str, float] = dict.fromkeys(p99, 0.0)

@@ -49,8 +49,8 @@ def run(ctx: Context) -> Section:
     began = time.monotonic()
     classes = [w for w in workers.ALL if w.available()]
     missing = [w.path for w in workers.ALL if not w.available()]
-    repeats = ctx.pick(1, 3)
-    jobs_for = {True: ctx.pick(120, 600), False: ctx.pick(2000, 5000)}  # forking classes are ~10× slower
+    repeats = ctx.pick(1, 2)
+    jobs_for = {True: ctx.pick(120, 400), False: ctx.pick(2000, 5000)}  # forking classes are ~10× slower
     rates: dict[str, list[float]] = {w.path: [] for w in classes}
     counts: dict[str, list[Counters]] = {w.path: [] for w in classes}
     for _ in range(repeats):
