@@ -156,6 +156,27 @@ def test_a_sigkilled_horse_fails_its_job_only_and_the_worker_goes_on(redis_url, 
         proc.stop()
 
 
+def test_a_horse_killed_between_jobs_is_replaced_and_no_job_fails(redis_url, connection, queue, tmp_path):
+    # Given a worker whose horse has run a job and waits for the next
+    proc = start_worker(redis_url, ["prefork"], tmp_path=tmp_path, worker_class=PREFORK)
+    try:
+        first = queue.enqueue(prefork_jobs.horse_pid)
+        status_becomes(first, JobStatus.FINISHED)
+        horse = first.return_value()
+
+        # When that idle horse is killed (as the OOM killer might)
+        os.kill(horse, signal.SIGKILL)
+        wait_until(lambda: not is_running(horse), timeout=10, what=f"horse {horse} to die")
+
+        # Then the next job runs in a fresh horse and nothing failed
+        second = queue.enqueue(prefork_jobs.horse_pid)
+        status_becomes(second, JobStatus.FINISHED)
+        assert second.return_value() not in (horse, proc.pid)
+        assert queue.failed_job_registry.count == 0
+    finally:
+        proc.stop()
+
+
 def test_a_horse_is_replaced_after_max_jobs_per_horse(redis_url, queue, tmp_path):
     # Given a worker whose horses run 3 jobs each, and 7 jobs
     jobs = [queue.enqueue(prefork_jobs.horse_pid) for _ in range(7)]
