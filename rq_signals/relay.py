@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db import DatabaseError, close_old_connections, connections, router, transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.db.models import F
 
 from rq_signals import defaults
@@ -88,8 +88,11 @@ def relay_forever(
 
 
 def relay_for_worker(*, using: str | None = None) -> RelayReport | None:
-    """One pass as a worker's maintenance chore: fresh database connections, any error logged (None)."""
-    close_old_connections()
+    """One pass as a worker's maintenance chore; any error is logged (and None returned).
+
+    The pass closes the database connections it opened (they belong to the calling thread): a
+    forking worker must not hand a connection of its own to the work horses it forks.
+    """
     try:
         return relay_once(using=using)
     except Exception:
@@ -98,7 +101,7 @@ def relay_for_worker(*, using: str | None = None) -> RelayReport | None:
         )
         return None
     finally:
-        close_old_connections()
+        connections.close_all()
 
 
 def register_relay() -> str:

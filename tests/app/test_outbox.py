@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from rq_signals.models import OutboxEntry
 from rq_signals.outbox import OutboxJob
 from rq_signals.relay import relay_once
 from tests.receivers import invoice_paid
+from tests.support.processes import REPO_ROOT, Proc
 from tests.support.redis_server import RedisServer
 from tests.testapp.models import Effect, Invoice
 from worker import SimpleRetryWorker
@@ -396,3 +398,31 @@ def test_outbox_always_rows_live_in_the_sending_database_and_roll_back_with_it(s
 
     assert OutboxEntry.objects.using("other").count() == 0
     assert queued_ids(shop_redis) == Counter()
+
+
+def test_two_relay_commands_in_separate_processes_enqueue_each_job_once(shop_redis, tmp_path):
+    # Given 250 jobs committed while Redis was down
+    shop_redis.stop()
+    place_orders(248)
+    waiting = outbox_ids()
+    shop_redis.start()
+
+    # When two `manage.py rqsignals relay --once` processes start together
+    env = {
+        "RQ_SIGNALS_TEST_DB_NAME": str(connections["default"].settings_dict["NAME"]),  # PostgreSQL
+        "RQ_SIGNALS_TEST_REDIS_URL": shop_redis.url,  # tests/settings.py points RQ_QUEUES at it
+    }
+    relays = [
+        Proc(
+            [sys.executable, str(REPO_ROOT / "tests" / "manage.py"), "rqsignals", "relay", "--once"],
+            env=env,
+            log_path=tmp_path / f"relay-{n}.log",
+        )
+        for n in range(2)
+    ]
+    codes = [proc.wait(60) for proc in relays]
+
+    # Then both succeeded, and each job is on its queue once
+    assert codes == [0, 0], [proc.output()[-2000:] for proc in relays]
+    assert queued_ids(shop_redis) == Counter(dict.fromkeys(waiting, 1))
+    assert outbox_ids() == set()
