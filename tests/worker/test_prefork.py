@@ -17,6 +17,7 @@ from rq import Queue
 from rq.command import send_stop_job_command
 from rq.job import Job, JobStatus
 from rq.results import Result
+from rq.worker import Worker
 
 from tests.support.processes import Proc, start_worker
 from tests.support.waiting import wait_until
@@ -58,6 +59,15 @@ def job_pid(connection, job: Job, proc: Proc) -> int:
         return connection.get(prefork_jobs.pid_key(job.id))
 
     return int(wait_until(started, timeout=15, what=f"job {job.id} to start"))
+
+
+def shutdown_requested(connection) -> None:
+    """Wait until the (one) worker has taken a warm shutdown request mid-job."""
+    wait_until(
+        lambda: any(worker.shutdown_requested_date for worker in Worker.all(connection=connection)),
+        timeout=10,
+        what="the worker to take the shutdown request",
+    )
 
 
 def status_becomes(job: Job, status: JobStatus, timeout: float = 15) -> None:
@@ -237,7 +247,7 @@ def test_warm_shutdown_finishes_the_current_job_and_stops_the_horse(redis_url, c
 
         # When it is asked to stop (SIGTERM), then the job is released
         proc.signal(signal.SIGTERM)
-        time.sleep(0.2)  # let the signal land mid-job; not a timing assertion
+        shutdown_requested(connection)
         connection.set(prefork_jobs.release_key(held.id), 1)
 
         # Then the current job finishes, the worker exits cleanly, the queued job waits for the next
@@ -273,6 +283,7 @@ def test_cold_shutdown_kills_the_horse_and_puts_its_job_back(redis_url, connecti
         horse = job_pid(connection, held, proc)
 
         proc.signal(signal.SIGTERM)
+        shutdown_requested(connection)
         time.sleep(1.2)  # rq ignores a second signal within a second of the first
         proc.signal(signal.SIGTERM)
 
