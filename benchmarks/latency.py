@@ -55,7 +55,7 @@ def measure_once(ctx: Context, worker: workers.WorkerClass, jobs: int) -> list[f
 def run(ctx: Context) -> Section:
     began = time.monotonic()
     classes = [w for w in workers.ALL if w.available()]
-    repeats, jobs = ctx.pick(1, 2), ctx.pick(60, 300)
+    repeats, jobs = ctx.pick(1, 2), ctx.pick(100, 300)
     p99: dict[str, list[float]] = {w.path: [] for w in classes}
     p50: dict[str, list[float]] = {w.path: [] for w in classes}
     worst: dict[str, float] = {w.path: 0.0 for w in classes}

@@ -1,4 +1,4 @@
-"""Worker memory: resident set size after many no-op jobs, and its growth over the run.
+"""Worker memory: PSS of the worker and its horse after many no-op jobs, and its growth over the run.
 
 A worker of each class runs (not in burst mode) and gets the same no-op jobs in batches; after
 each batch has finished and the worker is idle again, the memory of the worker process plus its
