@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -69,7 +70,11 @@ class Pages:
         self.driver.get(self.base_url + path)
 
     def text(self) -> str:
-        return self.driver.find_element(By.TAG_NAME, "body").text
+        """The page's visible text; "" while a navigation replaces the page under us (poll again)."""
+        try:
+            return self.driver.find_element(By.TAG_NAME, "body").text
+        except StaleElementReferenceException:
+            return ""
 
     def log_in(self, username: str, password: str) -> None:
         self.open("/admin/login/?next=/admin/")
