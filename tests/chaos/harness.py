@@ -279,3 +279,23 @@ def wait_for_all(connection: redis.Redis, tags: Sequence[str], *, timeout: float
                 f"completed, e.g. {missing[:10]}"
             )
         time.sleep(0.05)
+
+
+def relay_runs_in_workers() -> bool:
+    """Whether the production workers relay the outbox: they run `worker.hooks` chores and the app
+    registered its relay among them (``RqSignalsConfig.ready()`` calling `relay.register_relay`)."""
+    from worker.hooks import MaintenanceMixin, registered_maintenance
+    from worker.workers import RetryWorker
+
+    return issubclass(RetryWorker, MaintenanceMixin) and "rq_signals.outbox.relay" in registered_maintenance()
+
+
+def jobs_in_redis(connection: redis.Redis) -> dict[str, int]:
+    """How many job ids wait on each queue, and how many job hashes exist at all (``"hashes"``)."""
+    counts = {name: int(connection.llen(f"rq:queue:{name}")) for name in QUEUE_NAMES}
+    counts["hashes"] = sum(1 for _ in connection.scan_iter(match="rq:job:*", count=1000))
+    return counts
+
+
+def failed_count(connection: redis.Redis) -> int:
+    return sum(int(connection.zcard(f"rq:failed:{name}")) for name in QUEUE_NAMES)

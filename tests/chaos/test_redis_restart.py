@@ -1,0 +1,103 @@
+"""Redis restarted mid-run (AOF, fsync always): no job lost, whether it was queued, running or being sent.
+
+Two workers (fork per job, simple) run a steady stream of 0.1 s jobs. Redis is restarted twice while
+jobs run: stopped cleanly (SIGTERM), then killed outright (SIGKILL), each time started again on the
+same AOF. Jobs committed while Redis is down wait in the outbox (``OUTBOX="on_failure"``) and are
+relayed once it is back: by the workers when they run the relay, else by a relay pass here (the
+``manage.py rqsignals relay --once`` an operator would run), which the table notes.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from rq_signals.models import OutboxEntry
+from rq_signals.relay import relay_once
+from tests.chaos.harness import (
+    Feeder,
+    Ledger,
+    Outcome,
+    failed_count,
+    relay_runs_in_workers,
+    send,
+    wait_for_all,
+)
+from tests.support.waiting import wait_until
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+HOLD_SECONDS = 0.1
+FEED_INTERVAL_SECONDS = 0.05
+
+
+def test_redis_restarts_mid_run_lose_no_job(
+    persistent_redis, worker_pool, chaos_receivers, full_size, report
+):
+    restarts = 6 if full_size else 2
+    began = time.monotonic()
+    signals = (chaos_receivers.work_high, chaos_receivers.work_default, chaos_receivers.work_low)
+    for kind in ("fork", "simple"):
+        worker_pool.start(persistent_redis, kind)
+    feeder = Feeder(
+        lambda n: send(signals[n % 3], [f"restart-{n}"], hold_seconds=HOLD_SECONDS),
+        interval_seconds=FEED_INTERVAL_SECONDS,
+    )
+    feeder.start()
+    outboxed: set[str] = set()  # job ids that went through the outbox
+    try:
+        for number in range(restarts):
+            # Given jobs completing, and some under way
+            connection = redis.Redis.from_url(persistent_redis.url)
+            done_before = sum(Ledger.read(connection).ended.values())
+            wait_until(
+                lambda connection=connection, done=done_before: (
+                    sum(Ledger.read(connection).ended.values()) >= done + 10
+                ),
+                timeout=60,
+                what="ten more jobs to complete before the restart",
+            )
+            connection.close()
+            # When Redis stops (cleanly, then by a crash) and starts again on its AOF
+            if number % 2 == 0:
+                persistent_redis.stop()
+            else:
+                persistent_redis.kill()
+            wait_until(lambda: OutboxEntry.objects.exists(), timeout=10, what="a send while Redis is down")
+            outboxed |= set(OutboxEntry.objects.values_list("job_id", flat=True))
+            persistent_redis.start()
+        sent = feeder.stop()
+    finally:
+        if feeder.is_alive():
+            feeder.stop()
+
+    # Then the outbox drains (the workers' relay, else one pass here) and every job sent runs
+    connection = redis.Redis.from_url(persistent_redis.url)
+    relayed_here = 0
+    outboxed |= set(OutboxEntry.objects.values_list("job_id", flat=True))
+    if not relay_runs_in_workers():
+        relayed_here = len(relay_once(using="default").enqueued)
+    wait_until(lambda: not OutboxEntry.objects.exists(), timeout=30, what="the outbox to drain")
+    ledger = wait_for_all(connection, sent, timeout=120, what="every job of the stream to complete")
+    failed = failed_count(connection)
+    report(
+        Outcome(
+            "restart Redis mid-run (AOF)",
+            sent=len(sent),
+            ran=len(ledger.completed(sent)),
+            lost=len(ledger.missing(sent)),
+            overlaps=len(ledger.overlaps),
+            failed_as_expected=0,
+            seconds=time.monotonic() - began,
+            reruns=ledger.reruns(sent),
+            note=f"{restarts} restarts; {len(outboxed)} via outbox"
+            + (f", {relayed_here} relayed by the test (workers do not relay)" if relayed_here else ""),
+        )
+    )
+    assert ledger.missing(sent) == []
+    assert ledger.overlaps == set()
+    assert failed == 0, worker_pool.logs()[-5000:]
+    assert all(proc.alive() for proc in worker_pool.procs), "a worker died with the Redis restart"
+    connection.close()
