@@ -25,6 +25,7 @@ from rq_signals.relay import relay_once
 from tests.receivers import invoice_paid
 from tests.support.processes import REPO_ROOT, Proc
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until
 from tests.testapp.models import Effect, Invoice
 from worker import SimpleRetryWorker
 from worker.hooks import MaintenanceMixin
@@ -426,3 +427,35 @@ def test_two_relay_commands_in_separate_processes_enqueue_each_job_once(shop_red
     assert codes == [0, 0], [proc.output()[-2000:] for proc in relays]
     assert queued_ids(shop_redis) == Counter(dict.fromkeys(waiting, 1))
     assert outbox_ids() == set()
+
+
+def test_the_relay_command_keeps_trying_while_redis_is_down_and_drains_once_it_answers(shop_redis, tmp_path):
+    # Given jobs in the outbox and Redis still down
+    shop_redis.stop()
+    place_orders(1)
+    waiting = outbox_ids()
+
+    # When `manage.py rqsignals relay --interval 0.2` runs, and Redis comes back a little later
+    loop = Proc(
+        [sys.executable, str(REPO_ROOT / "tests" / "manage.py"), "rqsignals", "relay", "--interval", "0.2"],
+        env={
+            "RQ_SIGNALS_TEST_DB_NAME": str(connections["default"].settings_dict["NAME"]),
+            "RQ_SIGNALS_TEST_REDIS_URL": shop_redis.url,
+        },
+        log_path=tmp_path / "relay-loop.log",
+    )
+    try:
+        wait_until(
+            lambda: OutboxEntry.objects.filter(attempts__gte=2).count() == len(waiting),
+            timeout=30,
+            what="the relay loop to try (and fail) twice while Redis is down",
+        )
+        shop_redis.start()
+
+        # Then it enqueues every job once and empties the outbox, and says so
+        wait_until(lambda: not outbox_ids(), timeout=30, what="the relay loop to drain the outbox")
+        assert queued_ids(shop_redis) == Counter(dict.fromkeys(waiting, 1))
+        wait_until(lambda: "Outbox: relayed 3 job(s)" in loop.output(), timeout=10, what="the loop's report")
+        assert loop.alive()
+    finally:
+        loop.stop()
