@@ -79,7 +79,7 @@ def send(registration: AsyncReceiver, ref: SignalRef, sender: Any, kwargs: dict[
     alias = database_alias(kwargs)
     connection = connections[alias]
     if not registration.on_commit or not connection.in_atomic_block:
-        if registration.on_commit and not connection.get_autocommit():
+        if registration.on_commit and _in_manual_transaction(connection):
             # As transaction.on_commit(): without atomic() there is no commit we could wait for.
             raise TransactionManagementError(
                 f"{ref.name} receiver {registration.receiver_id} waits for a commit, but database "
@@ -99,6 +99,11 @@ def send(registration: AsyncReceiver, ref: SignalRef, sender: Any, kwargs: dict[
     callback = _OnCommit(batch, spec)
     batch.pending.add(callback)
     connection.on_commit(callback)
+
+
+def _in_manual_transaction(connection: BaseDatabaseWrapper) -> bool:
+    """Autocommit off outside atomic(); read without connecting (get_autocommit() would connect)."""
+    return connection.connection is not None and not connection.autocommit
 
 
 def dispatch(specs: list[JobSpec], *, using: str = DEFAULT_DB_ALIAS) -> list[Job]:
