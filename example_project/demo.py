@@ -15,110 +15,32 @@ WEBHOOK_FAILURE_RATE (0.3), DEMO_ADMIN_PASSWORD (default: a new random one, prin
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from demo_processes import (
+    Child,
+    Stop,
+    http_status,
+    port_is_free,
+    run_streaming,
+    say,
+    stop_on_sigterm,
+    wait_until,
+)
 
 PROJECT_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PROJECT_DIR.parent
 QUEUES = ("high", "default", "low")
 STARTUP_TIMEOUT_SECONDS = 60.0
-ORDERS_TIMEOUT_SECONDS = 150.0
-STOP_TIMEOUT_SECONDS = 15.0
-
-
-class Stop(Exception):
-    """SIGTERM arrived: shut down as for Ctrl-C."""
-
-
-def say(message: str) -> None:
-    print(f"demo: {message}", flush=True)
-
-
-def wait_until(check: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll `check` until it returns something truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-    return value
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _child_setup() -> None:
-    """In a child, before exec: Ctrl-C handling restored (a shell may have started us with SIGINT
-    ignored, which children inherit), and a request to Linux to SIGTERM the child if demo.py dies
-    without cleaning up."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    # Not Linux: no such call, and Ctrl-C and SIGTERM still stop everything.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class Child:
-    """A process demo.py started: its own session (the terminal's Ctrl-C reaches only demo.py,
-    which then stops children in order), output in a log file, stopped by its pid."""
-
-    def __init__(self, name: str, args: list[str], *, env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log: IO[bytes] = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(
-            args,
-            cwd=PROJECT_DIR,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_child_setup,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        self._log.flush()
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self, first: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
-        """Send `first`; if still running after `timeout`, SIGTERM again (rq: cold shutdown), then SIGKILL."""
-        for signum, wait in ((first, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            if not self.alive():
-                break
-            self.popen.send_signal(signum)
-            try:
-                self.popen.wait(wait)
-            except subprocess.TimeoutExpired:
-                name = signal.Signals(signum).name
-                say(f"{self.name}: pid {self.pid} still running {wait:.0f}s after {name}")
-        self._log.close()
-        say(f"{self.name}: stopped (pid {self.pid})")
+OUTAGE_TIMEOUT_SECONDS = 150.0
 
 
 class Demo:
@@ -230,7 +152,9 @@ class Demo:
     def start_web(self) -> None:
         web = self.spawn("web", ["runserver", f"127.0.0.1:{self.port}", "--noreload"])
         say(f"web: runserver on {self.base_url} (pid {web.pid}, log {web.log_path})")
-        self.wait_for(web, lambda: self.http_status("/admin/login/") == 200, "the web server to answer")
+        self.wait_for(
+            web, lambda: http_status(f"{self.base_url}/admin/login/") == 200, "the web server to answer"
+        )
         say(f"web: answering at {self.base_url}")
 
     def start_worker(self) -> None:
@@ -248,34 +172,13 @@ class Demo:
             "--outage",
             str(self.options.outage_orders),
             "--outage-timeout",
-            str(int(ORDERS_TIMEOUT_SECONDS)),
+            str(int(OUTAGE_TIMEOUT_SECONDS)),
         ]
         say(f"orders: manage.py {' '.join(args)}")
         began = time.monotonic()
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", *args],
-            cwd=PROJECT_DIR,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-            preexec_fn=_child_setup,
+        code = run_streaming(
+            [sys.executable, "manage.py", *args], cwd=PROJECT_DIR, env=self.env, prefix="orders"
         )
-        try:
-            assert process.stdout is not None
-            for line in process.stdout:
-                say(f"orders: {line.rstrip()}")
-            code = process.wait()
-        finally:
-            if process.poll() is None:  # interrupted: let the command end its outage, then make sure
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
         if code:
             raise RuntimeError(f"manage.py demo_orders exited with {code}")
         say(f"orders: done in {time.monotonic() - began:.1f}s")
@@ -354,7 +257,9 @@ class Demo:
         return os.environ.get("WEBHOOK_FAILURE_RATE", "0.3")
 
     def spawn(self, name: str, command: list[str]) -> Child:
-        child = Child(name, [sys.executable, "manage.py", *command], env=self.env, log_dir=self.log_dir)
+        child = Child(
+            name, [sys.executable, "manage.py", *command], cwd=PROJECT_DIR, env=self.env, log_dir=self.log_dir
+        )
         self.children.append(child)
         return child
 
@@ -387,31 +292,10 @@ class Demo:
 
         wait_until(ready_or_dead, timeout=STARTUP_TIMEOUT_SECONDS, what=what)
 
-    def http_status(self, path: str) -> int | None:
-        try:
-            with urllib.request.urlopen(self.base_url + path, timeout=2) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as exc:
-            return exc.code
-        except OSError:
-            return None
-
     def worker_registered(self, name: str) -> bool:
         from rq import Worker
 
         return any(worker.name == name for worker in Worker.all(connection=self.redis()))
-
-
-@contextmanager
-def stop_on_sigterm() -> Iterator[None]:
-    def handler(signum: int, frame: object) -> None:
-        raise Stop
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
