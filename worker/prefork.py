@@ -186,6 +186,16 @@ class PreforkMixin(_WorkerBase):
                 report = horse.wait_report(wait)
             except EOFError:
                 return None
+            if report is not None and report.job_id != job.id:  # the channel is not to be trusted
+                self.log.error(
+                    "Worker %s: work horse %d reported on job %s, not %s; killing it",
+                    self.name,
+                    horse.pid,
+                    report.job_id,
+                    job.id,
+                )
+                self.kill_horse()
+                return None
             if report is not None:
                 return report
             if kill_at is not None and time.monotonic() >= kill_at:
