@@ -41,7 +41,7 @@ def run(ctx: Context) -> Section:
     rates: dict[str, list[float]] = {w.path: [] for w in classes}
     for _ in range(repeats):
         for worker in classes:
-            rates[worker.path] += measure_once(ctx, worker, jobs_for[worker.fork_per_job])[0]
+            rates[worker.path] += measure_once(ctx, worker, jobs_for[worker.fork_per_job]).rates
     section = Section(NAME, TITLE, __doc__ or "")
     for worker in classes[:2]:
         section.rows.append(Row(worker.path, summarize(rates[worker.path]), "jobs/s", digits=0))

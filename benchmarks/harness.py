@@ -6,6 +6,7 @@ in the same run (interleaved where it can), against `ctx.redis_url`, a private r
 
 from __future__ import annotations
 
+import resource
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,42 +84,62 @@ class Counters:
 
     `reads` is `total_reads_processed`: the read events the server handled. A client sends one
     request (a command, or a whole pipeline) and waits for the reply before the next, so for
-    requests under the socket buffer size (all of ours) read events equal round trips.
+    requests under the socket buffer size (all of ours) read events equal round trips. `cpu` is
+    the server's CPU time in seconds (`used_cpu_user` + `used_cpu_sys`, `INFO cpu`).
     """
 
     commands: int
     reads: int
     per_command: dict[str, int]
+    cpu: float = 0.0
 
     @classmethod
     def take(cls, conn: redis.Redis[bytes]) -> Counters:
         with conn.pipeline(transaction=False) as pipe:
             pipe.info("stats")
             pipe.info("commandstats")
-            stats, commandstats = pipe.execute()
+            pipe.info("cpu")
+            stats, commandstats, cpu = pipe.execute()
         per_command = {
             key.removeprefix("cmdstat_"): int(value["calls"]) for key, value in commandstats.items()
         }
-        return cls(int(stats["total_commands_processed"]), int(stats["total_reads_processed"]), per_command)
+        return cls(
+            int(stats["total_commands_processed"]),
+            int(stats["total_reads_processed"]),
+            per_command,
+            float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+        )
 
     def since(self, before: Counters) -> Counters:
-        """The difference, minus the one request (two INFO commands) that took `self`."""
+        """The difference, minus the one request (three INFO commands) that took `self`."""
         per_command = {
             name: calls - before.per_command.get(name, 0)
             for name, calls in self.per_command.items()
             if calls - before.per_command.get(name, 0) > 0
         }
         if "info" in per_command:
-            per_command["info"] -= 2
+            per_command["info"] -= 3
             if per_command["info"] <= 0:
                 del per_command["info"]
-        return Counters(self.commands - before.commands - 2, self.reads - before.reads - 1, per_command)
+        return Counters(
+            self.commands - before.commands - 3,
+            self.reads - before.reads - 1,
+            per_command,
+            self.cpu - before.cpu,
+        )
 
 
 def top_commands(counters: Counters, jobs: int, limit: int = 8) -> str:
     """`hset 4.0, zadd 3.0, ...`: the most frequent commands per job."""
     ranked = sorted(counters.per_command.items(), key=lambda item: -item[1])[:limit]
     return ", ".join(f"{name} {calls / jobs:.1f}" for name, calls in ranked)
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every child process this process has waited for, and their
+    waited-for children: a worker subprocess and the work horses it reaped."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 class ClientRequests:

@@ -8,17 +8,23 @@ and the spread shows drift within a run as well as between runs. Classes are int
 each repeat, so machine noise hits all alike; a ratio compares block i of a class with block i of
 its baseline. Commands and round trips per job are deltas of the private server's counters over
 the worker's whole run (start-up and shutdown included), divided by N (see `harness.Counters`).
+
+CPU per job is less sensitive to a busy machine than jobs/s: the worker's is the user + system
+time of the worker process and every horse it reaped (`RUSAGE_CHILDREN` of this process around
+the run) minus that of a run over an empty queue (start-up and shutdown), divided by N; Redis's is
+the server's `used_cpu_user + used_cpu_sys` delta divided by N.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from rq import Queue
 
 from benchmarks import workers
 from benchmarks.enqueueing import block_rates, enqueue_many
-from benchmarks.harness import Context, Counters, Row, Section, top_commands
+from benchmarks.harness import Context, Counters, Row, Section, children_cpu, top_commands
 from benchmarks.stats import summarize
 
 NAME = "throughput"
@@ -31,18 +37,29 @@ GOALS = {
 BLOCKS = 4
 
 
-def measure_once(ctx: Context, worker: workers.WorkerClass, jobs: int) -> tuple[list[float], Counters]:
-    """Jobs/s of each block of one burst run over `jobs` no-op jobs, and the server counters over it."""
+@dataclass(frozen=True)
+class Run:
+    """One burst run: jobs/s per block, the server's counters, and the CPU seconds the worker
+    process and its horses used (start-up included)."""
+
+    rates: list[float]
+    counters: Counters
+    cpu: float
+
+
+def measure_once(ctx: Context, worker: workers.WorkerClass, jobs: int) -> Run:
+    """One burst run over `jobs` no-op jobs (`jobs=0`: start-up and shutdown alone)."""
     ctx.flush()
     conn = ctx.connection()
     queue = Queue("bench", connection=conn)
     ids = enqueue_many(queue, "benchmarks.jobs.noop", jobs)
-    before = Counters.take(conn)
+    before, cpu_before = Counters.take(conn), children_cpu()
     workers.run_burst(ctx.redis_url, worker, ["bench"], log_dir=ctx.log_dir, timeout=60 + jobs / 5)
+    cpu = children_cpu() - cpu_before
     counters = Counters.take(conn).since(before)
-    rates = block_rates(queue, ids, BLOCKS)
+    rates = block_rates(queue, ids, BLOCKS) if jobs else []
     conn.close()
-    return rates, counters
+    return Run(rates, counters, cpu)
 
 
 def run(ctx: Context) -> Section:
@@ -53,11 +70,15 @@ def run(ctx: Context) -> Section:
     jobs_for = {True: ctx.pick(120, 400), False: ctx.pick(2000, 5000)}  # forking classes are ~10× slower
     rates: dict[str, list[float]] = {w.path: [] for w in classes}
     counts: dict[str, list[Counters]] = {w.path: [] for w in classes}
+    cpu: dict[str, list[float]] = {w.path: [] for w in classes}
+    startup = {w.path: measure_once(ctx, w, 0) for w in classes}
     for _ in range(repeats):
         for worker in classes:
-            block, counters = measure_once(ctx, worker, jobs_for[worker.fork_per_job])
-            rates[worker.path] += block
-            counts[worker.path].append(counters)
+            n = jobs_for[worker.fork_per_job]
+            found = measure_once(ctx, worker, n)
+            rates[worker.path] += found.rates
+            counts[worker.path].append(found.counters)
+            cpu[worker.path].append((found.cpu - startup[worker.path].cpu) / n)
     section = Section(NAME, TITLE, __doc__ or "")
     section.extra.append(
         f"Jobs per run: {jobs_for[False]} for the in-process classes, {jobs_for[True]} for the forking ones "
@@ -72,6 +93,13 @@ def run(ctx: Context) -> Section:
             row.ratio, row.ratio_to = summarize(ratios), worker.baseline
             target, row.goal = GOALS.get(worker.path, (None, ""))
             row.met = None if target is None else row.ratio.median >= target
+            cpu_ratio = summarize(
+                [a / b for a, b in zip(cpu[worker.path], cpu[worker.baseline], strict=True)]
+            )
+            row.note = (
+                f"CPU {summarize(cpu[worker.path]).format(2, 1e3)} ms/job, "
+                f"{cpu_ratio.format(2)}× {worker.baseline}'s"
+            )
         section.rows.append(row)
     for path in missing:
         target, goal = GOALS.get(path, (None, ""))
@@ -82,15 +110,19 @@ def run(ctx: Context) -> Section:
         "",
         "Redis cost per processed job (median over runs; round trips = server read events, see Method):",
         "",
-        "| worker | commands/job | round trips/job | most frequent commands per job |",
-        "|---|---|---|---|",
+        "| worker | worker CPU ms/job | Redis CPU µs/job | commands/job | round trips/job "
+        "| most frequent commands per job |",
+        "|---|---|---|---|---|---|",
     ]
     for path, runs in counts.items():
         n = jobs_for[by_path[path].fork_per_job]
         cmds = summarize([c.commands / n for c in runs])
         trips = summarize([c.reads / n for c in runs])
+        redis_cpu = summarize([c.cpu / n for c in runs]).format(0, 1e6)
+        worker_cpu = summarize(cpu[path]).format(2, 1e3)
         section.extra.append(
-            f"| {path} | {cmds.format(1)} | {trips.format(1)} | {top_commands(runs[len(runs) // 2], n)} |"
+            f"| {path} | {worker_cpu} | {redis_cpu} | {cmds.format(1)} | {trips.format(1)} "
+            f"| {top_commands(runs[len(runs) // 2], n)} |"
         )
     section.seconds = time.monotonic() - began
     return section
