@@ -175,7 +175,7 @@ class PreforkMixin(_WorkerBase):
             pipeline.execute()
 
     def _watch(self, horse: Horse, job: Job, order: Order) -> Report | None:
-        """Wait for the horse's report, heartbeating; None if it died or was killed for the timeout."""
+        """Wait for the horse's report, heartbeating; None if it died or was killed."""
         timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
         kill_at = None if timeout == -1 else time.monotonic() + timeout + self.horse_kill_grace_seconds
         while True:
@@ -186,15 +186,8 @@ class PreforkMixin(_WorkerBase):
                 report = horse.wait_report(wait)
             except EOFError:
                 return None
-            if report is not None and report.job_id != job.id:  # the channel is not to be trusted
-                self.log.error(
-                    "Worker %s: work horse %d reported on job %s, not %s; killing it",
-                    self.name,
-                    horse.pid,
-                    report.job_id,
-                    job.id,
-                )
-                self.kill_horse()
+            if report is not None and report.job_id != job.id:
+                self._kill_confused(horse, report, job)
                 return None
             if report is not None:
                 return report
@@ -213,6 +206,17 @@ class PreforkMixin(_WorkerBase):
             execution = self.executions.get(order.execution_id)
             if execution is not None:
                 self.maintain_heartbeats(job, execution)
+
+    def _kill_confused(self, horse: Horse, report: Report, job: Job) -> None:
+        """A report on another job: the channel cannot be trusted, so the job fails as a crash."""
+        self.log.error(
+            "Worker %s: work horse %d reported on job %s while running %s; killing it",
+            self.name,
+            horse.pid,
+            report.job_id,
+            job.id,
+        )
+        self.kill_horse()
 
     def _handle_dead_horse(self, horse: Horse, job: Job, queue: Queue, execution: Execution) -> None:
         """rq's `monitor_work_horse` after an unexpected exit: fail the job, unless it had settled."""
