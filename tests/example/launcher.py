@@ -111,15 +111,16 @@ class DemoRun:
         """demo.py's descendants right now (its children run in their own sessions, but stay its children)."""
         return psutil.Process(self.pid).children(recursive=True)
 
-    def interrupt(self, *, timeout: float = 60.0) -> int:
-        """Ctrl-C: SIGINT to demo.py only, as the terminal would; its exit code."""
+    def interrupt(self, signum: int = signal.SIGINT, *, timeout: float = 60.0) -> int:
+        """Ctrl-C (SIGINT) or SIGTERM to demo.py only, as a terminal or a supervisor would; its exit code."""
         if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGINT)
+            self.popen.send_signal(signum)
         try:
             code = self.popen.wait(timeout)
         except subprocess.TimeoutExpired as exc:
+            name = signal.Signals(signum).name
             raise AssertionError(
-                f"demo.py still running {timeout}s after SIGINT:\n{self.output()[-4000:]}"
+                f"demo.py still running {timeout}s after {name}:\n{self.output()[-4000:]}"
             ) from exc
         self._reader.join(10)
         return code

@@ -1,8 +1,9 @@
-"""`make demo` end to end: demo.py reaches "ready", serves the dashboard, and Ctrl-C leaves nothing behind."""
+"""`make demo` end to end: ready, the dashboard served, and nothing left behind after Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
 import re
+import signal
 
 import pytest
 
@@ -13,8 +14,10 @@ from tests.support.redis_server import free_port
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
-@pytest.mark.parametrize("redis", ["session", "private"])
-def test_demo_reaches_ready_serves_the_dashboard_and_ctrl_c_stops_all_it_started(redis, redis_url, tmp_path):
+@pytest.mark.parametrize(("redis", "stop_signal"), [("session", signal.SIGINT), ("private", signal.SIGTERM)])
+def test_demo_reaches_ready_serves_the_dashboard_and_stops_all_it_started(
+    redis, stop_signal, redis_url, tmp_path
+):
     # Given demo.py on a port the test chose, with the session's Redis or a redis-server of its own
     env = shop_env(
         redis_url=redis_url if redis == "session" else None,
@@ -49,8 +52,8 @@ def test_demo_reaches_ready_serves_the_dashboard_and_ctrl_c_stops_all_it_started
         for queue in ("high", "default", "low"):
             assert f">{queue}<" in re.sub(r"\s+", "", body), f"queue {queue} missing from the dashboard"
 
-        # When the user presses Ctrl-C
-        code = demo.interrupt()
+        # When the user presses Ctrl-C (SIGINT), or a supervisor sends SIGTERM
+        code = demo.interrupt(stop_signal)
 
         # Then demo.py exits cleanly and every process it started is gone
         assert code == 0, demo.output()[-3000:]
