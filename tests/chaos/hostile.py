@@ -1,0 +1,228 @@
+"""Corrupt, truncated and hostile jobs, pushed straight onto the queues (never through a signal).
+
+`signal_path_jobs` name the job function every async receiver uses, `rq_signals.jobs.run_receiver`,
+with arguments no signal would produce. `corrupt_hashes` are job hashes with broken fields. Both must
+fail (failed registry, an error that says what was wrong) and run nothing. `code_running_jobs` try to
+run code outside the registered receivers: a job naming another function (a canary, ``os.system``),
+or data and meta whose unpickling calls a function.
+"""
+
+from __future__ import annotations
+
+import base64
+import pickle
+import random
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from rq.job import Job
+from rq.queue import Queue
+
+from tests.chaos.canary import Boom
+
+JOB_FUNCTION = "rq_signals.jobs.run_receiver"
+RECEIVER = "tests.chaos.receivers.run_default"  # registered, connected to work_default
+SIGNAL = "tests.chaos.receivers.work_default"
+POST_SAVE = "django.db.models.signals.post_save"
+HUGE_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Hostile:
+    kind: str
+    expect: str  # what the failure's error text must contain
+    push: Callable[[Queue, Path], str]  # pushes one job on the queue; its id
+
+
+def _payload(kwargs: Any, **extra: Any) -> dict[str, Any]:
+    return {"format": 1, "signal": SIGNAL, "receiver": RECEIVER, "kwargs": kwargs, **extra}
+
+
+def _call(*args: Any, **kwargs: Any) -> Callable[[Queue, Path], str]:
+    def push(queue: Queue, sentinels: Path) -> str:
+        resolved = [arg(sentinels) if callable(arg) else arg for arg in args]
+        return queue.enqueue_call(JOB_FUNCTION, args=tuple(resolved), kwargs=kwargs).id
+
+    return push
+
+
+def _touch(name: str) -> Callable[[Path], str]:
+    return lambda sentinels: f"touch {sentinels / name}"
+
+
+def _deep(depth: int) -> Any:
+    value: Any = {"__rqs__": "pickle", "v": "at the bottom"}
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+_UNKNOWN = "is not registered in this process"
+_PAYLOAD = "PayloadError"
+_NOT_CONNECTED = "not connected to signal"
+
+signal_path_jobs: tuple[Hostile, ...] = (
+    Hostile("unknown receiver id", _UNKNOWN, _call("tests.chaos.receivers.nope", SIGNAL, _payload({}))),
+    Hostile(
+        "receiver id os.system",
+        _UNKNOWN,
+        _call("os.system", POST_SAVE, lambda s: _payload({"command": f"touch {s / 'os-system-id'}"})),
+    ),
+    Hostile(
+        "receiver id of an unregistered function",
+        _UNKNOWN,
+        _call("tests.chaos.canary.unregistered_canary", SIGNAL, _payload({})),
+    ),
+    Hostile("receiver id builtins.exec", _UNKNOWN, _call("builtins.exec", SIGNAL, "import os")),
+    Hostile("signal path os.system", _NOT_CONNECTED, _call(RECEIVER, "os.system", _payload({"tag": "x"}))),
+    Hostile("payload is a string", _PAYLOAD, _call(RECEIVER, SIGNAL, "rm -rf /")),
+    Hostile("payload is a list", _PAYLOAD, _call(RECEIVER, SIGNAL, [1, 2, 3])),
+    Hostile("payload is null", _PAYLOAD, _call(RECEIVER, SIGNAL, None)),
+    Hostile("payload of format 2", _PAYLOAD, _call(RECEIVER, SIGNAL, _payload({"tag": "x"}, format=2))),
+    Hostile("payload without kwargs", _PAYLOAD, _call(RECEIVER, SIGNAL, {"format": 1})),
+    Hostile(
+        "tag smuggling a pickle",
+        _PAYLOAD,
+        _call(
+            RECEIVER,
+            SIGNAL,
+            _payload({"tag": {"__rqs__": "pickle", "v": base64.b64encode(pickle.dumps(Boom())).decode()}}),
+        ),
+    ),
+    Hostile(
+        "time zone path traversal",
+        _PAYLOAD,
+        _call(
+            RECEIVER,
+            SIGNAL,
+            _payload(
+                {"tag": {"__rqs__": "zoned_datetime", "v": ["2026-01-01T00:00", "../../../etc/passwd", 0]}}
+            ),
+        ),
+    ),
+    Hostile(
+        "model label os.system",
+        _PAYLOAD,
+        _call(
+            RECEIVER,
+            SIGNAL,
+            _payload({"tag": {"__rqs__": "model", "v": {"label": "os.system", "pk": 1, "mode": "ref"}}}),
+        ),
+    ),
+    Hostile(
+        "model class label builtins.eval",
+        _PAYLOAD,
+        _call(RECEIVER, SIGNAL, _payload({"tag": {"__rqs__": "model_class", "v": "builtins.eval"}})),
+    ),
+    Hostile("deeply nested payload", "Error", _call(RECEIVER, SIGNAL, _payload({"tag": _deep(400)}))),
+    Hostile(
+        "huge payload, unknown receiver",
+        _UNKNOWN,
+        _call("tests.chaos.receivers.huge", SIGNAL, _payload({"blob": "x" * HUGE_BYTES})),
+    ),
+    Hostile(
+        "huge payload, bad format", _PAYLOAD, _call(RECEIVER, SIGNAL, {"format": 1, "blob": "y" * HUGE_BYTES})
+    ),
+    Hostile("too few arguments", "TypeError", _call(RECEIVER, SIGNAL)),
+    Hostile("too many arguments", "TypeError", _call(RECEIVER, SIGNAL, _payload({}), "extra")),
+    # "TypeError: unhashable type: 'list'": fails, but says little (tests/app/test_security.py)
+    Hostile("receiver id not a string", "TypeError", _call(["os.system"], SIGNAL, _payload({}))),
+    Hostile(
+        "unexpected keyword argument",
+        "TypeError",
+        _call(RECEIVER, SIGNAL, _payload({}), receiver="os.system"),
+    ),
+)
+
+
+def _corrupt(
+    receiver: str = RECEIVER, **fields: bytes | Callable[[bytes], bytes]
+) -> Callable[[Queue, Path], str]:
+    """A valid job of `run_receiver` for `receiver`, then broken: `fields` of its hash overwritten."""
+
+    def push(queue: Queue, sentinels: Path) -> str:
+        args = (receiver, SIGNAL, _payload({"tag": "corrupt"}))
+        job = Job.create(JOB_FUNCTION, args=args, connection=queue.connection)
+        job.origin = queue.name
+        job.save()
+        stored = queue.connection.hgetall(job.key)
+        for name, value in fields.items():
+            queue.connection.hset(job.key, name, value(stored[name.encode()]) if callable(value) else value)
+        queue.connection.rpush(queue.key, job.id)
+        return job.id
+
+    return push
+
+
+def _garbage(size: int) -> bytes:
+    return random.Random(size).randbytes(size)
+
+
+_LOAD = "JobLoadError"
+
+corrupt_hashes: tuple[Hostile, ...] = (
+    Hostile("data is random bytes", _LOAD, _corrupt(data=_garbage(64))),
+    Hostile("data truncated", _LOAD, _corrupt(data=lambda data: data[: len(data) // 2])),
+    Hostile("data is JSON, not the serializer's", _LOAD, _corrupt(data=b'{"func": "os.system"}')),
+    Hostile("data zlib of garbage", _LOAD, _corrupt(data=zlib.compress(_garbage(256)))),
+    Hostile("data is empty", _LOAD, _corrupt(data=b"")),
+    Hostile("data huge garbage", _LOAD, _corrupt(data=_garbage(HUGE_BYTES))),
+    # rq reads unreadable meta as {"unserialized": ...} and runs the job: it still meets the allow-list
+    Hostile("meta is garbage", _UNKNOWN, _corrupt("tests.chaos.receivers.nope", meta=_garbage(32))),
+    Hostile("created_at is garbage", _LOAD, _corrupt(created_at=b"yesterday-ish")),
+    Hostile("timeout is garbage", _LOAD, _corrupt(timeout=b"forever")),
+)
+
+
+def _other_function(function: str, *args: Any) -> Callable[[Queue, Path], str]:
+    def push(queue: Queue, sentinels: Path) -> str:
+        resolved = [arg(sentinels) if callable(arg) else arg for arg in args]
+        return queue.enqueue_call(function, args=tuple(resolved)).id
+
+    return push
+
+
+def _pickled(field: str) -> Callable[[Queue, Path], str]:
+    """A job whose `field` (data or meta) unpickles into a call of the canary."""
+
+    def push(queue: Queue, sentinels: Path) -> str:
+        job = Job.create(
+            JOB_FUNCTION, args=(RECEIVER, SIGNAL, _payload({"tag": "pickled"})), connection=queue.connection
+        )
+        job.origin = queue.name
+        job.save()
+        evil = (JOB_FUNCTION, None, (Boom(),), {}) if field == "data" else {"retry_policy": Boom()}
+        raw = pickle.dumps(evil)
+        queue.connection.hset(job.key, field, zlib.compress(raw) if field == "data" else raw)
+        queue.connection.rpush(queue.key, job.id)
+        return job.id
+
+    return push
+
+
+code_running_jobs: tuple[Hostile, ...] = (
+    Hostile(
+        "job function: an unregistered canary", "", _other_function("tests.chaos.canary.unregistered_canary")
+    ),
+    Hostile("job function: os.system", "", _other_function("os.system", _touch("os-system-function"))),
+    Hostile("job data unpickles a call", "", _pickled("data")),
+    Hostile("job meta unpickles a call", "", _pickled("meta")),
+)
+
+
+def push_all(
+    connection: redis.Redis,
+    kinds: tuple[Hostile, ...],
+    count: int,
+    sentinels: Path,
+    queue_names: tuple[str, ...],
+) -> Iterator[tuple[Hostile, str]]:
+    """`count` jobs, the kinds in turn, spread over the queues; (kind, job id) for each."""
+    queues = [Queue(name, connection=connection) for name in queue_names]
+    for n in range(count):
+        hostile = kinds[n % len(kinds)]
+        yield hostile, hostile.push(queues[n % len(queues)], sentinels)
