@@ -1,6 +1,7 @@
 """Proposed fixes, measured: throughput of each worker class beside a subclass changing one hot spot.
 
-Same method as the throughput benchmark (burst subprocess, block rates, interleaved). The
+Same method as the throughput benchmark (burst subprocess, block rates, CPU per job with start-up
+subtracted, interleaved). The
 subclasses are in `benchmarks/experiments.py`; each row's ratio is to the class it modifies.
 """
 
@@ -39,9 +40,14 @@ def run(ctx: Context) -> Section:
     jobs_for = {True: ctx.pick(160, 400), False: ctx.pick(1000, 2000)}
     classes = [workers.RQ_WORKER, workers.RQ_SIMPLE] + [w for pair in PAIRS for w in pair[:2]]
     rates: dict[str, list[float]] = {w.path: [] for w in classes}
+    cpu: dict[str, list[float]] = {w.path: [] for w in classes}
+    startup = {w.path: measure_once(ctx, w, 0).cpu for w in classes}
     for _ in range(repeats):
         for worker in classes:
-            rates[worker.path] += measure_once(ctx, worker, jobs_for[worker.fork_per_job]).rates
+            n = jobs_for[worker.fork_per_job]
+            found = measure_once(ctx, worker, n)
+            rates[worker.path] += found.rates
+            cpu[worker.path].append((found.cpu - startup[worker.path]) / n)
     section = Section(NAME, TITLE, __doc__ or "")
     for worker in classes[:2]:
         section.rows.append(Row(worker.path, summarize(rates[worker.path]), "jobs/s", digits=0))
@@ -54,7 +60,12 @@ def run(ctx: Context) -> Section:
         row.ratio_to = original.path
         rq_base = "rq.Worker" if original.fork_per_job else "rq.SimpleWorker"
         versus = summarize([a / b for a, b in zip(rates[fixed.path], rates[rq_base], strict=True)])
-        row.note = f"experiment; {versus.format(2)}× {rq_base}"
+        cpu_ratio = summarize([a / b for a, b in zip(cpu[fixed.path], cpu[original.path], strict=True)])
+        fixed_cpu, original_cpu = summarize(cpu[fixed.path]), summarize(cpu[original.path])
+        row.note = (
+            f"experiment; {versus.format(2)}× {rq_base}'s rate; CPU {fixed_cpu.format(2, 1e3)} ms/job, "
+            f"{cpu_ratio.format(2)}× {original.short}'s ({original_cpu.format(2, 1e3)})"
+        )
         section.rows.append(row)
     section.seconds = time.monotonic() - began
     return section
