@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.mail import send_mail
-from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
 from django.dispatch import Signal, receiver
 
 from rq_signals import Backoff, async_receiver, lifecycle
-from tests.testapp.models import Effect, Invoice
+from tests.testapp.models import Effect, Invoice, Shipment
 
 invoice_paid = Signal()
 invoice_flagged = Signal()
@@ -115,3 +115,19 @@ def export_invoice(sender: Any, invoice: Invoice, **kwargs: Any) -> None:
     Effect.objects.create(receiver="export_invoice", key=str(invoice.pk), value={"attempt": attempts + 1})
     if attempts == 0:
         raise Flaky(f"export service down for {invoice.reference}")
+
+
+@async_receiver([pre_save, pre_delete], sender=Shipment, retry=False)
+def record_shipment(sender: Any, instance: Shipment, signal: Signal, **kwargs: Any) -> None:
+    """pre_save gets the unsaved instance as sent (no pk yet); pre_delete the row as it was."""
+    Effect.objects.create(
+        receiver="record_shipment",
+        key=str(instance.pk),
+        value={
+            "signal": "pre_save" if signal is pre_save else "pre_delete",
+            "carrier": instance.carrier,
+            "weight_kg": str(instance.weight_kg),
+            "adding": instance._state.adding,
+            "update_fields": sorted(kwargs["update_fields"] or []) if "update_fields" in kwargs else None,
+        },
+    )

@@ -11,7 +11,7 @@ from rq.job import Job
 from rq_signals.exceptions import MissingInstance, PayloadError, UnknownReceiver
 from rq_signals.jobs import run_receiver
 from tests.receivers import invoice_paid
-from tests.testapp.models import Effect, Invoice
+from tests.testapp.models import Effect, Invoice, Shipment
 from worker import PermanentJobError
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -80,3 +80,39 @@ def test_a_job_naming_an_unregistered_receiver_or_signal_fails_for_good(connecti
         run_receiver(receiver_id, signal_path, {"format": 99})
 
     assert isinstance(unknown.value, PermanentJobError)  # the retry worker does not retry it
+
+
+def test_pre_save_and_pre_delete_receivers_get_the_instance_as_it_was_sent(connection):
+    shipment = Shipment.objects.create(carrier="DHL", weight_kg="1.250")  # pre_save of an unsaved row
+    pk = shipment.pk
+    shipment.delete()  # pre_delete, then the row is gone
+    jobs = [
+        Job.fetch(job_id.decode(), connection=connection)
+        for job_id in connection.lrange("rq:queue:default", 0, -1)
+    ]
+
+    for job in jobs:
+        run_receiver(*job.args)
+
+    assert [(e.key, e.value) for e in Effect.objects.filter(receiver="record_shipment").order_by("pk")] == [
+        (
+            "None",
+            {
+                "signal": "pre_save",
+                "carrier": "DHL",
+                "weight_kg": "1.250",
+                "adding": True,
+                "update_fields": [],
+            },
+        ),
+        (
+            str(pk),
+            {
+                "signal": "pre_delete",
+                "carrier": "DHL",
+                "weight_kg": "1.250",
+                "adding": False,
+                "update_fields": None,
+            },
+        ),
+    ]

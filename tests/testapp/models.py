@@ -89,3 +89,13 @@ class Invoice(models.Model):
 
     def __str__(self) -> str:
         return self.reference
+
+
+class Shipment(models.Model):
+    """Saved and deleted by the rq_signals tests of pre_save / pre_delete receivers."""
+
+    carrier = models.CharField(max_length=40)
+    weight_kg = models.DecimalField(max_digits=8, decimal_places=3, default=0)
+
+    def __str__(self) -> str:
+        return self.carrier
