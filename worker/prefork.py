@@ -13,11 +13,8 @@ so its retry policy applies) and the next job runs in a fresh horse. A horse is 
 memory, which bounds leaks and state left behind by jobs: unlike a fork per job, jobs run by one
 horse share its module state, as they would under `SimpleWorker`.
 
-Round trips, 7 per job where rq's workers make 20 to 24: the job travels to the horse in its order
-(no refetch); the pipeline in which the horse saves a job's outcome also marks the worker idle and
-alive; the worker's own heartbeat (three commands in rq) is one pipeline, and a heartbeat, "idle"
-state write or suspension check repeating one sent within `bookkeeping_coalesce_seconds` is
-skipped; the horse skips rq's job heartbeat before saving the outcome when no callback runs between.
+Round trips: 7 per job where rq's workers make 20 to 24, the job travelling to the horse in its
+order (no refetch) and the rest in `worker.horse_bookkeeping`.
 """
 
 from __future__ import annotations
@@ -34,12 +31,12 @@ from rq.worker import Worker, WorkerStatus
 from rq.worker.base import SHUTDOWN_SIGNAL
 
 from worker.horse import ExitStatus, Horse, Order, Report
+from worker.horse_bookkeeping import LeanBookkeepingMixin
 from worker.recovery import RecoveryMixin
 from worker.retry import RetryMixin
 from worker.shutdown import ShutdownMixin
 
 if TYPE_CHECKING:
-    from redis.client import Pipeline
     from rq.executions import Execution
     from rq.queue import Queue
 
@@ -51,7 +48,7 @@ else:
 _UNSETTLED = (JobStatus.QUEUED, JobStatus.STARTED)
 
 
-class PreforkMixin(_WorkerBase):
+class PreforkMixin(LeanBookkeepingMixin):
     """Runs jobs in a long-lived forked horse; see the module docstring. Goes on rq's `Worker`."""
 
     #: Jobs one horse runs before it is replaced by a fresh one.
@@ -60,8 +57,6 @@ class PreforkMixin(_WorkerBase):
     max_horse_rss_mb: float | None = 1024.0
     #: Seconds past a job's timeout before the worker kills a horse that rq's death penalty did not stop.
     horse_kill_grace_seconds: float = 60.0
-    #: Seconds within which the worker's idle heartbeat, state write and suspension check are not repeated.
-    bookkeeping_coalesce_seconds: float = 0.25
 
     def __init__(
         self,
@@ -94,7 +89,6 @@ class PreforkMixin(_WorkerBase):
             ">= 0",
         )
         self._horse: Horse | None = None
-        self._last_sent: dict[str, tuple[float, object]] = {}
 
     # -- the horse's life ---------------------------------------------------------------------------
 
@@ -161,12 +155,7 @@ class PreforkMixin(_WorkerBase):
             self.executions.pop(execution.id, None)
         if report is not None:
             self._after_report(horse, report)
-            # The horse saved "idle" and a heartbeat with the job's outcome (`cleanup_execution`).
-            self._state = WorkerStatus.IDLE
-            self.last_heartbeat = now()
-            moment = time.monotonic()
-            self._last_sent["state"] = (moment, WorkerStatus.IDLE)
-            self._last_sent["heartbeat"] = (moment, None)
+            self.note_horse_saved_idle()
             return
         self._handle_dead_horse(horse, job, queue, execution)
         with self.connection.pipeline() as pipeline:
@@ -242,16 +231,6 @@ class PreforkMixin(_WorkerBase):
                 self.cleanup_execution(job, pipeline=pipeline, execution=execution)
                 pipeline.execute()
 
-    def cleanup_execution(
-        self, job: Job, pipeline: Pipeline[Any], execution: Execution | None = None
-    ) -> None:
-        super().cleanup_execution(job, pipeline, execution)
-        if self.is_horse:
-            # The pipeline saving the job's outcome also says the worker is idle and alive, sparing
-            # the worker a round trip of its own after every job.
-            self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
-            self.heartbeat(pipeline=pipeline)
-
     def kill_horse(self, sig: signal.Signals = SHUTDOWN_SIGNAL) -> None:
         # rq's reads `horse_pid` twice; between jobs it is 0, and os.getpgid(0) is our own group.
         pid = self.horse_pid
@@ -274,50 +253,6 @@ class PreforkMixin(_WorkerBase):
             return super().wait_for_horse()
         status: ExitStatus | None = horse.reap()
         return status if status is not None else (None, None, None)
-
-    # -- fewer round trips ------------------------------------------------------------------------
-
-    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline[Any] | None = None) -> None:
-        if self.is_horse:
-            super().heartbeat(timeout, pipeline=pipeline)
-        elif pipeline is not None:
-            super().heartbeat(timeout, pipeline=pipeline)
-            self._last_sent["heartbeat"] = (time.monotonic(), timeout)
-        elif not self._repeats("heartbeat", timeout):
-            with self.connection.pipeline(transaction=False) as own:
-                super().heartbeat(timeout, pipeline=own)
-                own.execute()
-
-    def set_state(self, state: str, pipeline: Pipeline[Any] | None = None) -> None:
-        if pipeline is None and state == self._state and self._repeats("state", state):
-            return
-        super().set_state(state, pipeline=pipeline)
-        self._last_sent["state"] = (time.monotonic(), state)
-
-    def check_for_suspension(self, burst: bool) -> None:
-        if not self._repeats("suspension", burst):
-            super().check_for_suspension(burst)
-
-    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
-        try:
-            no_callbacks = job.success_callback is None and job.failure_callback is None
-        except Exception:  # an unimportable callback: rq's own path reports it
-            no_callbacks = False
-        if no_callbacks:
-            # rq heartbeats the job so that it looks alive while its callbacks run; the outcome's
-            # own pipeline follows at once when there are none.
-            job.ended_at = job.last_heartbeat = now()
-            return
-        super().handle_execution_ended(job, queue, heartbeat_ttl)
-
-    def _repeats(self, what: str, value: object) -> bool:
-        """Whether `what` was sent with this `value` within the coalescing window; records it if not."""
-        moment = time.monotonic()
-        last = self._last_sent.get(what)
-        if last is not None and last[1] == value and moment - last[0] < self.bookkeeping_coalesce_seconds:
-            return True
-        self._last_sent[what] = (moment, value)
-        return False
 
 
 def _check(ok: bool, name: str, value: object, expected: str) -> None:
