@@ -40,7 +40,7 @@ def queue(connection) -> Queue:
 def burst(redis_url: str, tmp_path, worker_class: str = PREFORK) -> Proc:
     """Run a burst worker on the queue until it has emptied it; it must exit cleanly."""
     proc = start_worker(redis_url, ["prefork"], tmp_path=tmp_path, worker_class=worker_class, burst=True)
-    assert proc.wait(timeout=30) == 0, proc.output()[-3000:]
+    assert proc.wait(timeout=30) == 0, proc.log_path.read_text()[-3000:]
     return proc
 
 
@@ -251,7 +251,7 @@ def test_warm_shutdown_finishes_the_current_job_and_stops_the_horse(redis_url, c
         connection.set(prefork_jobs.release_key(held.id), 1)
 
         # Then the current job finishes, the worker exits cleanly, the queued job waits for the next
-        assert proc.wait(timeout=15) == 0, proc.output()[-3000:]
+        assert proc.wait(timeout=15) == 0, proc.log_path.read_text()[-3000:]
         assert held.get_status() == JobStatus.FINISHED
         assert queued.get_status() == JobStatus.QUEUED
         wait_until(lambda: not is_running(horse), timeout=10, what=f"horse {horse} to exit")
