@@ -74,6 +74,15 @@ class ShutdownMixin(_WorkerBase):
         logging.shutdown()
         os._exit(0)
 
+    def unsubscribe(self) -> None:
+        """rq's, with the pub/sub thread stopped first: it then exits on the UNSUBSCRIBE reply instead
+        of being joined for a whole second, which every stop of rq's worker pays."""
+        if self.pubsub_thread:
+            self.pubsub_thread.stop()
+            self.pubsub.unsubscribe()
+            self.pubsub_thread.join(timeout=1)
+            self.pubsub.close()
+
 
 def requeue_interrupted(worker: _WorkerBase, execution: Execution, *, reason: str) -> bool:
     """Put the job of `execution` back at the front of its queue, if it has not ended meanwhile."""
