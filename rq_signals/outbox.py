@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
@@ -140,22 +140,19 @@ def deliver(specs: Sequence[JobSpec], *, using: str) -> list[str]:
 
     If Redis does not answer, the rows stay for the relay and a warning names receivers and ids.
     """
-    jobs = [OutboxJob.from_spec(spec) for spec in specs]
-    try:
-        enqueued, _ = enqueue_once(jobs)
-    except REDIS_ERRORS as exc:
+    sent = enqueue_once([OutboxJob.from_spec(spec) for spec in specs])
+    if sent.failed:
         logger.warning(
             "Receivers %s: Redis did not take %d job(s) after commit (%s); they wait in the "
             "outbox of database %r for the relay: %s",
-            _receivers(specs),
-            len(jobs),
-            describe_error(exc),
+            _receivers(spec for spec in specs if spec.job_id in sent.failed),
+            len(sent.failed),
+            "; ".join(sorted(set(sent.failed.values()))),
             using,
-            _ids([job.job_id for job in jobs]),
+            _ids(list(sent.failed)),
         )
-        return []
-    discard([job.job_id for job in jobs], using=using)
-    return enqueued
+    discard(sent.done, using=using)
+    return sent.enqueued
 
 
 def discard(job_ids: Sequence[str], *, using: str) -> int:
@@ -169,19 +166,36 @@ def discard(job_ids: Sequence[str], *, using: str) -> int:
     return deleted
 
 
-def enqueue_once(jobs: Sequence[OutboxJob]) -> tuple[list[str], list[str]]:
-    """Enqueue each job unless Redis has it or has relayed it; (ids enqueued, ids already there).
+@dataclass
+class Sent:
+    """What `enqueue_once` did with each job id: enqueued, found already there, or not sent (and why)."""
 
-    One ``WATCH``/``MULTI`` per Redis server: raises a `REDIS_ERRORS` error if a server does not answer
-    (jobs on servers handled before it stay enqueued: the markers make a second pass skip them).
+    enqueued: list[str] = field(default_factory=list)
+    already_there: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # job id -> the Redis error, described
+
+    @property
+    def done(self) -> list[str]:
+        """The ids Redis has now: their outbox rows can go."""
+        return self.enqueued + self.already_there
+
+
+def enqueue_once(jobs: Sequence[OutboxJob]) -> Sent:
+    """Enqueue each job unless Redis has it or has relayed it.
+
+    One ``WATCH``/``MULTI`` per Redis server; the jobs of a server that does not answer (any
+    `REDIS_ERRORS` error) are reported in `Sent.failed` and the other servers still get theirs.
     """
-    enqueued: list[str] = []
-    already: list[str] = []
+    sent = Sent()
     for group in _by_connection(jobs):
-        fresh, present = _enqueue_group_once(group)
-        enqueued += fresh
-        already += present
-    return enqueued, already
+        try:
+            fresh, present = _enqueue_group_once(group)
+        except REDIS_ERRORS as exc:
+            sent.failed.update(dict.fromkeys((job.job_id for job in group), describe_error(exc)))
+            continue
+        sent.enqueued += fresh
+        sent.already_there += present
+    return sent
 
 
 def marker_key(job_id: str) -> str:

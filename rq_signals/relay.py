@@ -22,7 +22,7 @@ from django.db.models import F
 from rq_signals import defaults
 from rq_signals.conf import conf
 from rq_signals.models import OutboxEntry
-from rq_signals.outbox import REDIS_ERRORS, OutboxJob, describe_error, discard, enqueue_once
+from rq_signals.outbox import OutboxJob, describe_error, discard, enqueue_once
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ def relay_once(*, using: str | None = None, batch_size: int = defaults.OUTBOX_BA
         try:
             if using or has_outbox(alias):
                 _relay_database(alias, batch_size, report)
+                if alias in report.errors:
+                    report.waiting[alias] = OutboxEntry.objects.using(alias).count()
         except DatabaseError as exc:
             report.errors[alias] = describe_error(exc)
     if report.found_rows:
@@ -137,16 +139,15 @@ def _relay_database(alias: str, batch_size: int, report: RelayReport) -> None:
                 return
             after_pk = rows[-1].pk
             jobs, unusable = _decode(rows)
-            if unusable:
-                _keep(alias, unusable, report)
-            try:
-                enqueued, present = enqueue_once(jobs)
-            except REDIS_ERRORS as exc:
-                _keep(alias, {row.pk: describe_error(exc) for row in rows if row.pk not in unusable}, report)
-                return
-            discard([job.job_id for job in jobs], using=alias)
-        report.enqueued += enqueued
-        report.already_there += present
+            sent = enqueue_once(jobs)
+            unsent = {row.pk: sent.failed[row.job_id] for row in rows if row.job_id in sent.failed}
+            if unusable or unsent:
+                _keep(alias, {**unusable, **unsent}, report)
+            discard(sent.done, using=alias)
+        report.enqueued += sent.enqueued
+        report.already_there += sent.already_there
+        if sent.failed and not sent.done:
+            return  # Redis does not answer: the later rows would wait for it too, one timeout each
 
 
 def _claim(alias: str, batch_size: int, *, after_pk: int) -> list[OutboxEntry]:
@@ -185,4 +186,3 @@ def _keep(alias: str, reasons: dict[int, str], report: RelayReport) -> None:
             attempts=F("attempts") + 1, last_error=reason
         )
     report.errors[alias] = "; ".join(sorted(set(reasons.values()))[:3])
-    report.waiting[alias] = OutboxEntry.objects.using(alias).count()

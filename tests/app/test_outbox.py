@@ -227,7 +227,7 @@ def test_the_redis_guard_enqueues_a_job_id_once_whoever_races_for_it(shop_redis)
     jobs = [OutboxJob.from_json(row.data) for row in OutboxEntry.objects.all()]
     shop_redis.start()
     start = threading.Barrier(4, timeout=10)
-    results: list[tuple[list[str], list[str]]] = []
+    results: list[outbox.Sent] = []
 
     def race() -> None:
         start.wait()
@@ -241,7 +241,8 @@ def test_the_redis_guard_enqueues_a_job_id_once_whoever_races_for_it(shop_redis)
 
     # Then each job is on its queue once; the other relays found it there
     assert len(results) == 4
-    assert sorted(job_id for enqueued, _ in results for job_id in enqueued) == sorted(
+    assert not any(sent.failed for sent in results)
+    assert sorted(job_id for sent in results for job_id in sent.enqueued) == sorted(
         job.job_id for job in jobs
     )
     assert queued_ids(shop_redis) == Counter({job.job_id: 1 for job in jobs})
@@ -459,3 +460,68 @@ def test_the_relay_command_keeps_trying_while_redis_is_down_and_drains_once_it_a
         assert loop.alive()
     finally:
         loop.stop()
+
+
+def test_a_redis_server_still_down_holds_back_only_its_own_queues_jobs(shop_redis):
+    # Given the "low" queue lives on a second Redis server, and both servers are down at commit
+    low_redis = RedisServer().start()
+    rq_queues = {name: {"URL": shop_redis.url, "DEFAULT_TIMEOUT": 60} for name in QUEUE_NAMES}
+    rq_queues["low"] = {"URL": low_redis.url, "DEFAULT_TIMEOUT": 60}
+    try:
+        with override_settings(RQ_QUEUES=rq_queues):
+            shop_redis.stop()
+            low_redis.stop()
+            place_orders(1)  # record_invoice (high), record_payment (default), email_receipt (low)
+            rows = {row.receiver: row.job_id for row in OutboxEntry.objects.all()}
+
+            # When only the first server comes back
+            shop_redis.start()
+            report = relay_once()
+
+            # Then its jobs are enqueued, and the low queue's job waits, saying why
+            assert sorted(report.enqueued) == sorted(
+                [rows["tests.receivers.record_invoice"], rows["tests.receivers.record_payment"]]
+            )
+            assert report.waiting == {"default": 1}
+            [left] = OutboxEntry.objects.all()
+            assert left.job_id == rows["tests.receivers.email_receipt"]
+            assert left.attempts == 1 and left.last_error.startswith("ConnectionError: ")
+            assert f"{low_redis.port}" in left.last_error
+
+            # And once the second server is back, the next pass sends it
+            low_redis.start()
+            assert relay_once().enqueued == [left.job_id]
+            assert outbox_ids() == set()
+    finally:
+        low_redis.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("queue", "data", "reason"),
+    [
+        ("gone", None, "queue 'gone' is not in RQ_QUEUES"),
+        ("high", "{not json", "is not a job (JSONDecodeError"),
+    ],
+)
+def test_a_row_the_relay_cannot_send_stays_with_the_reason(shop_redis, queue, data, reason):
+    # Given a row naming a queue removed from RQ_QUEUES (or garbled), beside a good one
+    shop_redis.stop()
+    place_orders(1)
+    good = outbox_ids()
+    job = OutboxJob("bad-job-1", queue, "rq_signals.jobs.run_receiver", ("tests.receivers.x",), "", {}, None)
+    OutboxEntry.objects.create(
+        job_id=job.job_id,
+        queue=queue,
+        receiver="tests.receivers.x",
+        data=data or job.to_json(),
+        created_at=timezone.now(),
+    )
+    shop_redis.start()
+
+    report = relay_once()
+
+    # Then the good jobs go, the bad row stays with its reason, and the pass says it is not clean
+    assert sorted(report.enqueued) == sorted(good)
+    assert not report.ok and reason in report.errors["default"]
+    [left] = OutboxEntry.objects.all()
+    assert left.job_id == "bad-job-1" and reason in left.last_error and left.attempts == 1
