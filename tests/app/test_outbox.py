@@ -14,6 +14,7 @@ import redis
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections, transaction
+from django.db.models.signals import post_delete, post_save
 from django.test import override_settings
 from django.utils import timezone
 from rq.job import Job
@@ -525,3 +526,29 @@ def test_a_row_the_relay_cannot_send_stays_with_the_reason(shop_redis, queue, da
     assert not report.ok and reason in report.errors["default"]
     [left] = OutboxEntry.objects.all()
     assert left.job_id == "bad-job-1" and reason in left.last_error and left.attempts == 1
+
+
+@override_settings(RQ_SIGNALS={"OUTBOX": "always"})
+def test_outbox_rows_send_no_model_signals(shop_redis):
+    # Given a receiver of every post_save and post_delete (as an app's audit log would have)
+    seen: list[str] = []
+
+    def spy(sender, **kwargs) -> None:
+        seen.append(sender._meta.label)
+
+    post_save.connect(spy, weak=False, dispatch_uid="tests.outbox.spy")
+    post_delete.connect(spy, weak=False, dispatch_uid="tests.outbox.spy")
+    try:
+        # When outbox rows are written, relayed and deleted
+        place_orders(1)
+        shop_redis.stop()
+        place_orders(1)
+        shop_redis.start()
+        relay_once()
+    finally:
+        post_save.disconnect(dispatch_uid="tests.outbox.spy")
+        post_delete.disconnect(dispatch_uid="tests.outbox.spy")
+
+    # Then only the invoices were seen: the outbox's own bookkeeping is silent
+    assert set(seen) == {"testapp.Invoice"}
+    assert outbox_ids() == set()
