@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -59,7 +58,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
-def _matches(nodeid: str, listed: set[Any]) -> bool:
-    # "tests/test_worker.py::TestWorker::test_x" is listed as "test_worker.py::TestWorker::test_x".
-    short = nodeid.split("/", 1)[-1]
-    return any(short == entry or short.startswith(entry + "::") for entry in listed)
+def _matches(nodeid: str, listed: set[str]) -> bool:
+    """Whether `nodeid` ("tests/test_worker.py::TestWorker::test_x") is, or is inside, a listed id."""
+    return any(nodeid == entry or nodeid.startswith(entry + "::") for entry in listed)
