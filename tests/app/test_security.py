@@ -1,0 +1,451 @@
+"""Security of the signal path, the dashboards and the Redis connection (issue "Nothing lost").
+
+- Only functions registered with ``@async_receiver`` run through the job entrypoint.
+- No pickle on the signal path: the payload is JSON; the job envelope rq stores is not (xfail).
+- A payload size limit refused at send time (xfail: there is none).
+- The admin and django-rq pages are staff-only; requeue/delete/empty need a permission (xfail).
+- A Redis URL with a password works end to end and the password is never logged; ``rediss://`` too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.contrib.auth.models import User
+from django.db import connection as db_connection
+from django.db import transaction
+from django.test import Client, override_settings
+from django.urls import reverse
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from rq_signals import queues, registration
+from rq_signals.exceptions import SerializationError, UnknownReceiver
+from rq_signals.jobs import run_receiver
+from rq_signals.models import OutboxEntry
+from tests.chaos.canary import SENTINEL_DIR_ENV
+from tests.receivers import invoice_noted, invoice_paid
+from tests.support.processes import REPO_ROOT, Proc
+from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until
+from tests.testapp.models import Effect, Invoice
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+QUEUE_NAMES = ("high", "default", "low")
+POST_SAVE = "django.db.models.signals.post_save"
+PAYLOAD = {"format": 1, "signal": "post_save", "receiver": "x", "kwargs": {}}
+PASSWORD = "Sup3r-s3cret-Pa55word-4-tests"  # distinctive: found anywhere in a log, it leaked
+
+
+# -- only registered receivers run ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "receiver_id",
+    ["os.system", "builtins.exec", "subprocess.call", "tests.chaos.canary.unregistered_canary", "this.s"],
+)
+def test_a_job_naming_anything_but_a_registered_receiver_runs_and_imports_nothing(
+    receiver_id, tmp_path, monkeypatch
+):
+    monkeypatch.setenv(SENTINEL_DIR_ENV, str(tmp_path))
+    imported_before = set(sys.modules)
+    registry_before = dict(registration._registry)
+
+    with pytest.raises(UnknownReceiver, match=re.escape(f"Receiver {receiver_id!r} is not registered")):
+        run_receiver(receiver_id, POST_SAVE, PAYLOAD)
+
+    assert list(tmp_path.iterdir()) == []  # the canary, had it run, leaves a file here
+    assert set(sys.modules) - imported_before == set()  # `this` prints the Zen when imported
+    assert registration._registry == registry_before
+
+
+def test_a_registered_receiver_runs_only_for_a_signal_it_is_connected_to():
+    with pytest.raises(UnknownReceiver, match="not connected to signal 'os.system'"):
+        run_receiver("tests.receivers.record_invoice", "os.system", PAYLOAD)
+
+
+def test_every_runnable_receiver_id_is_a_decorated_function_at_its_own_dotted_path():
+    for declared in registration.registered():
+        assert declared.receiver_id == f"{declared.func.__module__}.{declared.func.__qualname__}"
+        assert registration.lookup(declared.receiver_id) is declared
+
+
+def test_unknown_receiver_is_permanent_so_a_hostile_job_is_never_retried():
+    from worker.exceptions import PermanentJobError
+
+    assert issubclass(UnknownReceiver, PermanentJobError)
+
+
+@pytest.mark.xfail(
+    raises=TypeError,
+    strict=True,
+    reason="rq_signals.registration.lookup: a receiver id that is not a str (a list from a forged job) "
+    "raises TypeError('unhashable type: list') instead of UnknownReceiver; a TypeError is not "
+    "permanent, so a job with a retry policy is retried; fix: check isinstance(receiver_id, str) "
+    "first and raise UnknownReceiver naming the repr",
+)
+def test_a_receiver_id_that_is_not_a_string_is_an_unknown_receiver():
+    with pytest.raises(UnknownReceiver, match=re.escape("['os.system']")):
+        run_receiver(["os.system"], POST_SAVE, PAYLOAD)  # type: ignore[arg-type]
+
+
+# -- no pickle on the signal path ----------------------------------------------------------------
+
+
+def committed_job(connection: redis.Redis) -> Job:
+    """The one job a committed payment sends to `default` (record_payment), as stored in Redis."""
+    with transaction.atomic():
+        invoice = Invoice.objects.create(reference="SEC-1", total="12.50")
+        invoice_paid.send(sender="checkout", invoice=invoice, amount=12)
+    [job_id] = [raw.decode() for raw in connection.lrange("rq:queue:default", 0, -1)]
+    return Job.fetch(job_id, connection=connection, serializer=queues.get_queue("default").serializer)
+
+
+def test_the_job_of_a_signal_carries_its_arguments_as_json(connection):
+    job = committed_job(connection)
+
+    assert job.func_name == "rq_signals.jobs.run_receiver"
+    receiver_id, signal_path, payload = job.args
+    assert (receiver_id, signal_path) == ("tests.receivers.record_payment", "tests.receivers.invoice_paid")
+    assert json.loads(json.dumps(list(job.args), allow_nan=False)) == list(job.args)  # plain JSON types
+    assert payload["kwargs"]["invoice"]["__rqs__"] == "model"  # an instance travels by reference
+    assert job.kwargs == {}
+    assert json.loads(json.dumps(job.meta)) == job.meta  # the retry policy is plain data too
+
+
+@pytest.mark.xfail(
+    raises=AssertionError,
+    strict=True,
+    reason="the job envelope is pickled: rq_signals.queues.get_queue builds django-rq queues with rq's "
+    "default serializer (pickle) and the workers load jobs with it, so rq:job:<id> 'data' is "
+    "zlib(pickle((func_name, None, args, kwargs))) and 'meta' is pickle(meta); fix: "
+    "RQ_QUEUES[...]['SERIALIZER'] (or rq_signals.queues passing serializer=JSONSerializer) and "
+    "JSONSerializer as the default serializer of worker.RetryWorker & co",
+)
+def test_the_stored_job_envelope_is_json_not_pickle(connection):
+    job = committed_job(connection)
+    stored = connection.hgetall(job.key)
+
+    data = zlib.decompress(stored[b"data"])
+    assert queues.get_queue("default").serializer is JSONSerializer, (
+        f"serializer {queues.get_queue('default').serializer!r}; data starts {data[:2]!r} "
+        f"(pickle protocol {data[1]}), meta starts {stored[b'meta'][:2]!r}"
+    )
+    assert json.loads(data)[0] == "rq_signals.jobs.run_receiver"
+    assert json.loads(stored[b"meta"]) == job.meta
+
+
+# -- a payload size limit, refused at send time --------------------------------------------------
+
+
+@pytest.mark.xfail(
+    raises=pytest.fail.Exception,
+    strict=True,
+    reason="no payload size limit: rq_signals.conf has no MAX_PAYLOAD_BYTES (KNOWN_KEYS lacks it, E002 "
+    "reports it as unknown) and rq_signals.enqueue.send enqueues a payload of any size; fix: "
+    "defaults.MAX_PAYLOAD_BYTES (e.g. 1 MiB), conf.max_payload_bytes, and in enqueue.send, after "
+    "encode_arguments, len(json.dumps(payload)) > limit raises SerializationError naming the "
+    "signal, receiver, size and the setting",
+)
+@override_settings(RQ_SIGNALS={"MAX_PAYLOAD_BYTES": 1024})
+def test_a_payload_over_the_size_limit_is_refused_at_send_time_naming_the_receiver(connection):
+    invoice = Invoice.objects.create(reference="SEC-BIG")
+    too_big = pytest.raises(SerializationError, match=r"record_payment.*MAX_PAYLOAD_BYTES")
+    with too_big, transaction.atomic():
+        invoice_paid.send(sender="checkout", invoice=invoice, amount="9" * 4096)
+    assert connection.llen("rq:queue:default") == 0
+
+
+# -- dashboards: staff only, and a permission to change anything ---------------------------------
+
+
+@pytest.fixture
+def failed_job(connection) -> Job:
+    """A job in the failed registry of `default` (django-rq's queue index 1), and one queued there."""
+    queue = queues.get_queue("default")
+    queue.enqueue_call("rq_signals.jobs.run_receiver", args=("tests.receivers.record_note", "x", PAYLOAD))
+    job = queue.enqueue_call(
+        "rq_signals.jobs.run_receiver", args=("tests.receivers.always_fails", "x", PAYLOAD)
+    )
+    queue.remove(job)
+    job.set_status(JobStatus.FAILED)
+    queue.failed_job_registry.add(job, ttl=3600, exc_string="Flaky: cannot handle it")
+    return job
+
+
+def client_for(kind: str) -> Client:
+    client = Client()
+    if kind == "anonymous":
+        return client
+    user = User.objects.create_user(
+        username=kind, password="pw", is_staff=kind != "member", is_superuser=kind == "superuser"
+    )
+    client.force_login(user)
+    return client
+
+
+#: POST views of django-rq that change jobs or queues, by URL name and arguments (queue index 1).
+MUTATIONS = {
+    "requeue one failed job": ("django_rq:requeue_job", lambda job: [1, job.id]),
+    "delete a job": ("django_rq:delete_job", lambda job: [1, job.id]),
+    "requeue all failed": ("django_rq:requeue_all", lambda job: [1]),
+    "clear failed registry": ("django_rq:delete_failed_jobs", lambda job: [1]),
+    "empty a queue": ("django_rq:clear", lambda job: [1]),
+}
+
+
+def untouched(job: Job, connection: redis.Redis) -> bool:
+    """The failed job is still failed (not requeued or deleted) and the queued one still queued."""
+    return (
+        connection.zscore("rq:failed:default", job.id) is not None
+        and job.get_status() == JobStatus.FAILED
+        and connection.llen("rq:queue:default") == 1
+    )
+
+
+@pytest.mark.parametrize("kind", ["anonymous", "member"])
+def test_dashboards_send_anonymous_and_non_staff_users_to_the_login_page(kind, failed_job, connection):
+    client = client_for(kind)
+    pages = [
+        reverse("django_rq:home"),
+        reverse("django_rq:failed_jobs", args=[1]),
+        reverse("django_rq:job_detail", args=[1, failed_job.id]),
+        "/admin/",
+        "/admin/django_rq/dashboard/",
+        "/admin/rq_signals/outboxentry/",
+    ]
+    for page in pages:
+        response = client.get(page)
+        assert response.status_code == 302, page
+        assert response["Location"].startswith("/admin/login/"), page
+
+    for name, args in MUTATIONS.values():
+        response = client.post(reverse(name, args=args(failed_job)))
+        assert response.status_code == 302 and response["Location"].startswith("/admin/login/"), name
+    assert untouched(failed_job, connection)
+
+
+def test_the_stats_api_wants_staff_or_the_api_token(failed_job):
+    response = Client().get(reverse("django_rq:home_json"))
+    assert response.status_code == 401
+    assert "job" not in response.content.decode().lower()
+
+
+def test_staff_see_the_dashboard_and_a_superuser_can_requeue(failed_job, connection):
+    staff = client_for("staff")
+    assert staff.get(reverse("django_rq:home")).status_code == 200
+    assert staff.get(reverse("django_rq:job_detail", args=[1, failed_job.id])).status_code == 200
+
+    response = client_for("superuser").post(reverse("django_rq:requeue_job", args=[1, failed_job.id]))
+    assert response.status_code == 302
+    assert connection.lrange("rq:queue:default", 0, -1)[-1] == failed_job.id.encode()
+
+
+@pytest.mark.xfail(
+    raises=AssertionError,
+    strict=True,
+    reason="any staff user may requeue, delete, empty and clear: django-rq's views check "
+    "staff_member_required only (no permission) and rq_signals gates none of them (no admin.py, no "
+    "wrapper); fix: in rq_signals (admin.py or urls), wrap django-rq's mutating views "
+    "(requeue_job, delete_job, requeue_all, delete_failed_jobs, clear, actions, enqueue_job, "
+    "stop_job) in a permission check, e.g. user.has_perm('django_rq.admin'), 403 otherwise",
+)
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+def test_staff_without_permission_cannot_change_jobs_or_queues(mutation, failed_job, connection):
+    name, args = MUTATIONS[mutation]
+    response = client_for("staff").post(reverse(name, args=args(failed_job)))
+
+    assert untouched(failed_job, connection), f"{mutation}: done by a staff user without permission"
+    assert response.status_code == 403
+
+
+# -- Redis with a password: works, and the password is never logged ------------------------------
+
+
+@pytest.fixture
+def secret_redis() -> Iterator[RedisServer]:
+    server = RedisServer(password=PASSWORD).start()
+    rq_queues = {name: {"URL": server.url, "DEFAULT_TIMEOUT": 60} for name in QUEUE_NAMES}
+    try:
+        with override_settings(RQ_QUEUES=rq_queues):
+            yield server
+    finally:
+        queues.reset()
+        server.cleanup()
+
+
+def database_env() -> dict[str, str]:
+    """PostgreSQL: a worker subprocess must use pytest-django's test database, which it cannot guess."""
+    return {"RQ_SIGNALS_TEST_DB_NAME": str(db_connection.settings_dict["NAME"])}
+
+
+def burst_worker(url: str, tmp_path: Path, *extra: str) -> str:
+    """A `manage.py rqworker --burst` on `url` (logging at DEBUG); its output, which must not fail."""
+    args = [sys.executable, str(REPO_ROOT / "tests" / "manage.py"), "rqworker", "--burst", "-v", "3"]
+    args += ["--worker-class", "worker.SimpleRetryWorker", *extra, *QUEUE_NAMES]
+    env = {
+        "RQ_SIGNALS_TEST_REDIS_URL": url,
+        "RQ_SIGNALS_TEST_DB_NAME": str(db_connection.settings_dict["NAME"]),
+    }
+    proc = Proc(args, env=env, log_path=tmp_path / f"worker-{len(list(tmp_path.glob('worker-*')))}.log")
+    code = proc.wait(60)
+    output = proc.log_path.read_text(errors="replace")
+    assert code == 0, output[-3000:]
+    return output
+
+
+def test_a_redis_url_with_a_password_works_and_the_password_is_never_logged(secret_redis, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    # A client without the password is refused: the server really wants it
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=secret_redis.port).ping()
+
+    # Given a worker on the password-protected Redis, which runs a note sent there
+    worker = Proc(
+        [sys.executable, str(REPO_ROOT / "tests" / "manage.py"), "rqworker", "-v", "3", *QUEUE_NAMES],
+        env={"RQ_SIGNALS_TEST_REDIS_URL": secret_redis.url, **database_env()},
+        log_path=tmp_path / "worker.log",
+    )
+    try:
+        invoice_noted.send(sender="security", note="hello")
+        wait_until(
+            lambda: Effect.objects.filter(receiver="record_note", key="security").exists(),
+            timeout=60,
+            what="the worker to run the note",
+        )
+
+        # When Redis goes away and comes back: the worker reconnects, a send falls back to the
+        # outbox, a relay pass fails, a worker started meanwhile cannot reach Redis
+        secret_redis.stop()
+        wait_until(lambda: "Redis unavailable" in worker.output(), timeout=30, what="the worker to notice")
+        invoice_noted.send(sender="security", note="while down")
+        from rq_signals.relay import relay_once
+
+        assert not relay_once(using="default").ok
+        late = Proc(
+            [sys.executable, str(REPO_ROOT / "tests" / "manage.py"), "rqworker", "--burst", *QUEUE_NAMES],
+            env={"RQ_SIGNALS_TEST_REDIS_URL": secret_redis.url},
+            log_path=tmp_path / "worker-late.log",
+        )
+        late.wait(60)
+        secret_redis.start()
+        wait_until(lambda: "reachable again" in worker.output(), timeout=30, what="the worker to reconnect")
+    finally:
+        worker.stop()
+
+    # Then the password appears in no log, no outbox row, no error
+    texts = {
+        "worker log": worker.log_path.read_text(errors="replace"),
+        "log of a worker started while Redis was down": late.log_path.read_text(errors="replace"),
+        "app log": caplog.text,
+        "outbox rows": repr(list(OutboxEntry.objects.values())),
+    }
+    assert "ConnectionError" in caplog.text  # the failures were logged, so there was something to leak
+    for where, text in texts.items():
+        assert PASSWORD not in text, f"the Redis password appears in the {where}"
+
+
+# -- rediss:// -----------------------------------------------------------------------------------
+
+
+class TlsRedisServer(RedisServer):
+    """redis-server serving TLS only (``--port 0``) on `port`, with a certificate for 127.0.0.1."""
+
+    def __init__(self, certs: Path, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.certs = certs
+
+    @property
+    def url(self) -> str:
+        return f"rediss://:{self.password}@127.0.0.1:{self.port}/0?ssl_ca_certs={self.certs / 'ca.crt'}"
+
+    def command(self) -> list[str]:
+        args = super().command()
+        args[args.index("--port") + 1] = "0"
+        return [
+            *args,
+            *("--tls-port", str(self.port), "--tls-auth-clients", "no"),
+            *(
+                "--tls-cert-file",
+                str(self.certs / "server.crt"),
+                "--tls-key-file",
+                str(self.certs / "server.key"),
+            ),
+            *("--tls-ca-cert-file", str(self.certs / "ca.crt")),
+        ]
+
+    def _answers(self) -> bool:
+        try:
+            return bool(redis.Redis.from_url(self.url, socket_timeout=0.5).ping())
+        except redis.AuthenticationError:
+            return True
+        except (redis.RedisError, OSError):
+            return False
+
+
+def make_certificates(folder: Path) -> None:
+    """A throwaway CA and a server certificate for IP 127.0.0.1, made by the openssl command."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("rediss:// needs the openssl command to make a test certificate")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=folder, check=True, capture_output=True, timeout=60)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=rq-signals test CA",
+        "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out",
+        "server.csr")  # fmt: skip
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days",
+        "1", "-extfile", "san.ext", "-out", "server.crt")  # fmt: skip
+
+
+@pytest.fixture
+def tls_redis(tmp_path) -> Iterator[TlsRedisServer]:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    make_certificates(certs)
+    server = TlsRedisServer(certs, password=PASSWORD)
+    try:
+        server.start()
+    except RuntimeError as exc:  # a redis-server built without TLS refuses the --tls-* options
+        server.cleanup()
+        pytest.skip(f"this redis-server cannot serve TLS: {exc}")
+    rq_queues = {name: {"URL": server.url, "DEFAULT_TIMEOUT": 60} for name in QUEUE_NAMES}
+    try:
+        with override_settings(RQ_QUEUES=rq_queues):
+            yield server
+    finally:
+        queues.reset()
+        server.cleanup()
+
+
+def test_a_rediss_url_carries_jobs_over_verified_tls(tls_redis, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    # The server speaks TLS only, with a certificate a client checks against our CA
+    plain = f"redis://:{PASSWORD}@127.0.0.1:{tls_redis.port}/0"
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(plain, socket_timeout=2).ping()
+    unverified = tls_redis.url.split("?")[0]  # the system's CAs do not know ours
+    with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
+        redis.Redis.from_url(unverified, socket_timeout=2).ping()
+
+    # A note sent over rediss:// is run by a worker connected over rediss://
+    invoice_noted.send(sender="tls", note="over TLS")
+    output = burst_worker(tls_redis.url, tmp_path)
+
+    assert Effect.objects.filter(receiver="record_note", key="tls").exists(), output[-2000:]
+    assert PASSWORD not in output and PASSWORD not in caplog.text
+    wait_until(lambda: Effect.objects.filter(key="tls").count() == 1, timeout=5, what="exactly one run")
