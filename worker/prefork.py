@@ -94,7 +94,7 @@ class PreforkMixin(LeanBookkeepingMixin):
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         super().bootstrap(*args, **kwargs)
-        self._spawn_horse()  # ready before the first job; it connects to Redis while we dequeue
+        self._spawn_spare()  # ready before the first job; it connects to Redis while we dequeue
 
     def teardown(self) -> None:
         if self._horse is not None and not self.is_horse:
@@ -105,6 +105,17 @@ class PreforkMixin(LeanBookkeepingMixin):
         self._horse = Horse.spawn(self)
         self.log.debug("Worker %s: forked work horse %d", self.name, self._horse.pid)
         return self._horse
+
+    def _spawn_spare(self) -> None:
+        """Fork the next horse now, between jobs, unless stopping; if forking fails, the next job retries."""
+        if self._stop_requested:
+            return
+        try:
+            self._spawn_horse()
+        except OSError as exc:
+            self.log.error(
+                "Worker %s: cannot fork a work horse (%s); trying again for the next job", self.name, exc
+            )
 
     def _ready_horse(self) -> Horse:
         horse = self._horse
@@ -132,8 +143,7 @@ class PreforkMixin(LeanBookkeepingMixin):
             return
         self.log.info("Worker %s: replacing work horse %d, which %s", self.name, horse.pid, why)
         self._retire_horse(horse)
-        if not self._stop_requested:
-            self._spawn_horse()
+        self._spawn_spare()
 
     # -- one job --------------------------------------------------------------------------------------
 
@@ -211,8 +221,7 @@ class PreforkMixin(LeanBookkeepingMixin):
         """rq's `monitor_work_horse` after an unexpected exit: fail the job, unless it had settled."""
         retpid, ret_val, rusage = horse.reap() or (horse.pid, 0, None)
         self._horse = None
-        if not self._stop_requested:
-            self._spawn_horse()
+        self._spawn_spare()
         try:
             status = job.get_status()
         except InvalidJobOperation:
