@@ -4,9 +4,9 @@ Every worker runs `relay_for_worker` as a maintenance chore (`register_relay`, c
 ``RqSignalsConfig.ready()``, puts it in `worker.hooks`), and ``manage.py rqsignals relay`` runs
 `relay_once` (``--once``) or `relay_forever`. Rows are claimed in primary-key order, a batch per
 transaction, with ``SELECT ... FOR UPDATE SKIP LOCKED`` where the database has it (PostgreSQL,
-MySQL 8, Oracle), so concurrent relays split the rows; on SQLite a relay takes the write lock
-first and relays queue up. Either way the Redis side (`outbox.enqueue_once`) enqueues a job id once.
-A batch's rows are deleted in the transaction that claimed them, once Redis has the jobs.
+MySQL 8, Oracle), so concurrent relays split the rows and a batch's rows are deleted in the
+transaction that claimed them; on SQLite relays may read the same rows, and no transaction spans the
+Redis round trip. Either way the Redis side (`outbox.enqueue_once`) enqueues a job id once.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError, connections, router, transaction
@@ -131,34 +132,30 @@ _with_table: set[str] = set()
 
 
 def _relay_database(alias: str, batch_size: int, report: RelayReport) -> None:
+    locks_rows = connections[alias].features.has_select_for_update_skip_locked
     after_pk = 0
     while True:
-        with transaction.atomic(using=alias):
-            rows = _claim(alias, batch_size, after_pk=after_pk)
-            if not rows:
+        # With SKIP LOCKED the claim holds its rows until they are deleted; without it (SQLite) no
+        # transaction spans the Redis round trip, which would hold the database's one write lock.
+        with transaction.atomic(using=alias) if locks_rows else nullcontext():
+            rows = OutboxEntry.objects.using(alias).filter(pk__gt=after_pk).order_by("pk")
+            if locks_rows:
+                rows = rows.select_for_update(skip_locked=True)
+            claimed = list(rows[:batch_size])
+            if not claimed:
                 return
-            after_pk = rows[-1].pk
-            jobs, unusable = _decode(rows)
+            after_pk = claimed[-1].pk
+            jobs, unusable = _decode(claimed)
             sent = enqueue_once(jobs)
-            unsent = {row.pk: sent.failed[row.job_id] for row in rows if row.job_id in sent.failed}
-            if unusable or unsent:
-                _keep(alias, {**unusable, **unsent}, report)
-            discard(sent.done, using=alias)
+            unsent = {row.pk: sent.failed[row.job_id] for row in claimed if row.job_id in sent.failed}
+            with transaction.atomic(using=alias):
+                if unusable or unsent:
+                    _keep(alias, {**unusable, **unsent}, report)
+                discard(sent.done, using=alias)
         report.enqueued += sent.enqueued
         report.already_there += sent.already_there
         if sent.failed and not sent.done:
             return  # Redis does not answer: the later rows would wait for it too, one timeout each
-
-
-def _claim(alias: str, batch_size: int, *, after_pk: int) -> list[OutboxEntry]:
-    rows = OutboxEntry.objects.using(alias).filter(pk__gt=after_pk).order_by("pk")
-    if connections[alias].features.has_select_for_update_skip_locked:
-        rows = rows.select_for_update(skip_locked=True)
-    else:
-        # SQLite: take the write lock first (an UPDATE of no row does), so two relays queue up here
-        # instead of both reading, then deadlocking on their deletes ("database is locked").
-        OutboxEntry.objects.using(alias).filter(pk=-1).update(attempts=0)
-    return list(rows[:batch_size])
 
 
 def _decode(rows: list[OutboxEntry]) -> tuple[list[OutboxJob], dict[int, str]]:
