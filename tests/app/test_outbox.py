@@ -552,3 +552,41 @@ def test_outbox_rows_send_no_model_signals(shop_redis):
     # Then only the invoices were seen: the outbox's own bookkeeping is silent
     assert set(seen) == {"testapp.Invoice"}
     assert outbox_ids() == set()
+
+
+CRASH_AFTER_COMMIT = """
+import os
+from django.db import transaction
+from django.test import override_settings
+from tests.testapp.models import Invoice
+
+with override_settings(RQ_SIGNALS={"OUTBOX": os.environ["OUTBOX_MODE"]}):
+    with transaction.atomic():
+        transaction.on_commit(lambda: os._exit(0))  # runs before the flush: killed between commit and enqueue
+        Invoice.objects.create(reference="INV-crash")
+"""
+
+
+@pytest.mark.parametrize(("mode", "kept"), [("always", 1), ("on_failure", 0)])
+def test_a_process_killed_between_commit_and_enqueue_loses_nothing_only_with_outbox_always(
+    shop_redis, tmp_path, mode, kept
+):
+    # When a process commits an invoice and dies before its jobs reach Redis
+    crash = Proc(
+        [sys.executable, str(REPO_ROOT / "tests" / "manage.py"), "shell", "-c", CRASH_AFTER_COMMIT],
+        env={
+            "RQ_SIGNALS_TEST_DB_NAME": str(connections["default"].settings_dict["NAME"]),
+            "RQ_SIGNALS_TEST_REDIS_URL": shop_redis.url,
+            "OUTBOX_MODE": mode,
+        },
+        log_path=tmp_path / "crash.log",
+    )
+    assert crash.wait(60) == 0, crash.output()[-2000:]
+    assert Invoice.objects.filter(reference="INV-crash").exists()
+    assert queued_ids(shop_redis) == Counter()
+
+    # Then with OUTBOX="always" its job waits in the outbox and the relay sends it once; with the
+    # default ("on_failure") the job is lost: the outbox is written only when Redis refuses a job.
+    assert OutboxEntry.objects.count() == kept
+    assert len(relay_once().enqueued) == kept
+    assert sum(queued_ids(shop_redis).values()) == kept
