@@ -26,9 +26,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, for tests.support
 
-from results import Outcome, Run, counts, first_lines, regressions, table, to_pytest_id  # noqa: E402
-from runs import VARIANTS, Shard, run_shard, shards, variant_available  # noqa: E402
-from sources import fetch_sdist, snapshot, unpack_tests  # noqa: E402
+from scripts.compat.results import Outcome, Run, counts, first_lines, regressions, table, to_pytest_id  # noqa: E402
+from scripts.compat.runs import VARIANTS, Shard, run_shard, shards, variant_available  # noqa: E402
+from scripts.compat.sources import fetch_sdist, snapshot, unpack_tests  # noqa: E402
 
 #: rq's test modules that run workers, directly, through fixtures or through `rq worker`.
 MODULES = (

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from results import Outcome, parse_junit
-
+from scripts.compat.results import Outcome, parse_junit
 from tests.support.redis_server import RedisServer
 
 HERE = Path(__file__).resolve().parent
