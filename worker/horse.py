@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import multiprocessing
 import os
 import random
@@ -102,12 +103,16 @@ class Horse:
         Raises EOFError when the horse dies without reporting. Its pidfd tells, so that a child of
         a job holding a copy of the channel cannot hide the death; without one, the pid is polled.
         """
-        watched: list[Any] = [self.channel] if self._pidfd is None else [self.channel, self._pidfd]
+        poller = select.poll()  # not select.select: a worker may hold file descriptors past 1024
+        channel_fd = self.channel.fileno()
+        poller.register(channel_fd, select.POLLIN)
+        if self._pidfd is not None:
+            poller.register(self._pidfd, select.POLLIN)
         deadline = time.monotonic() + timeout
         while True:
             step = max(0.0, deadline - time.monotonic())
-            ready = select.select(watched, [], [], step if self._pidfd is not None else min(step, 1.0))[0]
-            if self.channel in ready or (ready and self.channel.poll()):
+            ready = poller.poll(math.ceil(1000 * (step if self._pidfd is not None else min(step, 1.0))))
+            if any(fd == channel_fd for fd, _ in ready):  # a report, or the channel closed
                 report: Report = self.channel.recv()  # EOFError if it died
                 return report
             if ready or not self.alive():
