@@ -590,3 +590,37 @@ def test_a_process_killed_between_commit_and_enqueue_loses_nothing_only_with_out
     assert OutboxEntry.objects.count() == kept
     assert len(relay_once().enqueued) == kept
     assert sum(queued_ids(shop_redis).values()) == kept
+
+
+def test_a_running_worker_relays_what_was_committed_during_an_outage(redis_server, tmp_path):
+    # Given a worker running (not in burst mode) on the session's Redis
+    worker = Proc(
+        [
+            sys.executable,
+            str(REPO_ROOT / "tests" / "manage.py"),
+            "rqworker",
+            "--worker-class",
+            "tests.app.test_outbox.RelayingWorker",
+            *QUEUE_NAMES,
+        ],
+        env={"RQ_SIGNALS_TEST_DB_NAME": str(connections["default"].settings_dict["NAME"])},
+        log_path=tmp_path / "worker.log",
+    )
+    try:
+        wait_until(lambda: "Listening on" in worker.output(), timeout=30, what="the worker to listen")
+
+        # When Redis goes away while a checkout commits, and comes back
+        redis_server.stop()
+        place_orders(1)
+        assert OutboxEntry.objects.count() == 3
+        redis_server.start()
+
+        # Then the worker's maintenance relays the jobs and runs them: nobody had to run a relay
+        wait_until(
+            lambda: Effect.objects.filter(receiver="record_payment").exists() and not outbox_ids(),
+            timeout=60,
+            what="the running worker to relay the outbox and run record_payment",
+        )
+        assert Effect.objects.filter(receiver="record_invoice").count() == 1
+    finally:
+        worker.stop()
