@@ -7,6 +7,7 @@ called, so a test proves it was not by the file's absence.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ SENTINEL_DIR_ENV = "RQ_SIGNALS_CHAOS_SENTINEL_DIR"
 def unregistered_canary(*args: Any, **kwargs: Any) -> str:
     """A module-level function with a receiver's signature, never decorated with @async_receiver."""
     folder = Path(os.environ.get(SENTINEL_DIR_ENV) or ".")
-    (folder / f"canary-{os.getpid()}").write_text(repr((args, kwargs))[:1000])
+    (folder / f"canary-{os.getpid()}-{uuid.uuid4().hex[:8]}").write_text(repr((args, kwargs))[:1000])
     return "canary ran"
 
 

@@ -113,6 +113,13 @@ class WorkerPool:
             self.wait_ready(server, proc)
         return proc
 
+    def start_many(self, server: RedisServer, kinds: Sequence[str]) -> list[Proc]:
+        """Workers of `kinds`, started side by side (Django's start-up takes seconds on a busy machine)."""
+        procs = [self.start(server, kind, wait=False) for kind in kinds]
+        for proc in procs:
+            self.wait_ready(server, proc)
+        return procs
+
     def wait_ready(self, server: RedisServer, proc: Proc) -> None:
         connection = redis.Redis.from_url(server.url)
         try:

@@ -57,10 +57,7 @@ def failed_ids(connection: redis.Redis) -> set[str]:
 
 
 def start_workers(worker_pool, server):
-    procs = [worker_pool.start(server, kind, wait=False) for kind in ("fork", "simple", "prefork")]
-    for proc in procs:
-        worker_pool.wait_ready(server, proc)
-    return procs
+    return worker_pool.start_many(server, ("fork", "simple", "prefork"))
 
 
 def test_hostile_jobs_on_the_signal_path_fail_clearly_and_run_nothing(

@@ -42,8 +42,7 @@ def test_workers_killed_mid_job_lose_no_job_and_never_run_one_twice_at_once(
     signals = (chaos_receivers.work_high, chaos_receivers.work_default, chaos_receivers.work_low)
 
     # Given two workers and a steady stream of jobs
-    for kind in KINDS[:2]:
-        worker_pool.start(chaos_redis, kind)
+    worker_pool.start_many(chaos_redis, KINDS[:2])
     feeder = Feeder(
         lambda n: send(signals[n % 3], [f"kill-{n}"], hold_seconds=HOLD_SECONDS),
         interval_seconds=FEED_INTERVAL_SECONDS,
@@ -74,7 +73,7 @@ def test_workers_killed_mid_job_lose_no_job_and_never_run_one_twice_at_once(
             gone_at = redis_time(connection)
             deaths.update(dict.fromkeys(pids, gone_at))
             killed_tags.append(tag)
-            worker_pool.start(chaos_redis, KINDS[(number + 2) % len(KINDS)])
+            worker_pool.start(chaos_redis, KINDS[(number + 2) % len(KINDS)], wait=False)
         sent = feeder.stop()
 
         # Then every job sent runs to completion (the killed ones on another worker) ...

@@ -21,8 +21,8 @@ from tests.testapp.models import Effect, Invoice
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-#: The relay runs every OUTBOX_RELAY_INTERVAL_SECONDS (5 s): three passes, plus the worker's reconnect.
-RELAY_BOUND_SECONDS = 3 * defaults.OUTBOX_RELAY_INTERVAL_SECONDS + 5
+#: The relay runs every OUTBOX_RELAY_INTERVAL_SECONDS (5 s): two passes, plus the worker's reconnect.
+RELAY_BOUND_SECONDS = 2 * defaults.OUTBOX_RELAY_INTERVAL_SECONDS + 5
 
 RELAY_NOT_WIRED = (
     "the outbox relay does not run in workers: worker.workers.RetryWorker/SimpleRetryWorker (and "

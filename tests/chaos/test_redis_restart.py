@@ -39,8 +39,7 @@ def test_redis_restarts_mid_run_lose_no_job(
     restarts = 6 if full_size else 2
     began = time.monotonic()
     signals = (chaos_receivers.work_high, chaos_receivers.work_default, chaos_receivers.work_low)
-    for kind in ("fork", "simple"):
-        worker_pool.start(persistent_redis, kind)
+    worker_pool.start_many(persistent_redis, ("fork", "simple"))
     feeder = Feeder(
         lambda n: send(signals[n % 3], [f"restart-{n}"], hold_seconds=HOLD_SECONDS),
         interval_seconds=FEED_INTERVAL_SECONDS,

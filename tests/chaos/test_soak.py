@@ -36,7 +36,9 @@ def test_a_soak_across_three_queues_loses_nothing_and_workers_do_not_grow(
     began = time.monotonic()
     connection = redis.Redis.from_url(chaos_redis.url)
     signals = (chaos_receivers.work_high, chaos_receivers.work_default, chaos_receivers.work_low)
-    workers = {kind: worker_pool.start(chaos_redis, kind) for kind in ("fork", "simple")}
+    workers = dict(
+        zip(("fork", "simple"), worker_pool.start_many(chaos_redis, ("fork", "simple")), strict=True)
+    )
 
     def batch(n: int) -> list[str]:
         tags = [f"soak-{n * BATCH + i}" for i in range(BATCH) if n * BATCH + i < total]
