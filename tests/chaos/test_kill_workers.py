@@ -3,7 +3,8 @@
 Two workers of different kinds (fork per job, simple, prefork) serve high, default and low while a
 feeder commits one signal every 0.15 s; each job holds its worker for 0.25 s. Whenever a worker is
 in the middle of a job it is killed with SIGKILL (by pid) and a worker of the next kind replaces it.
-The killed job is found by its expired 5 s lease and retried by a live worker.
+Between kills the stream goes on: the replacement is up and five more jobs have completed. The
+killed job is found by its expired 5 s lease and retried by a live worker.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.django_db(transac
 KINDS = ("fork", "simple", "prefork")
 HOLD_SECONDS = 0.25
 FEED_INTERVAL_SECONDS = 0.15
+JOBS_BETWEEN_KILLS = 5
 
 
 def test_workers_killed_mid_job_lose_no_job_and_never_run_one_twice_at_once(
@@ -61,7 +63,17 @@ def test_workers_killed_mid_job_lose_no_job_and_never_run_one_twice_at_once(
 
     try:
         # When, `kills` times, a worker in the middle of a job is killed with SIGKILL and replaced
+        replacement = None
         for number in range(kills):
+            # (the stream goes on between kills: the replacement is up and more jobs have completed)
+            if replacement is not None:
+                worker_pool.wait_ready(chaos_redis, replacement)
+            done = sum(Ledger.read(connection).ended.values())
+            wait_until(
+                lambda done=done: sum(Ledger.read(connection).ended.values()) >= done + JOBS_BETWEEN_KILLS,
+                timeout=60,
+                what=f"{JOBS_BETWEEN_KILLS} more jobs to complete before the next kill",
+            )
             victim, tag = wait_until(worker_mid_job, timeout=60, what="a worker in the middle of a job")
             pids = process_tree(victim.pid)
             victim.kill()
@@ -73,7 +85,7 @@ def test_workers_killed_mid_job_lose_no_job_and_never_run_one_twice_at_once(
             gone_at = redis_time(connection)
             deaths.update(dict.fromkeys(pids, gone_at))
             killed_tags.append(tag)
-            worker_pool.start(chaos_redis, KINDS[(number + 2) % len(KINDS)], wait=False)
+            replacement = worker_pool.start(chaos_redis, KINDS[(number + 2) % len(KINDS)], wait=False)
         sent = feeder.stop()
 
         # Then every job sent runs to completion (the killed ones on another worker) ...
