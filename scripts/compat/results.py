@@ -79,7 +79,9 @@ def first_lines(text: str, count: int = 6) -> str:
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         return "      (no message)"
-    errors = [line for line in lines if line.startswith("E ") and line[1:].strip() != lines[0].strip()]
+    errors = [
+        line for line in lines if line.startswith("E ") and line[1:].strip() not in ("", lines[0].strip())
+    ]
     where = [line for line in lines if re.match(r"^tests/\S+:\d+: ", line)]
     chosen = lines[:1] + errors[: count - 2] + where[-1:]
     return "\n".join("      " + line[:160] for line in chosen)
