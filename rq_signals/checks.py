@@ -19,7 +19,7 @@ from rq_signals import defaults, registration
 from rq_signals.conf import KNOWN_KEYS, conf
 from worker.backoff import Backoff
 
-_RETRY_WORKERS = ("worker.RetryWorker", "worker.SimpleRetryWorker")
+_RETRY_WORKERS = ("worker.RetryWorker", "worker.SimpleRetryWorker", "worker.PreforkRetryWorker")
 
 
 @register(Tags.compatibility)
@@ -68,21 +68,21 @@ def check_receiver_queues(
 
 @register(Tags.compatibility)
 def check_worker_class(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
-    from worker import RetryWorker, SimpleRetryWorker
+    from worker.retry import RetryMixin
 
     configured = conf.worker_class
     try:
         worker_class = import_string(configured) if isinstance(configured, str) else configured
     except ImportError:
         worker_class = None
-    if isinstance(worker_class, type) and issubclass(worker_class, (RetryWorker, SimpleRetryWorker)):
+    if isinstance(worker_class, type) and issubclass(worker_class, RetryMixin):
         return []
+    others = ", ".join(f'"{path}"' for path in _RETRY_WORKERS[1:])
     return [
         Warning(
             f'RQ["WORKER_CLASS"] is {configured!r}, which ignores the retry policies of async receivers '
             "(failed jobs are not retried).",
-            hint=f'Set RQ = {{"WORKER_CLASS": "{_RETRY_WORKERS[0]}"}} (or "{_RETRY_WORKERS[1]}"), '
-            "or a subclass of one.",
+            hint=f'Set RQ = {{"WORKER_CLASS": "{_RETRY_WORKERS[0]}"}} (or {others}), or a subclass of one.',
             id="rq_signals.W001",
         )
     ]

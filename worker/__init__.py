@@ -9,6 +9,7 @@ from worker.attempts import ATTEMPTS_META_KEY, Attempt
 from worker.backoff import POLICY_META_KEY, Backoff
 from worker.exceptions import JobLoadError, NoSuchFailedJob, PermanentJobError, WorkerCrashed, WorkerError
 from worker.failures import ErrorSummary, FailedJob, FailureRegistry
+from worker.prefork import PreforkRetryWorker
 from worker.workers import RetryWorker, SimpleRetryWorker
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "JobLoadError",
     "NoSuchFailedJob",
     "PermanentJobError",
+    "PreforkRetryWorker",
     "RetryWorker",
     "SimpleRetryWorker",
     "WorkerCrashed",

@@ -72,7 +72,9 @@ def test_w001_a_worker_class_that_ignores_retry_policies(worker_class):
         assert ids(checks.check_worker_class()) == ["rq_signals.W001"]
 
 
-@pytest.mark.parametrize("worker_class", ["worker.RetryWorker", "worker.workers.SimpleRetryWorker"])
+@pytest.mark.parametrize(
+    "worker_class", ["worker.RetryWorker", "worker.workers.SimpleRetryWorker", "worker.PreforkRetryWorker"]
+)
 def test_w001_is_quiet_for_the_retry_workers(worker_class):
     with override_settings(RQ={"WORKER_CLASS": worker_class}):
         assert checks.check_worker_class() == []
