@@ -10,6 +10,13 @@
   path and its row deleted, so a process killed between commit and enqueue loses nothing either.
 - ``"off"``: no outbox; a Redis error after commit is logged and raised, the job is lost.
 
+Costs and limits: ``"always"`` adds one INSERT per job inside the transaction, and after commit three
+Redis round trips (WATCH, the EXISTS script, MULTI/EXEC) and one DELETE instead of one pipeline. With
+``"on_failure"`` a process killed between commit and enqueue loses that transaction's jobs. A send
+with ``on_commit=False`` that Redis refuses inside a transaction is kept with that transaction. A
+marker lives `defaults.OUTBOX_MARKER_TTL_SECONDS` (7 days): a row relayed but not deleted for longer
+than that (and whose job hash is gone) would be enqueued again.
+
 The relay (`rq_signals.relay`: every worker runs it, and ``manage.py rqsignals relay``) sends the
 rows through `enqueue_once`, which enqueues a job only under ``WATCH``, if neither the job's hash
 nor its ``rq_signals:relayed:<job_id>`` marker exists, setting the marker (with a TTL) in the same
