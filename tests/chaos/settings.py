@@ -18,3 +18,7 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.chaos"]
 _chaos_redis_url = os.environ.get("RQ_SIGNALS_CHAOS_REDIS_URL")
 if _chaos_redis_url:
     RQ_QUEUES = {name: {**options, "URL": _chaos_redis_url} for name, options in RQ_QUEUES.items()}
+
+# A sender subprocess of a scenario may run with another outbox mode ("always", "on_failure", "off").
+if os.environ.get("RQ_SIGNALS_CHAOS_OUTBOX"):
+    RQ_SIGNALS = {"OUTBOX": os.environ["RQ_SIGNALS_CHAOS_OUTBOX"]}
