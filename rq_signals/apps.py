@@ -18,3 +18,7 @@ class RqSignalsConfig(AppConfig):
         # Workers run only registered receivers: import them all, as the web process does. Receivers
         # outside a `receivers` module must be imported from their app's AppConfig.ready().
         autodiscover_modules(RECEIVERS_MODULE)
+
+        from rq_signals.relay import register_relay
+
+        register_relay()  # every retry worker in this process drains the outbox (worker.hooks)

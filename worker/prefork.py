@@ -30,6 +30,7 @@ from rq.utils import now
 from rq.worker import Worker, WorkerStatus
 from rq.worker.base import SHUTDOWN_SIGNAL
 
+from worker.hooks import MaintenanceMixin
 from worker.horse import ExitStatus, Horse, Order, Report
 from worker.horse_bookkeeping import LeanBookkeepingMixin
 from worker.recovery import RecoveryMixin
@@ -278,5 +279,5 @@ def _job_hash(worker: Worker, job: Job) -> dict[bytes, bytes] | None:
         return None
 
 
-class PreforkRetryWorker(RecoveryMixin, ShutdownMixin, RetryMixin, PreforkMixin, Worker):
+class PreforkRetryWorker(MaintenanceMixin, RecoveryMixin, ShutdownMixin, RetryMixin, PreforkMixin, Worker):
     """A long-lived forked work horse runs job after job, with our retry policy and crash recovery."""
