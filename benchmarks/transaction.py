@@ -91,11 +91,13 @@ def run(ctx: Context) -> Section:
         if size == SIZES[-1]:
             ratios = [a / b for a, b in zip(timings[("async", size)], timings[("async", 1)], strict=True)]
             row.ratio, row.ratio_to = summarize(ratios), "1 signal"
-            row.goal, row.met = (
-                "one Redis round trip; ≤ 2× the 1-signal time",
-                (trips[("async", size)][0] == 1 and row.ratio.median <= 2.0),
-            )
+            row.goal, row.met = "≤ 2× the 1-signal time", row.ratio.median <= 2.0
         section.rows.append(row)
+    requests = trips[("async", SIZES[-1])][0]
+    row = Row(f"Redis round trips, {SIZES[-1]} signals", summarize([requests]), "per transaction", digits=0)
+    row.goal, row.met = "one Redis round trip", requests == 1
+    row.note = f"hand-written receiver: {trips[('handwritten', SIZES[-1])][0]}"
+    section.rows.append(row)
     ratio_added = [a / b for a, b in zip(added[SIZES[-1]], added[1], strict=True) if b > 0]
     if ratio_added:
         row = Row("added by the receiver, 100 vs 1", summarize(added[SIZES[-1]]), "ms", digits=2, scale=1e3)
