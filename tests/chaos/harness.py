@@ -91,8 +91,13 @@ class WorkerPool:
         self.db_name = db_name
         self.procs: list[Proc] = []
 
-    def start(self, server: RedisServer, kind: str = "fork", *, wait: bool = True) -> Proc:
-        """A worker of `kind` ("fork", "simple" or "prefork") on high, default and low."""
+    def start(
+        self, server: RedisServer, kind: str = "fork", *, wait: bool = True, via: str | None = None
+    ) -> Proc:
+        """A worker of `kind` ("fork", "simple" or "prefork") on high, default and low.
+
+        `via`: another URL to reach `server` by (a proxy a scenario can cut).
+        """
         args = [
             sys.executable,
             str(REPO_ROOT / "tests" / "manage.py"),
@@ -102,7 +107,7 @@ class WorkerPool:
         ]
         env = {
             "DJANGO_SETTINGS_MODULE": "tests.chaos.settings",
-            "RQ_SIGNALS_CHAOS_REDIS_URL": server.url,
+            "RQ_SIGNALS_CHAOS_REDIS_URL": via or server.url,
             "RQ_SIGNALS_TEST_DB_NAME": self.db_name,  # PostgreSQL: pytest-django's test database
             SENTINEL_DIR_ENV: str(self.sentinel_dir),
         }

@@ -35,17 +35,17 @@ def redis_time(connection: Any) -> float:
 
 @async_receiver(work_high, queue="high", retry=CHAOS_RETRY)
 def run_high(sender: Any, tag: str, hold_seconds: float = 0.0, **kwargs: Any) -> None:
-    record_run(tag, hold_seconds)
+    record_run(tag, hold_seconds, kwargs.get("first_run_hold_seconds"))
 
 
 @async_receiver(work_default, queue="default", retry=CHAOS_RETRY)
 def run_default(sender: Any, tag: str, hold_seconds: float = 0.0, **kwargs: Any) -> None:
-    record_run(tag, hold_seconds)
+    record_run(tag, hold_seconds, kwargs.get("first_run_hold_seconds"))
 
 
 @async_receiver(work_low, queue="low", retry=CHAOS_RETRY)
 def run_low(sender: Any, tag: str, hold_seconds: float = 0.0, **kwargs: Any) -> None:
-    record_run(tag, hold_seconds)
+    record_run(tag, hold_seconds, kwargs.get("first_run_hold_seconds"))
 
 
 @async_receiver(post_save, sender=Invoice, queue="default", retry=CHAOS_RETRY)
@@ -54,8 +54,11 @@ def order_saved(sender: Any, instance: Invoice, created: bool, **kwargs: Any) ->
     record_run(instance.reference, 0.0)
 
 
-def record_run(tag: str, hold_seconds: float) -> None:
-    """One run of `tag`: its start and end on the Redis clock, and whether it overlapped another run."""
+def record_run(tag: str, hold_seconds: float, first_run_hold_seconds: float | None = None) -> None:
+    """One run of `tag`: its start and end on the Redis clock, and whether it overlapped another run.
+
+    The run holds its worker `hold_seconds` (`first_run_hold_seconds` instead, if given, on its first run).
+    """
     job = get_current_job()
     assert job is not None, "chaos receivers run on a worker"
     connection = job.connection
@@ -67,7 +70,9 @@ def record_run(tag: str, hold_seconds: float) -> None:
         pipe.set(running_key(pid), tag, ex=120)
         pipe.rpush(LOG, f"{tag} start {redis_time(connection):.6f} {pid}")
         pipe.hincrby(STARTED, tag, 1)
-        pipe.execute()
+        run_number = pipe.execute()[-1]
+    if first_run_hold_seconds is not None and run_number == 1:
+        hold_seconds = first_run_hold_seconds
     if hold_seconds:
         time.sleep(hold_seconds)  # the job's work: long enough to be killed in the middle of it
     with connection.pipeline() as pipe:
