@@ -1,14 +1,16 @@
 """Redis restarted mid-run (AOF, fsync always): no job lost, whether it was queued, running or being sent.
 
-Two workers (fork per job, simple) run a steady stream of 0.1 s jobs. Redis is restarted twice while
-jobs run: stopped cleanly (SIGTERM), then killed outright (SIGKILL), each time started again on the
-same AOF. Jobs committed while Redis is down wait in the outbox (``OUTBOX="on_failure"``) and are
+Two workers (fork per job, simple) run a steady stream of 0.1 s jobs (every tenth first run takes
+2 s). Redis is restarted while jobs run: stopped cleanly (SIGTERM), then killed outright (SIGKILL),
+in turn, each time started again on the same AOF; at full size each crash lasts longer than a lease.
+Jobs committed while Redis is down wait in the outbox (``OUTBOX="on_failure"``) and are
 relayed once it is back: by the workers when they run the relay, else by a relay pass here (the
 ``manage.py rqsignals relay --once`` an operator would run), which the table notes.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -25,11 +27,17 @@ from tests.chaos.harness import (
     send,
     wait_for_all,
 )
+from tests.chaos.workers import LEASE_SECONDS
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 HOLD_SECONDS = 0.1
+#: Every tenth job's first run takes this long, so some are mid-run when Redis goes.
+LONG_HOLD_SECONDS = 2.0
+#: Full size: every crash of Redis lasts longer than a lease, and the workers must not judge the
+#: leases of jobs that ran on through it as expired.
+LONG_OUTAGE_SECONDS = LEASE_SECONDS + 2
 FEED_INTERVAL_SECONDS = 0.05
 
 
@@ -41,7 +49,12 @@ def test_redis_restarts_mid_run_lose_no_job(
     signals = (chaos_receivers.work_high, chaos_receivers.work_default, chaos_receivers.work_low)
     worker_pool.start_many(persistent_redis, ("fork", "simple"))
     feeder = Feeder(
-        lambda n: send(signals[n % 3], [f"restart-{n}"], hold_seconds=HOLD_SECONDS),
+        lambda n: send(
+            signals[n % 3],
+            [f"restart-{n}"],
+            hold_seconds=HOLD_SECONDS,
+            first_run_hold_seconds=LONG_HOLD_SECONDS if n % 10 == 0 else HOLD_SECONDS,
+        ),
         interval_seconds=FEED_INTERVAL_SECONDS,
     )
     feeder.start()
@@ -66,6 +79,9 @@ def test_redis_restarts_mid_run_lose_no_job(
                 persistent_redis.kill()
             wait_until(lambda: OutboxEntry.objects.exists(), timeout=10, what="a send while Redis is down")
             outboxed |= set(OutboxEntry.objects.values_list("job_id", flat=True))
+            if full_size and number % 2:
+                # a fault's duration, not a synchronisation: Redis stays down longer than a lease
+                threading.Event().wait(LONG_OUTAGE_SECONDS)
             persistent_redis.start()
         sent = feeder.stop()
     finally:
