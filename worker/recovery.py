@@ -28,11 +28,12 @@ from rq.exceptions import NoSuchJobError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.utils import parse_composite_key
-from rq.worker import Worker, WorkerStatus
+from rq.worker import Worker
 
 from worker import crashes, leases
 from worker.connection import ReconnectMixin
 from worker.exceptions import WorkerCrashed
+from worker.lean import ExecutionStartMixin
 from worker.orphans import die_with_parent
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 Outcome = Literal["retrying", "failed"]
 
 
-class RecoveryMixin(ReconnectMixin):
+class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
     """Leases on running jobs, a horse that dies with its worker, and recovery of crashed jobs."""
 
     #: Seconds a job's lease lasts unrenewed before its worker is presumed dead.
@@ -74,17 +75,11 @@ class RecoveryMixin(ReconnectMixin):
 
     # -- leases of this worker's own jobs ----------------------------------------------------------
 
-    def prepare_execution(self, job: Job) -> Execution:
+    def queue_execution_start(self, job: Job, pipeline: Pipeline[Any]) -> Execution:
         # rq's prepare_execution plus the lease, in one transaction: no started job without a lease.
         self._lease_lost_job_id = None
-        with self.connection.pipeline() as pipeline:
-            execution = Execution.create(
-                job, self.get_heartbeat_ttl(job), pipeline=pipeline, worker_name=self.name
-            )
-            self.executions[execution.id] = execution
-            self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
-            leases.add_lease(pipeline, job.origin, execution.composite_key, self.lease_ttl)
-            pipeline.execute()
+        execution = super().queue_execution_start(job, pipeline)
+        leases.add_lease(pipeline, job.origin, execution.composite_key, self.lease_ttl)
         return execution
 
     def cleanup_execution(
