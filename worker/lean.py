@@ -4,8 +4,9 @@ rq's worker makes 20 round trips for a no-op job (`SimpleWorker`; 24 with a fork
 state, heartbeat (three commands, three round trips), pop and job fetch each go on their own.
 `LeanRoundTripsMixin` sends the same writes in fewer round trips:
 
-- dequeue: when a job is waiting, rq's idle state, heartbeat, pop and job fetch are one script
-  (`scripts/dequeue_job.lua`); with every queue empty, rq's own blocking dequeue runs as before;
+- dequeue: when a job is waiting, rq's idle state, heartbeat, suspension check (rq's loop makes it
+  just before), pop and job fetch are one script (`scripts/dequeue_job.lua`); with every queue
+  empty, or workers suspended, rq's own check and blocking dequeue run as before;
 - a heartbeat outside a pipeline is one pipeline (rq sends its three commands one by one), and
   carries the idle state rq writes at the end of each job;
 - the job's own heartbeat when it ends (rq's `handle_execution_ended`) rides in the pipeline that
@@ -22,13 +23,15 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from redis.exceptions import ConnectionError, TimeoutError
+from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job, JobStatus, parse_job_id
 from rq.logutils import blue, green
 from rq.queue import Queue
+from rq.suspension import WORKERS_SUSPENDED
 from rq.utils import as_text, get_version, now, utcformat
 from rq.worker import BaseWorker, WorkerStatus
 
@@ -96,19 +99,39 @@ class LeanRoundTripsMixin(ExecutionStartMixin):
     _lean_prepared_job_id: str | None = None
     #: The job whose ending heartbeat rides in its outcome pipeline.
     _lean_ended_job_id: str | None = None
+    #: `burst` of the suspension check rq's loop made just before dequeueing, left to the dequeue.
+    _lean_suspension_burst: bool | None = None
 
     # -- dequeue ------------------------------------------------------------------------------------
+
+    def check_for_suspension(self, burst: bool) -> None:
+        if self._can_pop_in_one_trip():
+            # rq's loop dequeues right after this check: the dequeue script makes it, same round trip.
+            self._lean_suspension_burst = burst
+            return
+        super().check_for_suspension(burst)
+
+    def _can_pop_in_one_trip(self) -> bool:
+        return not self.should_run_maintenance_tasks and _uses_rq_dequeue(self.queue_class, self.job_class)
 
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
-        if self.should_run_maintenance_tasks or not _uses_rq_dequeue(self.queue_class, self.job_class):
-            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-        try:
-            found = self._pop_waiting_job()
-        except (ConnectionError, TimeoutError):
-            found = None  # rq's loop below waits for Redis, as it would have
-        if found is None:
+        burst, self._lean_suspension_burst = self._lean_suspension_burst, None
+        found: tuple[Job, Queue] | Literal["suspended"] | None = None
+        if self._can_pop_in_one_trip():
+            try:
+                found = self._pop_waiting_job(check_suspension=burst is not None)
+            except (ConnectionError, TimeoutError):
+                found = None  # rq's check and loop below wait for Redis, as they would have
+            else:
+                burst = burst if found == "suspended" else None
+        if burst is not None:  # suspended, or not known: rq's own check, then what its loop does next
+            super().check_for_suspension(burst)
+            if self._stop_requested:
+                self.log.info("Worker %s: stopping on request", self.name)
+                raise StopRequested()
+        if found is None or found == "suspended":
             return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
         job, queue = found
         qnames = ",".join(self.queue_names())
@@ -124,8 +147,9 @@ class LeanRoundTripsMixin(ExecutionStartMixin):
             self.log.info("Worker %s: %s: %s", self.name, green(queue.name), job.id)
         return job, queue
 
-    def _pop_waiting_job(self) -> tuple[Job, Queue] | None:
-        """rq's idle state, heartbeat, non-blocking pop and job fetch, in one script; None if no job waits."""
+    def _pop_waiting_job(self, *, check_suspension: bool) -> tuple[Job, Queue] | Literal["suspended"] | None:
+        """rq's idle state, heartbeat, suspension check (if asked), non-blocking pop and job fetch, in
+        one script; None if no job waits."""
         queues = self._ordered_queues
         if len(queues) == 1 and get_version(self.connection) >= (6, 2, 0):
             mode, queue_keys = "lmove", [queues[0].key, queues[0].intermediate_queue_key]
@@ -136,10 +160,18 @@ class LeanRoundTripsMixin(ExecutionStartMixin):
         beat_at = now()
         ttl = self.worker_ttl + 60
         reply = self._lean_dequeue_script(
-            keys=[self.key, self.executions_key, *queue_keys],
-            args=[mode, utcformat(beat_at), ttl, self.job_class.redis_job_namespace_prefix],
+            keys=[self.key, self.executions_key, WORKERS_SUSPENDED, *queue_keys],
+            args=[
+                mode,
+                utcformat(beat_at),
+                ttl,
+                self.job_class.redis_job_namespace_prefix,
+                "check" if check_suspension else "",
+            ],
         )
         self._state, self._lean_owed_state, self.last_heartbeat = WorkerStatus.IDLE, None, beat_at
+        if reply == -1:
+            return "suspended"
         if not reply:
             return None
         queue_key, job_id, *flat = reply
@@ -161,6 +193,10 @@ class LeanRoundTripsMixin(ExecutionStartMixin):
             raise
         return job, queue
 
+    def teardown(self) -> None:
+        self._lean_suspension_burst = None  # a check left by a loop that stopped before dequeueing
+        super().teardown()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
+
     # -- state and heartbeat ------------------------------------------------------------------------
 
     def set_state(self, state: str, pipeline: Pipeline[Any] | None = None) -> None:
@@ -179,7 +215,7 @@ class LeanRoundTripsMixin(ExecutionStartMixin):
             return
         if just_ran_job and timeout is None:
             # rq's loop heartbeats after each job, then at once again with its suspension check
-            # (`rq.suspension.is_suspended`), which also writes the owed idle state.
+            # (`rq.suspension.is_suspended`, or the dequeue script), which writes the owed idle state.
             self.last_heartbeat = now()
             return
         with self.connection.pipeline(transaction=False) as own:

@@ -1,32 +1,40 @@
--- One worker loop's dequeue in one round trip: rq's idle state and heartbeat, the pop, the job's hash.
+-- One worker loop's dequeue in one round trip: rq's idle state, heartbeat and suspension check, the
+-- pop, the job's hash.
 --
--- Does what rq's `dequeue_job_and_maintain_ttl` sends as separate commands when a job is waiting:
+-- Does what rq's worker loop sends as separate commands between two jobs when one is waiting:
 -- HSET state idle, the heartbeat (HSET last_heartbeat, EXPIRE the worker hash and its execution
--- index), the non-blocking pop of `Queue.dequeue_any` and the HGETALL of `Job.fetch`. Never blocks;
--- with every queue empty it pops nothing and the worker falls back to rq's blocking dequeue.
+-- index), the EXISTS of `rq.suspension.is_suspended`, the non-blocking pop of `Queue.dequeue_any`
+-- and the HGETALL of `Job.fetch`. Never blocks; with every queue empty it pops nothing and the
+-- worker falls back to rq's blocking dequeue.
 --
 -- KEYS[1]      rq:worker:<name>                 hash; the worker (state, last_heartbeat)
 -- KEYS[2]      rq:worker:<name>:executions      set; the worker's execution index
--- KEYS[3..]    "lmove": rq:queue:<name>, rq:queue:<name>:intermediate (one queue, Redis >= 6.2,
+-- KEYS[3]      rq:suspended                     string; present while workers are suspended
+-- KEYS[4..]    "lmove": rq:queue:<name>, rq:queue:<name>:intermediate (one queue, Redis >= 6.2,
 --              as rq chooses); "lpop": rq:queue:<name> for each queue, in dequeue order
 -- ARGV[1]      "lmove" or "lpop"
 -- ARGV[2]      heartbeat timestamp, rq's utcformat
 -- ARGV[3]      heartbeat TTL, whole seconds
 -- ARGV[4]      job key prefix ("rq:job:"); the job hash is read from ARGV[4] .. job_id
+-- ARGV[5]      "check": pop nothing while KEYS[3] exists; "": no suspension check
 --
--- Returns {queue key, job id, field, value, field, value...}, or false when every queue is empty.
+-- Returns {queue key, job id, field, value, field, value...}; false when every queue is empty; -1
+-- when suspended (nothing popped).
 -- A popped id whose hash is gone is skipped as rq skips it (an "lmove" one stays in the
 -- intermediate queue for rq's cleanup, as with rq); at most 100 such in one call.
 redis.call('HSET', KEYS[1], 'state', 'idle', 'last_heartbeat', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
+if ARGV[5] == 'check' and redis.call('EXISTS', KEYS[3]) == 1 then
+  return -1
+end
 for _ = 1, 100 do
   local queue_key, job_id = nil, nil
   if ARGV[1] == 'lmove' then
-    queue_key = KEYS[3]
-    job_id = redis.call('LMOVE', KEYS[3], KEYS[4], 'LEFT', 'RIGHT')
+    queue_key = KEYS[4]
+    job_id = redis.call('LMOVE', KEYS[4], KEYS[5], 'LEFT', 'RIGHT')
   else
-    for i = 3, #KEYS do
+    for i = 4, #KEYS do
       job_id = redis.call('LPOP', KEYS[i])
       if job_id then
         queue_key = KEYS[i]
