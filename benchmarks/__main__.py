@@ -67,7 +67,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def failed(name: str, error: BaseException) -> Section:
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))[-2000:]
-    return Section(name, name, "", extra=["**Failed in this run:**", "", "```text", text, "```"])
+    return Section(
+        name, f"{name}: failed in this run", "", extra=["**Failed in this run:**", "", "```text", text, "```"]
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -45,7 +45,7 @@ def summary_table(sections: Sequence[Section]) -> list[str]:
     ]
     for section in sections:
         if not section.rows:
-            lines.append(f"| {section.title} | | not available yet | | | |")
+            lines.append(f"| {section.title} | | see its section below | | | |")
         for row in section.rows:
             cells = [section.title, row.label, cell(row), ratio_cell(row), row.goal, met(row)]
             lines.append("| " + " | ".join(cells) + " |")
