@@ -75,6 +75,16 @@ def attempts_of(meta: dict[str, Any]) -> list[Attempt]:
 
 
 def retries_used(meta: dict[str, Any]) -> int:
-    """How many retries the job has used since it was enqueued or last requeued by hand."""
-    total = len(meta.get(ATTEMPTS_META_KEY, []))
-    return max(0, total - int(meta.get(BUDGET_START_META_KEY, 0)))
+    """How many retries the job has used since it was enqueued or last requeued by hand.
+
+    A `failed` record ends a budget: a job that runs again after one was requeued by hand, by
+    `FailureRegistry.requeue` (which also sets `retry_budget_start`) or by django-rq's Requeue
+    button (which does not), and gets a fresh budget either way.
+    """
+    records = meta.get(ATTEMPTS_META_KEY, [])
+    start = int(meta.get(BUDGET_START_META_KEY, 0))
+    for index in range(len(records) - 1, start - 1, -1):
+        if isinstance(records[index], dict) and records[index].get("outcome") == "failed":
+            start = index + 1
+            break
+    return max(0, len(records) - start)
