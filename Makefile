@@ -51,5 +51,5 @@ chaos: install
 	$(BIN)/pytest -m chaos --chaos-full tests/chaos
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis .demo
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis .demo example_project/var
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
