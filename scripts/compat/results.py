@@ -24,6 +24,7 @@ class Run:
     seconds: float = 0.0
     results: dict[str, Outcome] = field(default_factory=dict)
     logs: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
 
 def parse_junit(path: Path) -> dict[str, Outcome]:

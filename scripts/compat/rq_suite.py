@@ -8,7 +8,7 @@ side, each shard against its own private redis-server and in its own copy of the
 with rq's classes, then one variant per class of ours, swapped in where rq's tests import rq's
 (see shim/sitecustomize.py). Prints a table per module and every test that passes with rq's class
 but fails with ours, rerun once to tell a regression from a flaky test. Exit status 1 if any
-regression is confirmed.
+regression is confirmed or a shard ended without results.
 """
 
 from __future__ import annotations
@@ -100,11 +100,11 @@ def run_variants(
         parts = [Shard((*shard.targets, "-k", args.keyword), shard.deselect) for shard in parts]
     jobs = [(variant, index, shard) for variant in variants for index, shard in enumerate(parts)]
 
-    def one(job: tuple[str, int, Shard]) -> tuple[str, dict[str, Outcome], float, Path]:
+    def one(job: tuple[str, int, Shard]) -> tuple[str, dict[str, Outcome], float, Path, str | None]:
         variant, index, shard = job
         where = workdir / f"{variant}-{index}"
         unpack_tests(sdist, where)
-        results, seconds, log = run_shard(
+        return variant, *run_shard(
             variant,
             shard,
             where,
@@ -113,15 +113,17 @@ def run_variants(
             slow=args.slow,
             skip_listed=args.skip_listed,
         )
-        return variant, results, seconds, log
 
     runs = {variant: Run(variant) for variant in variants}
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        for variant, results, seconds, log in pool.map(one, jobs):
+        for variant, results, seconds, log, problem in pool.map(one, jobs):
             run = runs[variant]
             run.results.update(results)
             run.seconds = max(run.seconds, seconds)
             run.logs.append(log)
+            if problem:
+                run.problems.append(problem)
+                print(f"    {variant}: {problem}", flush=True)
     return [runs[variant] for variant in variants]
 
 
@@ -141,7 +143,7 @@ def confirm(
     def rerun(variant: str) -> dict[str, Outcome]:
         where = workdir / f"{run.variant}-rerun-{variant}"
         unpack_tests(sdist, where)
-        results, _, _ = run_shard(
+        results, _, _, _ = run_shard(
             variant, shard, where, timeout=args.timeout, source=source, slow=args.slow, skip_listed=False
         )
         return results
@@ -209,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
                 "flaky": verdicts["flaky"],
                 "unstable_here": verdicts["unstable here"],
             }
+        problems = [(run.variant, problem) for run in runs for problem in run.problems]
+        if problems:
+            print(f"\n==> {len(problems)} shard(s) ended without results; their tests were not compared:")
+            print("\n".join(f"  {variant}: {problem}" for variant, problem in problems))
         baseline_failures = [n for n, o in runs[0].results.items() if o.status == "fail"]
         if baseline_failures:
             print(
@@ -219,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in runs:
             report["runs"].setdefault(run.variant, {}).update(
                 seconds=round(run.seconds, 1),
+                problems=run.problems,
                 counts={module: counts(run.results, module) for module in modules},
                 results={nodeid: outcome.status for nodeid, outcome in run.results.items()},
             )
@@ -226,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(json.dumps(report, indent=2, sort_keys=True))
         kept = "" if args.keep else " (removed; --keep keeps them)"
         print(f"\n==> {time.monotonic() - started:.0f}s in all; logs and junit XML in {workdir}{kept}")
-        return 1 if confirmed_total else 0
+        return 1 if confirmed_total or problems else 0
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -120,8 +120,13 @@ def run_shard(
     source: Path | None,
     slow: bool,
     skip_listed: bool = True,
-) -> tuple[dict[str, Outcome], float, Path]:
-    """pytest over `shard` in `workdir` (rq's tests unpacked there) against a redis-server of its own."""
+) -> tuple[dict[str, Outcome], float, Path, str | None]:
+    """pytest over `shard` in `workdir` (rq's tests unpacked there) against a redis-server of its own.
+
+    pytest leads a process group of its own: some rq tests race to `killpg` a child's group and, when
+    they lose, signal their own; that ends this shard (reported as a problem), never the runner.
+    Returns (results, seconds, log, problem).
+    """
     junit, log = workdir / "junit.xml", workdir / "pytest.log"
     marks = "not ssl_test" if slow else "not slow and not ssl_test"
     command = [
@@ -141,7 +146,7 @@ def run_shard(
         "-m",
         marks,
         f"--timeout={timeout}",
-        "-q",
+        "-v",
         "-rN",
         f"--junitxml={junit}",
     ]
@@ -157,8 +162,16 @@ def run_shard(
         wait_for_pytest(process, junit, deadline=started + timeout * 10, log=out)
         seconds = time.monotonic() - started
     if not junit.is_file():
-        raise SystemExit(f"pytest ({variant}) ended without a report; see {log}:\n{log.read_text()[-3000:]}")
-    return parse_junit(junit), seconds, log
+        return {}, seconds, log, ended_without_report(process.returncode, log)
+    return parse_junit(junit), seconds, log, None
+
+
+def ended_without_report(returncode: int | None, log: Path) -> str:
+    """Why a shard has no results: how pytest ended and the test it was in (pytest runs with -v)."""
+    how = f"killed by signal {-returncode}" if returncode and returncode < 0 else f"exit status {returncode}"
+    started = [line.split(" ", 1)[0] for line in log.read_text().splitlines() if "::" in line]
+    during = f", during {started[-1]}" if started else ""
+    return f"pytest ended without a report ({how}{during}); see {log}"
 
 
 def wait_for_pytest(process: subprocess.Popen[bytes], junit: Path, *, deadline: float, log: IO[str]) -> None:

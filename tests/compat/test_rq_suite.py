@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from scripts.compat.results import Outcome, Run, first_lines, regressions, to_pytest_id
-from scripts.compat.runs import child_env, shards
+from scripts.compat.runs import child_env, ended_without_report, shards
 from scripts.compat.sources import unpack_tests
 from tests.support.redis_server import RedisServer
 
@@ -161,3 +161,14 @@ def test_a_regression_is_a_pass_with_rqs_class_and_a_fail_or_absence_with_ours()
 )
 def test_a_failure_shows_its_message_and_where_it_failed(report: str, shown: list[str]):
     assert [line.strip() for line in first_lines(report).splitlines()] == shown
+
+
+def test_a_shard_that_dies_names_the_signal_and_the_test_it_was_in(tmp_path: Path):
+    log = tmp_path / "pytest.log"
+    log.write_text(
+        "tests/test_worker.py::T::test_done PASSED [ 50%]\ntests/test_worker.py::T::test_killed_us "
+    )
+    assert ended_without_report(-34, log) == (
+        "pytest ended without a report (killed by signal 34, during "
+        f"tests/test_worker.py::T::test_killed_us); see {log}"
+    )
