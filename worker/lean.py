@@ -224,8 +224,11 @@ class LeanRoundTripsMixin(ExecutionStartMixin):
             own.execute()
 
     def register_death(self) -> None:
-        if self._lean_owed_state is not None:  # the loop ended right after a job (max_jobs)
-            self.set_state(self._lean_owed_state)
+        if self._lean_owed_state is not None:
+            # The loop stopped right after a job (max_jobs, a warm shutdown) before the suspension
+            # check that would have carried rq's idle state and heartbeat: send them now.
+            self._lean_job_just_ran = False
+            self.heartbeat()
         super().register_death()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
 
     def _pay_owed_state(self, pipeline: Pipeline[Any]) -> None:

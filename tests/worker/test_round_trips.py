@@ -108,3 +108,23 @@ def test_a_suspended_burst_worker_takes_no_job_and_a_resumed_one_does(redis_url)
     assert worker.work(burst=True, logging_level="WARNING") is True
     assert job.get_status() == JobStatus.FINISHED
     connection.close()
+
+
+def test_a_worker_stopping_after_max_jobs_leaves_its_hash_as_rq_does(redis_url):
+    # Given rq's SimpleWorker and ours, each told to stop after one job
+    connection = redis.Redis.from_url(redis_url)
+    hashes = []
+    for worker_class in (SimpleWorker, SimpleRetryWorker):
+        queue = Queue(worker_class.__name__, connection=connection)
+        job = queue.enqueue(noop)
+        worker = worker_class([queue], connection=connection)
+        worker.work(max_jobs=1, logging_level="WARNING")
+        assert job.get_status() == JobStatus.FINISHED
+        hashes.append({key.decode(): value for key, value in connection.hgetall(worker.key).items()})
+
+    # Then ours says idle, with a heartbeat after its job, as rq's does
+    theirs, ours = hashes
+    assert set(ours) == set(theirs)
+    assert ours["state"] == theirs["state"] == b"idle"
+    assert ours["last_heartbeat"] >= connection.hget(job.key, "ended_at")
+    connection.close()
