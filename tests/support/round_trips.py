@@ -40,6 +40,11 @@ def noop() -> None:
     """The job whose cost is all bookkeeping."""
 
 
+def fail() -> None:
+    """The job whose cost is all failure handling."""
+    raise ValueError("round trips of a failing job")
+
+
 def command_names(packed: Any) -> list[str]:
     """The command names in `packed` (bytes, or a list of chunks, as redis-py sends them)."""
     if isinstance(packed, (bytes, bytearray, memoryview, str)):
@@ -113,6 +118,7 @@ def burst(
     jobs: int,
     log: Path,
     queue_name: str = "round-trips",
+    func: Callable[[], None] = noop,
     **worker_kwargs: Any,
 ) -> list[RoundTrip]:
     """Run a burst worker of `worker_class` over `jobs` no-op jobs; its main threads' round trips."""
@@ -122,7 +128,7 @@ def burst(
     queue = Queue(queue_name, connection=setup)
     with setup.pipeline() as pipeline:
         for _ in range(jobs):
-            queue.enqueue(noop, pipeline=pipeline)
+            queue.enqueue(func, pipeline=pipeline)
         pipeline.execute()
     setup.close()
     connection = redis.Redis.from_url(url)
@@ -142,11 +148,12 @@ def burst(
         connection.close()
     check = redis.Redis.from_url(url)
     try:
-        finished = Queue(queue_name, connection=check).finished_job_registry.count
+        done = Queue(queue_name, connection=check)
+        ended = done.finished_job_registry.count + done.failed_job_registry.count
     finally:
         check.close()
-    if finished != jobs:
-        raise AssertionError(f"{worker_class.__name__}: {finished} of {jobs} jobs finished")
+    if ended != jobs:
+        raise AssertionError(f"{worker_class.__name__}: {ended} of {jobs} jobs ended")
     # The worker's own connections are opened once, or again when a background thread holds the
     # pooled one at that moment; a forked horse opens one per job, which is part of its cost.
     me = os.getpid()
@@ -158,11 +165,19 @@ def burst(
 
 
 def per_job(
-    worker_class: type[BaseWorker], url: str, tmp: Path, *, few: int = 5, many: int = 25, **worker_kwargs: Any
+    worker_class: type[BaseWorker],
+    url: str,
+    tmp: Path,
+    *,
+    few: int = 5,
+    many: int = 25,
+    func: Callable[[], None] = noop,
+    **worker_kwargs: Any,
 ) -> Cost:
-    """Round trips and commands per no-op job: (run over `many`) - (run over `few`), over `many - few`."""
-    small = burst(worker_class, url, few, tmp / f"{worker_class.__name__}-{few}.log", **worker_kwargs)
-    large = burst(worker_class, url, many, tmp / f"{worker_class.__name__}-{many}.log", **worker_kwargs)
+    """Round trips and commands per job of `func`: (run over `many`) - (run over `few`), over `many - few`."""
+    name = worker_class.__name__
+    small = burst(worker_class, url, few, tmp / f"{name}-{few}.log", func=func, **worker_kwargs)
+    large = burst(worker_class, url, many, tmp / f"{name}-{many}.log", func=func, **worker_kwargs)
     jobs = many - few
     trace: Counter[str] = Counter(" ".join(trip.commands) for trip in large)
     return Cost(
