@@ -82,7 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add("--shards", type=int, default=3, help="pytest processes per variant, side by side (default 3)")
     add("--timeout", type=int, default=90, help="seconds per test (pytest-timeout; default 90)")
-    add("--keep", action="store_true", help="keep the temporary directory (logs, junit XML)")
+    add("--keep", action="store_true", help="keep the temporary directory (kept anyway when ours failed)")
     add("--json", type=Path, help="also write the results here, as JSON")
     return parser.parse_args(argv)
 
@@ -189,10 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + table(modules, runs))
         report: dict[str, Any] = {"rq": version, "rev": args.rev, "slow": args.slow, "runs": {}}
         confirmed_total = 0
+        any_failure = False  # with ours, even if only flaky: then the logs are worth keeping
         for run in runs[1:]:
             verdicts = confirm(args, run, regressions(runs[0], run), sdist, workdir, source)
             confirmed = verdicts["regression"]
             confirmed_total += len(confirmed)
+            any_failure = any_failure or any(verdicts.values())
             flaky, unstable = len(verdicts["flaky"]), len(verdicts["unstable here"])
             print(
                 f"\n==> {run.variant}: {len(confirmed)} regression(s) (failed twice with it, passed twice "
@@ -231,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.json:
             args.json.write_text(json.dumps(report, indent=2, sort_keys=True))
+        args.keep = args.keep or any_failure or bool(problems)
         kept = "" if args.keep else " (removed; --keep keeps them)"
         print(f"\n==> {time.monotonic() - started:.0f}s in all; logs and junit XML in {workdir}{kept}")
         return 1 if confirmed_total or problems else 0
