@@ -4,9 +4,8 @@ rq's worker makes 20 round trips for a no-op job (`SimpleWorker`; 24 with a fork
 state, heartbeat (three commands, three round trips), pop and job fetch each go on their own.
 `LeanRoundTripsMixin` sends the same writes in fewer round trips:
 
-- dequeue: when a job is waiting, rq's idle state, heartbeat, suspension check (rq's loop makes it
-  just before), pop and job fetch are one script (`scripts/dequeue_job.lua`); with every queue
-  empty, or workers suspended, rq's own check and blocking dequeue run as before;
+- dequeue: when a job is waiting, rq's idle state, heartbeat, suspension check, pop and job fetch
+  are one script (`worker.dequeue`);
 - a heartbeat outside a pipeline is one pipeline (rq sends its three commands one by one), and
   carries the idle state rq writes at the end of each job;
 - the job's own heartbeat when it ends (rq's `handle_execution_ended`) rides in the pipeline that
@@ -21,49 +20,20 @@ overrides the dequeue or fetch, registry maintenance due before the pop, callbac
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import ConnectionError, TimeoutError
-from rq.exceptions import StopRequested
 from rq.executions import Execution
-from rq.job import Job, JobStatus, parse_job_id
-from rq.logutils import blue, green
+from rq.job import Job, JobStatus
 from rq.queue import Queue
-from rq.suspension import WORKERS_SUSPENDED
-from rq.utils import as_text, get_version, now, utcformat
+from rq.utils import now, utcformat
 from rq.worker import BaseWorker, WorkerStatus
+
+from worker.dequeue import OneTripDequeueMixin, class_attr
 
 if TYPE_CHECKING:
     from redis.client import Pipeline
-    from redis.commands.core import Script
 
-SCRIPTS_DIR = Path(__file__).with_name("scripts")
-
-# rq's own dequeue and fetch: the script does what they do, and only that, so it stands aside
-# for a queue or job class that overrides them (or a test that patches them).
-_RQ_DEQUEUE = (Queue.__dict__["dequeue_any"], Queue.__dict__["lmove"], Queue.__dict__["lpop"])
-_RQ_FETCH = (Job.__dict__["fetch"], Job.__dict__["refresh"], Job.__dict__["restore"])
 _RQ_PERFORM_JOB = BaseWorker.__dict__["perform_job"]
-
-
-@functools.cache
-def _script_text(name: str) -> str:
-    return (SCRIPTS_DIR / name).read_text()
-
-
-def _uses_rq_dequeue(queue_class: type[Queue], job_class: type[Job]) -> bool:
-    dequeue = tuple(_class_attr(queue_class, name) for name in ("dequeue_any", "lmove", "lpop"))
-    fetch = tuple(_class_attr(job_class, name) for name in ("fetch", "refresh", "restore"))
-    return dequeue == _RQ_DEQUEUE and fetch == _RQ_FETCH
-
-
-def _class_attr(cls: type, name: str) -> object:
-    for klass in cls.__mro__:
-        if name in klass.__dict__:
-            return klass.__dict__[name]
-    return None
 
 
 class ExecutionStartMixin(BaseWorker):
@@ -85,10 +55,9 @@ class ExecutionStartMixin(BaseWorker):
         return execution
 
 
-class LeanRoundTripsMixin(ExecutionStartMixin):
+class LeanRoundTripsMixin(OneTripDequeueMixin, ExecutionStartMixin):
     """rq's per-job bookkeeping in fewer round trips; see the module docstring."""
 
-    _lean_dequeue_script: Script | None = None
     #: Set while `execute_job` runs (inherited by a forked horse).
     _lean_in_job: bool = False
     #: The state rq set at the end of a job, written with the next heartbeat rather than alone.
@@ -99,103 +68,6 @@ class LeanRoundTripsMixin(ExecutionStartMixin):
     _lean_prepared_job_id: str | None = None
     #: The job whose ending heartbeat rides in its outcome pipeline.
     _lean_ended_job_id: str | None = None
-    #: `burst` of the suspension check rq's loop made just before dequeueing, left to the dequeue.
-    _lean_suspension_burst: bool | None = None
-
-    # -- dequeue ------------------------------------------------------------------------------------
-
-    def check_for_suspension(self, burst: bool) -> None:
-        if self._can_pop_in_one_trip():
-            # rq's loop dequeues right after this check: the dequeue script makes it, same round trip.
-            self._lean_suspension_burst = burst
-            return
-        super().check_for_suspension(burst)
-
-    def _can_pop_in_one_trip(self) -> bool:
-        return not self.should_run_maintenance_tasks and _uses_rq_dequeue(self.queue_class, self.job_class)
-
-    def dequeue_job_and_maintain_ttl(
-        self, timeout: int | None, max_idle_time: int | None = None
-    ) -> tuple[Job, Queue] | None:
-        burst, self._lean_suspension_burst = self._lean_suspension_burst, None
-        found: tuple[Job, Queue] | Literal["suspended"] | None = None
-        if self._can_pop_in_one_trip():
-            try:
-                found = self._pop_waiting_job(check_suspension=burst is not None)
-            except (ConnectionError, TimeoutError):
-                found = None  # rq's check and loop below wait for Redis, as they would have
-            else:
-                burst = burst if found == "suspended" else None
-        if burst is not None:  # suspended, or not known: rq's own check, then what its loop does next
-            super().check_for_suspension(burst)
-            if self._stop_requested:
-                self.log.info("Worker %s: stopping on request", self.name)
-                raise StopRequested()
-        if found is None or found == "suspended":
-            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-        job, queue = found
-        qnames = ",".join(self.queue_names())
-        self.procline("Listening on " + qnames)  # type: ignore[no-untyped-call]  # rq leaves it unannotated
-        self.reorder_queues(reference_queue=queue)
-        self.log.debug("Worker %s: dequeued job %s from %s", self.name, blue(job.id), green(queue.name))
-        job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]  # rq: untyped
-        if self.log_job_description:
-            self.log.info(
-                "Worker %s: %s: %s (%s)", self.name, green(queue.name), blue(job.description), job.id
-            )
-        else:
-            self.log.info("Worker %s: %s: %s", self.name, green(queue.name), job.id)
-        return job, queue
-
-    def _pop_waiting_job(self, *, check_suspension: bool) -> tuple[Job, Queue] | Literal["suspended"] | None:
-        """rq's idle state, heartbeat, suspension check (if asked), non-blocking pop and job fetch, in
-        one script; None if no job waits."""
-        queues = self._ordered_queues
-        if len(queues) == 1 and get_version(self.connection) >= (6, 2, 0):
-            mode, queue_keys = "lmove", [queues[0].key, queues[0].intermediate_queue_key]
-        else:
-            mode, queue_keys = "lpop", [queue.key for queue in queues]
-        if self._lean_dequeue_script is None:
-            self._lean_dequeue_script = self.connection.register_script(_script_text("dequeue_job.lua"))
-        beat_at = now()
-        ttl = self.worker_ttl + 60
-        reply = self._lean_dequeue_script(
-            keys=[self.key, self.executions_key, WORKERS_SUSPENDED, *queue_keys],
-            args=[
-                mode,
-                utcformat(beat_at),
-                ttl,
-                self.job_class.redis_job_namespace_prefix,
-                "check" if check_suspension else "",
-            ],
-        )
-        self._state, self._lean_owed_state, self.last_heartbeat = WorkerStatus.IDLE, None, beat_at
-        if reply == -1:
-            return "suspended"
-        if not reply:
-            return None
-        queue_key, job_id, *flat = reply
-        queue = self.queue_class.from_queue_key(
-            as_text(queue_key),
-            connection=self.connection,
-            job_class=self.job_class,
-            serializer=self.serializer,
-            death_penalty_class=self.death_penalty_class,
-        )
-        job_id = as_text(job_id)
-        try:
-            job = self.job_class(parse_job_id(job_id), connection=self.connection, serializer=self.serializer)
-            job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))
-        except Exception as exc:
-            # As rq's `Queue._fetch_dequeued_job`: say which job and queue (worker.loading reads them).
-            exc.job_id = job_id  # type: ignore[attr-defined]
-            exc.queue = queue  # type: ignore[attr-defined]
-            raise
-        return job, queue
-
-    def teardown(self) -> None:
-        self._lean_suspension_burst = None  # a check left by a loop that stopped before dequeueing
-        super().teardown()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
 
     # -- state and heartbeat ------------------------------------------------------------------------
 
@@ -215,7 +87,7 @@ class LeanRoundTripsMixin(ExecutionStartMixin):
             return
         if just_ran_job and timeout is None:
             # rq's loop heartbeats after each job, then at once again with its suspension check
-            # (`rq.suspension.is_suspended`, or the dequeue script), which writes the owed idle state.
+            # (`rq.suspension.is_suspended`, or the dequeue script), which writes the idle state too.
             self.last_heartbeat = now()
             return
         with self.connection.pipeline(transaction=False) as own:
@@ -248,12 +120,13 @@ class LeanRoundTripsMixin(ExecutionStartMixin):
         self._lean_job_just_ran = True
 
     def prepare_execution(self, job: Job) -> Execution:
-        if not self._lean_in_job or _class_attr(type(self), "perform_job") is not _RQ_PERFORM_JOB:
+        if not self._lean_in_job or class_attr(type(self), "perform_job") is not _RQ_PERFORM_JOB:
             # Only rq's perform_job is known to call prepare_job_execution first thing.
             return super().prepare_execution(job)
         with self.connection.pipeline() as pipeline:
             execution = self.queue_execution_start(job, pipeline)
-            # What the horse's (or SimpleWorker's) prepare_job_execution would send next.
+            # What the horse's (or SimpleWorker's) prepare_job_execution would send next. rq's own
+            # heartbeat, not ours: rq calls it from the horse, so this one is not a call of the worker's.
             heartbeat_ttl = self.get_heartbeat_ttl(job)
             BaseWorker.heartbeat(self, heartbeat_ttl, pipeline=pipeline)
             job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
