@@ -293,15 +293,6 @@ def wait_for_all(connection: redis.Redis, tags: Sequence[str], *, timeout: float
         time.sleep(0.05)
 
 
-def relay_runs_in_workers() -> bool:
-    """Whether the production workers relay the outbox: they run `worker.hooks` chores and the app
-    registered its relay among them (``RqSignalsConfig.ready()`` calling `relay.register_relay`)."""
-    from worker.hooks import MaintenanceMixin, registered_maintenance
-    from worker.workers import RetryWorker
-
-    return issubclass(RetryWorker, MaintenanceMixin) and "rq_signals.outbox.relay" in registered_maintenance()
-
-
 def jobs_in_redis(connection: redis.Redis) -> dict[str, int]:
     """How many job ids wait on each queue, and how many job hashes exist at all (``"hashes"``)."""
     counts = {name: int(connection.llen(f"rq:queue:{name}")) for name in QUEUE_NAMES}

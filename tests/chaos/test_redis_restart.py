@@ -4,8 +4,7 @@ Two workers (fork per job, simple) run a steady stream of 0.1 s jobs (every tent
 2 s). Redis is restarted while jobs run: stopped cleanly (SIGTERM), then killed outright (SIGKILL),
 in turn, each time started again on the same AOF; at full size each crash lasts longer than a lease.
 Jobs committed while Redis is down wait in the outbox (``OUTBOX="on_failure"``) and are
-relayed once it is back: by the workers when they run the relay, else by a relay pass here (the
-``manage.py rqsignals relay --once`` an operator would run), which the table notes.
+relayed by the workers once it is back (their maintenance chores include the outbox relay).
 """
 
 from __future__ import annotations
@@ -17,13 +16,11 @@ import pytest
 import redis
 
 from rq_signals.models import OutboxEntry
-from rq_signals.relay import relay_once
 from tests.chaos.harness import (
     Feeder,
     Ledger,
     Outcome,
     failed_count,
-    relay_runs_in_workers,
     send,
     wait_for_all,
 )
@@ -88,12 +85,9 @@ def test_redis_restarts_mid_run_lose_no_job(
         if feeder.is_alive():
             feeder.stop()
 
-    # Then the outbox drains (the workers' relay, else one pass here) and every job sent runs
+    # Then the workers' relay drains the outbox and every job sent runs
     connection = redis.Redis.from_url(persistent_redis.url)
-    relayed_here = 0
     outboxed |= set(OutboxEntry.objects.values_list("job_id", flat=True))
-    if not relay_runs_in_workers():
-        relayed_here = len(relay_once(using="default").enqueued)
     wait_until(lambda: not OutboxEntry.objects.exists(), timeout=30, what="the outbox to drain")
     ledger = wait_for_all(connection, sent, timeout=120, what="every job of the stream to complete")
     failed = failed_count(connection)
@@ -107,8 +101,7 @@ def test_redis_restarts_mid_run_lose_no_job(
             failed_as_expected=0,
             seconds=time.monotonic() - began,
             reruns=ledger.reruns(sent),
-            note=f"{restarts} restarts; {len(outboxed)} via outbox"
-            + (f", {relayed_here} relayed by the test (workers do not relay)" if relayed_here else ""),
+            note=f"{restarts} restarts; {len(outboxed)} via outbox, relayed by the workers",
         )
     )
     assert ledger.missing(sent) == []

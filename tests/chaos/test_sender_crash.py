@@ -2,10 +2,9 @@
 
 A sender subprocess commits orders in one transaction and is SIGKILLed by a callback that runs right
 after the commit, before rq-signals' flush (`tests.chaos.sender`). With ``OUTBOX="always"`` the jobs
-were written to the outbox inside the transaction, so they are committed with the orders; the relay
-sends them (the workers', else one pass here, as ``manage.py rqsignals relay --once`` would) and a
-worker runs every receiver. (With the default ``"on_failure"`` they would be lost: that mode keeps
-nothing before the commit; see docs/guarantees.md.)
+were written to the outbox inside the transaction, so they are committed with the orders; the worker's
+relay sends them and it runs every receiver. (With the default ``"on_failure"`` they would be lost:
+that mode keeps nothing before the commit; see docs/guarantees.md.)
 """
 
 from __future__ import annotations
@@ -18,8 +17,7 @@ import pytest
 import redis
 
 from rq_signals.models import OutboxEntry
-from rq_signals.relay import relay_once
-from tests.chaos.harness import Outcome, failed_count, jobs_in_redis, relay_runs_in_workers, wait_for_all
+from tests.chaos.harness import Outcome, failed_count, jobs_in_redis, wait_for_all
 from tests.support.processes import Proc
 from tests.support.waiting import wait_until
 from tests.testapp.models import Effect, Invoice
@@ -52,9 +50,8 @@ def test_a_sender_killed_after_its_commit_loses_no_job_with_outbox_always(
     assert jobs_in_redis(connection) == {"high": 0, "default": 0, "low": 0, "hashes": 0}
     assert OutboxEntry.objects.count() == 2 * count
 
-    # And once relayed, a worker runs every receiver of every order
+    # And a worker relays them and runs every receiver of every order
     worker_pool.start(chaos_redis, "fork")
-    relayed_here = 0 if relay_runs_in_workers() else len(relay_once(using="default").enqueued)
     ledger = wait_for_all(connection, references, timeout=120, what="order_saved of every order")
     wait_until(
         lambda: Effect.objects.filter(receiver="record_invoice").count() >= count,
@@ -71,8 +68,7 @@ def test_a_sender_killed_after_its_commit_loses_no_job_with_outbox_always(
             failed_as_expected=0,
             seconds=time.monotonic() - began,
             reruns=ledger.reruns(references),
-            note=f"{count} orders x 2 receivers"
-            + (f"; {relayed_here} relayed by the test (workers do not relay)" if relayed_here else ""),
+            note=f"{count} orders x 2 receivers, relayed by the worker",
         )
     )
     assert not OutboxEntry.objects.exists()
