@@ -3,7 +3,8 @@
 - Only functions registered with ``@async_receiver`` run through the job entrypoint.
 - No pickle on the signal path: the payload is JSON; the job envelope rq stores is not (xfail).
 - A payload size limit refused at send time (xfail: there is none).
-- The admin and django-rq pages are staff-only; requeue/delete/empty need a permission (xfail).
+- The admin and django-rq pages are staff-only; the outbox admin wants its view permission and is
+  read-only; django-rq's requeue/delete/empty need a permission (xfail).
 - A Redis URL with a password works end to end and the password is never logged; ``rediss://`` too.
 """
 
@@ -268,6 +269,46 @@ def test_staff_without_permission_cannot_change_jobs_or_queues(mutation, failed_
 
     assert untouched(failed_job, connection), f"{mutation}: done by a staff user without permission"
     assert response.status_code == 403
+
+
+@pytest.fixture
+def outbox_row() -> OutboxEntry:
+    from django.utils import timezone
+
+    OutboxEntry.objects.bulk_create(  # no model signal for the row
+        [OutboxEntry(job_id="job-1", queue="default", receiver="r", data="{}", created_at=timezone.now())]
+    )
+    return OutboxEntry.objects.get(job_id="job-1")
+
+
+def staff_with(*codenames: str) -> Client:
+    from django.contrib.auth.models import Permission
+
+    user = User.objects.create_user(username="clerk", password="pw", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="rq_signals", codename__in=codenames)
+    )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_outbox_admin_wants_the_view_permission_and_is_read_only(outbox_row):
+    changelist = "/admin/rq_signals/outboxentry/"
+    change = f"/admin/rq_signals/outboxentry/{outbox_row.pk}/change/"
+    delete = f"/admin/rq_signals/outboxentry/{outbox_row.pk}/delete/"
+
+    # Staff without the permission are refused
+    assert client_for("staff").get(changelist).status_code == 403
+
+    # Staff who may view see the rows, but cannot add, change or delete one
+    viewer = staff_with("view_outboxentry")
+    assert viewer.get(changelist).status_code == 200
+    assert viewer.get(change).status_code == 200  # read-only view
+    assert viewer.post(change, {"queue": "high"}).status_code == 403
+    assert viewer.get("/admin/rq_signals/outboxentry/add/").status_code == 403
+    assert viewer.post(delete, {"post": "yes"}).status_code == 403
+    assert OutboxEntry.objects.get(pk=outbox_row.pk).queue == "default"
 
 
 # -- Redis with a password: works, and the password is never logged ------------------------------
