@@ -257,8 +257,8 @@ def test_staff_see_the_dashboard_and_a_superuser_can_requeue(failed_job, connect
     raises=AssertionError,
     strict=True,
     reason="any staff user may requeue, delete, empty and clear: django-rq's views check "
-    "staff_member_required only (no permission) and rq_signals gates none of them (no admin.py, no "
-    "wrapper); fix: in rq_signals (admin.py or urls), wrap django-rq's mutating views "
+    "staff_member_required only (no permission) and rq_signals gates none of them (rq_signals.admin "
+    "covers the outbox only); fix: in rq_signals (admin.py or urls), wrap django-rq's mutating views "
     "(requeue_job, delete_job, requeue_all, delete_failed_jobs, clear, actions, enqueue_job, "
     "stop_job) in a permission check, e.g. user.has_perm('django_rq.admin'), 403 otherwise",
 )
