@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-fast lint typecheck format check demo bench bench-quick chaos clean
+.PHONY: install test lint typecheck format check demo bench bench-quick chaos compat clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@echo "==> creating $(VENV) and installing rq-signals with its test, dev and demo extras"
@@ -49,6 +49,9 @@ bench-quick: install
 
 chaos: install
 	$(BIN)/pytest -m chaos --chaos-full tests/chaos
+
+compat: install
+	$(PY) scripts/compat/rq_suite.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis .demo example_project/var
