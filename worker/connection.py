@@ -47,6 +47,13 @@ def retry_forever(
     return retry
 
 
+def private_client(connection: Redis[Any]) -> Redis[Any]:
+    """A client of its own (its own pool) to the server `connection` talks to, with the same options."""
+    pool = connection.connection_pool
+    own_pool = type(pool)(connection_class=pool.connection_class, **pool.connection_kwargs)
+    return type(connection)(connection_pool=own_pool)
+
+
 class ReportingRetry(Retry):
     """redis-py's `Retry`, saying when a command starts waiting for Redis and when Redis is back.
 
@@ -84,7 +91,20 @@ class ReconnectMixin(_WorkerBase):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The caller's client is left as it was (a `ping()` on it still raises while Redis is down):
+        # the worker and its queues get a client of their own, to the same server, that waits.
+        given = self.connection
+        self.connection = private_client(given)
+        self.queues = [self._rebind(queue, given) for queue in self.queues]
+        self._ordered_queues = self.queues[:]
         self.redis_retry = retry_forever(self.connection, cap=self.reconnect_backoff_cap, log=self.log)
+
+    def _rebind(self, queue: Queue, given: Redis[Any]) -> Queue:
+        if queue.connection is not given:
+            return queue
+        rebound = copy.copy(queue)  # every option the caller gave the queue, on our client
+        rebound.connection = self.connection
+        return rebound
 
     def seconds_since_redis_trouble(self) -> float | None:
         """Seconds since this worker last could not reach Redis; None if it always could."""

@@ -98,3 +98,20 @@ def test_job_running_through_an_outage_longer_than_its_lease_completes_once(
         assert "unhandled exception" not in worker.output()
     finally:
         worker.stop()
+
+
+@pytest.mark.parametrize("worker_class", ["RetryWorker", "SimpleRetryWorker", "PreforkRetryWorker"])
+def test_the_callers_own_client_still_raises_while_redis_is_down(server, worker_class):
+    # Given a program that builds a worker in-process on its own Redis client
+    import worker
+
+    client = redis.Redis.from_url(server.url, socket_connect_timeout=1)
+    built = getattr(worker, worker_class)([Queue("default", connection=client)], connection=client)
+    # Then the worker and its queues wait out outages on a client of their own
+    assert built.connection is not client
+    assert all(queue.connection is built.connection for queue in built.queues)
+    # And the program's client behaves as redis-py's always does: with Redis down, it raises
+    server.stop()
+    with pytest.raises(redis.exceptions.ConnectionError):
+        client.ping()
+    client.close()
