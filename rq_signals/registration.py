@@ -154,6 +154,8 @@ class SignalProxy:
 def lookup(receiver_id: str) -> AsyncReceiver:
     """The registered receiver with this id; `UnknownReceiver` (naming what to do) otherwise."""
     try:
+        if not isinstance(receiver_id, str):  # a forged job; unhashable ids would raise TypeError
+            raise KeyError(receiver_id)
         return _registry[receiver_id]
     except KeyError:
         raise UnknownReceiver(

@@ -88,14 +88,6 @@ def test_unknown_receiver_is_permanent_so_a_hostile_job_is_never_retried():
     assert issubclass(UnknownReceiver, PermanentJobError)
 
 
-@pytest.mark.xfail(
-    raises=TypeError,
-    strict=True,
-    reason="rq_signals.registration.lookup: a receiver id that is not a str (a list from a forged job) "
-    "raises TypeError('unhashable type: list') instead of UnknownReceiver; a TypeError is not "
-    "permanent, so a job with a retry policy is retried; fix: check isinstance(receiver_id, str) "
-    "first and raise UnknownReceiver naming the repr",
-)
 def test_a_receiver_id_that_is_not_a_string_is_an_unknown_receiver():
     with pytest.raises(UnknownReceiver, match=re.escape("['os.system']")):
         run_receiver(["os.system"], POST_SAVE, PAYLOAD)  # type: ignore[arg-type]
