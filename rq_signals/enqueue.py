@@ -16,6 +16,7 @@ Jobs Redis does not take go to the database outbox (`rq_signals.outbox`), and wi
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import weakref
@@ -28,8 +29,8 @@ from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.transaction import TransactionManagementError
 from redis.exceptions import RedisError
-from rq.job import Job
 from rq.queue import Queue
+from rq.utils import now
 
 from rq_signals import defaults, queues
 from rq_signals.conf import conf
@@ -106,8 +107,8 @@ def _in_manual_transaction(connection: BaseDatabaseWrapper) -> bool:
     return connection.connection is not None and not connection.autocommit
 
 
-def dispatch(specs: list[JobSpec], *, using: str = DEFAULT_DB_ALIAS) -> list[Job]:
-    """Enqueue `specs` (one pipeline per Redis server), or run them inline under ``EAGER``.
+def dispatch(specs: list[JobSpec], *, using: str = DEFAULT_DB_ALIAS) -> list[str]:
+    """Enqueue `specs` (one pipeline per Redis server), or run them inline under ``EAGER``; ids enqueued.
 
     Jobs a Redis server does not take go to the outbox of database `using` (unless ``OUTBOX="off"``).
     """
@@ -116,17 +117,17 @@ def dispatch(specs: list[JobSpec], *, using: str = DEFAULT_DB_ALIAS) -> list[Job
     if conf.eager:
         _run_eagerly(specs)
         return []
-    jobs: list[Job] = []
+    job_ids: list[str] = []
     for group in _by_connection(specs):
         try:
-            jobs += _enqueue_group(group)
+            job_ids += _enqueue_group(group)
         except (RedisError, OSError) as exc:
             if conf.outbox == "off":
                 raise
             from rq_signals import outbox
 
             outbox.store_unsent(group, using=using, error=exc)
-    return jobs
+    return job_ids
 
 
 def database_alias(kwargs: dict[str, Any]) -> str:
@@ -205,8 +206,17 @@ class _OnCommit:
 
 
 def _meta(registration: AsyncReceiver) -> dict[str, Any]:
+    """The job meta of `registration`'s policy; shared by every job of that policy, so never mutated."""
     retry = registration.retry
-    policy = conf.default_retry if retry is None else Backoff(max_retries=0) if retry is False else retry
+    return _policy_meta(conf.default_retry if retry is None else _NO_RETRIES if retry is False else retry)
+
+
+_NO_RETRIES = Backoff(max_retries=0)
+
+
+@functools.lru_cache(maxsize=256)
+def _policy_meta(policy: Backoff | None) -> dict[str, Any]:
+    """One ``to_dict()`` per policy (a frozen value), not one per send."""
     return {} if policy is None else {POLICY_META_KEY: policy.to_dict()}
 
 
@@ -226,32 +236,40 @@ def _by_connection(specs: Iterable[JobSpec]) -> list[list[JobSpec]]:
     return list(groups.values())
 
 
-def _enqueue_group(specs: list[JobSpec]) -> list[Job]:
-    """One MULTI/EXEC for jobs whose queues share a Redis connection."""
+def _enqueue_group(specs: list[JobSpec]) -> list[str]:
+    """One MULTI/EXEC for jobs whose queues share a Redis connection; their ids.
+
+    Plain queues get the job hashes written directly (`queues.write_jobs`, what ``enqueue_many``
+    would write, without an rq ``Job`` per job); any other queue class goes through rq.
+    """
     by_queue: dict[str, list[JobSpec]] = {}
     for spec in specs:
         by_queue.setdefault(spec.queue, []).append(spec)
     first: Queue = queues.get_queue(specs[0].queue)
-    jobs: list[Job] = []
+    enqueued_at = now()
     with first.connection.pipeline() as pipe:
         for name, queue_specs in by_queue.items():
             queue = queues.get_queue(name)
-            datas = [
-                Queue.prepare_data(
-                    defaults.JOB_FUNCTION,
-                    args=spec.job_args(),
-                    timeout=spec.timeout,
-                    description=spec.description,
-                    meta=spec.meta,
-                    job_id=spec.job_id,
-                )
-                for spec in queue_specs
-            ]
-            jobs += queue.enqueue_many(datas, pipeline=pipe)
+            if queues.writes_directly(queue):
+                queues.write_jobs(pipe, queue, defaults.JOB_FUNCTION, queue_specs, now=enqueued_at)
+            else:
+                queue.enqueue_many([_enqueue_data(spec) for spec in queue_specs], pipeline=pipe)
         pipe.execute()
-    for job in jobs:
-        logger.debug("Job %s: enqueued on %r: %s", job.id, job.origin, job.description)
-    return jobs
+    if logger.isEnabledFor(logging.DEBUG):
+        for spec in specs:
+            logger.debug("Job %s: enqueued on %r: %s", spec.job_id, spec.queue, spec.description)
+    return [spec.job_id for spec in specs]
+
+
+def _enqueue_data(spec: JobSpec) -> Any:
+    return Queue.prepare_data(
+        defaults.JOB_FUNCTION,
+        args=spec.job_args(),
+        timeout=spec.timeout,
+        description=spec.description,
+        meta=spec.meta,
+        job_id=spec.job_id,
+    )
 
 
 def _run_eagerly(specs: list[JobSpec]) -> None:
