@@ -54,8 +54,12 @@ class Backoff:
         retry_on: Iterable[ExceptionSpec] = (Exception,),
         give_up_on: Iterable[ExceptionSpec] = (),
     ) -> None:
-        _check(isinstance(max_retries, int) and not isinstance(max_retries, bool), "max_retries", max_retries,
-               "a whole number")
+        _check(
+            isinstance(max_retries, int) and not isinstance(max_retries, bool),
+            "max_retries",
+            max_retries,
+            "a whole number",
+        )
         _check(max_retries >= 0, "max_retries", max_retries, ">= 0")
         _check(_is_number(base) and base >= 0, "base", base, "a number of seconds >= 0")
         _check(_is_number(factor) and factor >= 1, "factor", factor, "a number >= 1")

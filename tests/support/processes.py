@@ -23,13 +23,20 @@ def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 class Proc:
     """A subprocess we started; `stop()` and `kill()` act on its pid only."""
 
-    def __init__(self, args: Sequence[str], *, env: dict[str, str] | None = None, log_path: Path,
-                 cwd: Path = REPO_ROOT) -> None:
+    def __init__(
+        self, args: Sequence[str], *, env: dict[str, str] | None = None, log_path: Path, cwd: Path = REPO_ROOT
+    ) -> None:
         self.args = list(args)
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()/stop()
-        self.popen = subprocess.Popen(self.args, env=python_env(env), cwd=cwd, stdout=self._log,
-                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.popen = subprocess.Popen(
+            self.args,
+            env=python_env(env),
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
     @property
     def pid(self) -> int:
@@ -46,8 +53,10 @@ class Proc:
         try:
             code = self.popen.wait(timeout)
         except subprocess.TimeoutExpired as exc:
-            raise AssertionError(f"process {self.pid} ({' '.join(self.args[:4])}) still running after "
-                                 f"{timeout}s; log:\n{self.output()[-3000:]}") from exc
+            raise AssertionError(
+                f"process {self.pid} ({' '.join(self.args[:4])}) still running after "
+                f"{timeout}s; log:\n{self.output()[-3000:]}"
+            ) from exc
         self._log.close()
         return code
 
@@ -71,9 +80,17 @@ class Proc:
         return self.log_path.read_text(errors="replace")
 
 
-def start_worker(redis_url: str, queues: Sequence[str], *, tmp_path: Path, worker_class: str = "worker.RetryWorker",
-                 burst: bool = False, extra_args: Sequence[str] = (), env: dict[str, str] | None = None,
-                 name: str = "worker") -> Proc:
+def start_worker(
+    redis_url: str,
+    queues: Sequence[str],
+    *,
+    tmp_path: Path,
+    worker_class: str = "worker.RetryWorker",
+    burst: bool = False,
+    extra_args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    name: str = "worker",
+) -> Proc:
     """`rq worker -w <class> ...` as a subprocess with tests/ importable for job functions."""
     args = [sys.executable, "-m", "rq.cli", "worker", "-u", redis_url, "-w", worker_class]
     if burst:

@@ -43,8 +43,14 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process of our own. `persistent=True` turns on AOF (fsync always)."""
 
-    def __init__(self, port: int | None = None, *, persistent: bool = False, data_dir: str | None = None,
-                 password: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        persistent: bool = False,
+        data_dir: str | None = None,
+        password: str | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.persistent = persistent
         self.password = password
@@ -63,9 +69,23 @@ class RedisServer:
         return self.process.pid if self.process else None
 
     def command(self) -> list[str]:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.data_dir,
-                "--save", "", "--daemonize", "no", "--protected-mode", "yes",
-                "--logfile", os.path.join(self.data_dir, "redis.log")]
+        args = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            self.data_dir,
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            os.path.join(self.data_dir, "redis.log"),
+        ]
         if self.persistent:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:

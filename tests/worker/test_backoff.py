@@ -65,8 +65,15 @@ def test_a_path_naming_an_alias_matches_its_class():
 
 
 def test_round_trips_through_json():
-    policy = Backoff(max_retries=3, base=0.25, factor=3, max_delay=30, jitter="equal",
-                     retry_on=[OSError], give_up_on=[PermissionError])
+    policy = Backoff(
+        max_retries=3,
+        base=0.25,
+        factor=3,
+        max_delay=30,
+        jitter="equal",
+        retry_on=[OSError],
+        give_up_on=[PermissionError],
+    )
     assert Backoff.from_dict(json.loads(json.dumps(policy.to_dict()))) == policy
 
 
