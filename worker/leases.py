@@ -10,16 +10,24 @@ A claim is a token in `claim(member)`, set only by `recover_claim.lua`. The clai
 in one transaction that WATCHes that key and replaces the token by a tombstone; a claimer that dies
 first lets the claim expire, and the job is claimed again. The old worker, should it come back,
 finds the claim when renewing and stops the job.
+
+`LeaseKeeper` is the thread that renews the lease of a job running in the worker process itself
+(`SimpleRetryWorker`); the forking workers renew from their monitor loop instead.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from redis.connection import ConnectionPool
 from redis.exceptions import WatchError
 from rq.executions import Execution
 
@@ -44,6 +52,10 @@ SCAN_BATCH = 100
 
 ClaimMode = Literal["expired", "own"]
 
+LEASE_SCRIPT = "recover_lease.lua"
+#: Per connection pool that has sent the lease script to Redis, its SHA (see `add_lease`).
+_lease_script_sha: weakref.WeakKeyDictionary[ConnectionPool, str] = weakref.WeakKeyDictionary()
+
 
 def leases(queue_name: str) -> str:
     """Sorted set: leases of the executions running from `queue_name`, scored by expiry (Redis clock)."""
@@ -61,15 +73,33 @@ def script_text(name: str) -> str:
 
 
 def add_lease(pipeline: Pipeline[Any], queue_name: str, member: str, ttl: float) -> None:
-    """Queue on `pipeline` the start of `member`'s lease, `ttl` seconds long."""
-    pipeline.eval(
-        script_text("recover_lease.lua"), 2, leases(queue_name), claim(member), member, repr(ttl), "add"
-    )
+    """Queue on `pipeline` the start of `member`'s lease, `ttl` seconds long.
+
+    The script goes by its SHA alone (EVALSHA), not as text. Only the first time per connection pool
+    does redis-py's `Script` make sure Redis has it, when the pipeline runs (SCRIPT EXISTS, and SCRIPT
+    LOAD if need be: a round trip more); doing that on every run would cost a round trip per job. A
+    Redis that has lost its scripts since (a restart, a failover, SCRIPT FLUSH) answers NOSCRIPT to
+    this one command and runs the rest of the transaction: the caller then calls `restore_lease`.
+    """
+    keys, args = [leases(queue_name), claim(member)], [member, repr(ttl), "add"]
+    sha = _lease_script_sha.get(pipeline.connection_pool)
+    if sha is not None:
+        pipeline.evalsha(sha, len(keys), *keys, *args)
+        return
+    script = pipeline.register_script(script_text(LEASE_SCRIPT))
+    script(keys=keys, args=args, client=pipeline)
+    _lease_script_sha[pipeline.connection_pool] = script.sha  # type: ignore[attr-defined]  # types-redis 4.6 omits it
+
+
+def restore_lease(connection: Redis[Any], queue_name: str, member: str, ttl: float) -> None:
+    """Start `member`'s lease on its own, after `add_lease`'s pipeline failed with NOSCRIPT."""
+    script = connection.register_script(script_text(LEASE_SCRIPT))  # sent again on NOSCRIPT
+    script(keys=[leases(queue_name), claim(member)], args=[member, repr(ttl), "add"])
 
 
 def renew_lease(connection: Redis[Any], queue_name: str, member: str, ttl: float) -> int:
     """Extend `member`'s lease by `ttl` seconds: 1 done, 0 no lease (job ended), -1 claimed by another."""
-    script = connection.register_script(script_text("recover_lease.lua"))
+    script = connection.register_script(script_text(LEASE_SCRIPT))
     return int(script(keys=[leases(queue_name), claim(member)], args=[member, repr(ttl), "renew"]))
 
 
@@ -157,3 +187,74 @@ def settle_claim(
             logger.warning("Job %s: claim taken over by another worker before it was settled", member)
             return False, None
     return True, result
+
+
+class LeaseKeeper:
+    """One daemon thread per worker process that keeps the lease of the job it runs itself alive.
+
+    `arm(job, execution)` as the job starts and `disarm()` as it ends cost the worker a lock each,
+    not a thread: the thread wakes on its own clock, every `interval` seconds, and calls
+    `renew(job, execution)` once the armed job has run for `interval` seconds, then every `interval`
+    seconds; a shorter job is never renewed. A renewal runs under the lock that `disarm()` and
+    `held()` take: once either has it, no renewal is under way and none starts, so a job that ends
+    is never renewed after. The lock is re-entrant: a signal handler may take it on a thread that
+    already holds it. The thread starts with the first job, never keeps the process alive, and stops
+    at `close()`.
+    """
+
+    def __init__(self, renew: Callable[[Job, Execution], None], interval: float, *, name: str) -> None:
+        self.interval = interval
+        self._renew = renew
+        self._name = name
+        self._lock = threading.Condition(threading.RLock())
+        self._armed: tuple[Job, Execution] | None = None
+        self._due = 0.0  # time.monotonic() of the armed job's next renewal
+        self._thread: threading.Thread | None = None
+        self._generation = 0  # a thread runs while it is the current one
+
+    def arm(self, job: Job, execution: Execution) -> None:
+        """`job` now runs as `execution`; its first renewal is due in `interval` seconds."""
+        with self._lock:
+            self._armed = (job, execution)
+            self._due = time.monotonic() + self.interval
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._generation,), name=self._name, daemon=True
+                )
+                self._thread.start()
+
+    def disarm(self) -> None:
+        """The armed job has ended (or is about to be settled): it is not renewed again."""
+        with self._lock:
+            self._armed = None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """No renewal is under way or starts while inside."""
+        with self._lock:
+            yield
+
+    def close(self) -> None:
+        """Stop the thread, without waiting for it; `arm` would start another."""
+        with self._lock:
+            self._armed, self._thread = None, None
+            self._generation += 1
+            self._lock.notify_all()
+
+    def _run(self, generation: int) -> None:
+        with self._lock:
+            while generation == self._generation:
+                armed, wait = self._armed, self.interval
+                if armed is not None:
+                    wait = self._due - time.monotonic()
+                    if wait <= 0:
+                        self._renew_once(*armed)
+                        self._due = time.monotonic() + self.interval
+                        continue
+                self._lock.wait(wait)
+
+    def _renew_once(self, job: Job, execution: Execution) -> None:
+        try:
+            self._renew(job, execution)
+        except Exception:
+            logger.exception("Job %s: lease renewal failed; next in %gs", job.id, self.interval)

@@ -3,10 +3,11 @@
 rq notices a dead worker's job only when its started-registry entry expires (a minute past the
 last heartbeat, or the job timeout plus a minute for `SimpleWorker`, which does not heartbeat during
 a job) and a 10-minute maintenance pass comes round. Here every running job holds a lease (see
-`worker.leases`) renewed every `job_monitoring_interval` seconds (at most a third of `lease_ttl`):
-by rq's horse monitor in `RetryWorker`, by a heartbeat thread in `SimpleRetryWorker`. Every worker
-scans its queues every `recovery_interval` seconds; a job whose lease expired is claimed by exactly
-one worker and retried or failed under its policy, the crash recorded as a `WorkerCrashed` attempt.
+`worker.leases`) renewed every `job_monitoring_interval` seconds (at most a third of `lease_ttl`)
+once the job has run that long: by rq's horse monitor in `RetryWorker`, by one long-lived thread
+per worker process in `SimpleRetryWorker` (`leases.LeaseKeeper`). Every worker scans its queues
+every `recovery_interval` seconds; a job whose lease expired is claimed by exactly one worker and
+retried or failed under its policy, the crash recorded as a `WorkerCrashed` attempt.
 Jobs without a policy get what rq's own cleanup gives them (rq's `Retry`, else the failed registry).
 
 Never twice at once: a horse dies with its worker (`worker.orphans`); a worker that finds its lease
@@ -20,10 +21,11 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import uuid4
 
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from rq.exceptions import NoSuchJobError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -72,19 +74,41 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
         self._recovery_stop = threading.Event()
         self._lease_lost_job_id: str | None = None
         self._horse_crash: tuple[str, str] | None = None
+        self._starting_execution: Execution | None = None
+        self._lease_keeper = leases.LeaseKeeper(
+            self.maintain_heartbeats, self.job_monitoring_interval, name="rq-signals-lease-keeper"
+        )
 
     # -- leases of this worker's own jobs ----------------------------------------------------------
+
+    def prepare_execution(self, job: Job) -> Execution:
+        try:
+            execution = super().prepare_execution(job)
+        except NoScriptError:
+            # Redis lost its scripts (restart, failover, SCRIPT FLUSH) since this worker last sent the
+            # lease script: the rest of the transaction ran (see `leases.add_lease`); start the lease now.
+            starting = self._starting_execution
+            if starting is None or starting.job_id != job.id:
+                raise
+            self.log.info("Job %s: Redis had lost the lease script; sending it again", job.id)
+            leases.restore_lease(self.connection, job.origin, starting.composite_key, self.lease_ttl)
+            execution = starting
+        if not isinstance(self, Worker):  # the job runs in this process: nothing else renews its lease
+            self._lease_keeper.arm(job, execution)
+        return execution
 
     def queue_execution_start(self, job: Job, pipeline: Pipeline[Any]) -> Execution:
         # rq's prepare_execution plus the lease, in one transaction: no started job without a lease.
         self._lease_lost_job_id = None
         execution = super().queue_execution_start(job, pipeline)
         leases.add_lease(pipeline, job.origin, execution.composite_key, self.lease_ttl)
+        self._starting_execution = execution
         return execution
 
     def cleanup_execution(
         self, job: Job, pipeline: Pipeline[Any], execution: Execution | None = None
     ) -> None:
+        self._lease_keeper.disarm()  # before the job's outcome is saved: no renewal after it
         super().cleanup_execution(job, pipeline, execution)
         if execution is not None:
             leases.drop_lease(pipeline, job.origin, execution.composite_key)
@@ -108,34 +132,15 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
             os._exit(1)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        if isinstance(self, Worker):  # forks a horse; rq's monitor loop calls maintain_heartbeats
-            super().execute_job(job, queue)
-            return
-        stop = threading.Event()
-        beat = threading.Thread(
-            target=self._beat_while_running,
-            args=(job, stop),
-            daemon=True,
-            name=f"rq-signals-heartbeat-{job.id}",
-        )
-        beat.start()
         try:
             super().execute_job(job, queue)
         finally:
-            stop.set()
-            beat.join(self.lease_ttl)
+            self._lease_keeper.disarm()
 
-    def _beat_while_running(self, job: Job, stop: threading.Event) -> None:
-        while not stop.wait(self.job_monitoring_interval):
-            execution = next((e for e in list(self.executions.values()) if e.job_id == job.id), None)
-            if execution is None:
-                continue
-            try:
-                self.maintain_heartbeats(job, execution)
-            except Exception:
-                self.log.exception(
-                    "Job %s: heartbeat failed; next in %ss", job.id, self.job_monitoring_interval
-                )
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        # No renewal while a cold shutdown puts the job back: it would find the job claimed and exit.
+        with self._lease_keeper.held():
+            super().request_force_stop(signum, frame)
 
     # -- the work horse ----------------------------------------------------------------------------
 
@@ -183,6 +188,7 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
 
     def teardown(self) -> None:
         self._recovery_stop.set()
+        self._lease_keeper.close()
         super().teardown()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
 
     def _recovery_loop(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -282,3 +283,123 @@ def test_a_lease_whose_job_rq_already_ended_is_dropped_not_recovered(connection)
 
     assert not claimed
     assert connection.zcard(leases.leases(queue.name)) == 0
+
+
+@pytest.mark.parametrize("worker_class", sorted(WORKERS))
+def test_a_job_running_longer_than_its_lease_is_renewed_not_recovered(
+    connection, redis_url, tmp_path, worker_class
+):
+    # Given a worker running a job, and a second worker scanning the queue for dead workers' jobs
+    queue = Queue("crash", connection=connection)
+    job = enqueue(queue, crash_jobs.hang_first_run, policy=Backoff(max_retries=2, base=0.05, jitter="none"))
+    first = start_worker(
+        redis_url, ["crash"], tmp_path=tmp_path, worker_class=WORKERS[worker_class], name="first"
+    )
+    second = None
+    try:
+        wait_started(connection, job, first)
+        second = start_worker(
+            redis_url, ["crash"], tmp_path=tmp_path, worker_class=WORKERS[worker_class], name="second"
+        )
+        lease_key = leases.leases(queue.name)
+        ((member, first_expiry),) = connection.zrange(lease_key, 0, -1, withscores=True)
+
+        # When the job runs on past the expiry of the lease it started with
+        wait_until(
+            lambda: redis_now(connection) > first_expiry + 1.0,
+            timeout=crash_jobs.FastSimpleRetryWorker.lease_ttl + 5,
+            what="the job to outlive its first lease",
+        )
+
+        # Then its lease has been renewed, nobody recovered it, and it finishes once, on its worker
+        assert connection.zscore(lease_key, member) > redis_now(connection)
+        assert job.get_status() == JobStatus.STARTED
+        connection.set(key(job.id, "release"), 1)
+        wait_until(lambda: job.get_status() == JobStatus.FINISHED, timeout=20, what=f"job {job.id} to finish")
+        assert int(connection.get(key(job.id, "runs"))) == 1
+        assert attempts(job) == []
+        assert connection.zcard(lease_key) == 0
+        assert first.alive()
+    finally:
+        first.kill()
+        if second is not None:
+            second.stop()
+
+
+@pytest.mark.parametrize("worker_class", sorted(WORKERS))
+def test_a_job_started_after_redis_lost_its_scripts_still_gets_its_lease(
+    connection, redis_url, tmp_path, worker_class
+):
+    # Given a worker that has sent its lease script with a first job, and Redis then losing its
+    # scripts (a restart without persistence, a failover, SCRIPT FLUSH)
+    queue = Queue("crash", connection=connection)
+    warm_up = queue.enqueue(crash_jobs.quick)
+    worker = start_worker(redis_url, ["crash"], tmp_path=tmp_path, worker_class=WORKERS[worker_class])
+    try:
+        wait_until(lambda: warm_up.get_status() == JobStatus.FINISHED, timeout=20, what="the first job")
+        connection.script_flush()
+
+        # When the worker starts its next job
+        job = enqueue(queue, crash_jobs.hang_first_run, policy=None)
+        wait_started(connection, job, worker)
+
+        # Then that job holds its lease all the same, and ends as usual
+        lease_key = leases.leases(queue.name)
+        assert connection.zcard(lease_key) == 1
+        connection.set(key(job.id, "release"), 1)
+        wait_until(lambda: job.get_status() == JobStatus.FINISHED, timeout=20, what=f"job {job.id} to finish")
+        assert connection.zcard(lease_key) == 0
+        assert queue.started_job_registry.get_job_ids(cleanup=False) == []
+        assert int(connection.get(key(job.id, "runs"))) == 1
+        assert worker.alive()
+        assert "had lost the lease script" in worker.output()
+        assert "Traceback" not in worker.output()
+    finally:
+        worker.stop()
+
+
+def test_the_lease_keeper_renews_only_a_job_past_its_interval_and_never_one_that_ended():
+    renewed = []
+    renewing, finish_renewal = threading.Event(), threading.Event()
+
+    def renew(job, execution):
+        renewed.append(job)
+        renewing.set()
+        finish_renewal.wait(10)
+
+    keeper = leases.LeaseKeeper(renew, 0.2, name="test-lease-keeper")
+    try:
+        # A job shorter than the interval is never renewed
+        keeper.arm("short job", "execution 1")
+        keeper.disarm()
+        time.sleep(0.5)
+        assert renewed == []
+
+        # A longer one is, once it has run for the interval
+        keeper.arm("long job", "execution 2")
+        wait_until(renewing.is_set, timeout=5, what="the long job's renewal")
+
+        # When it ends while being renewed, its end waits for that renewal, and no other follows
+        ending = threading.Thread(target=keeper.disarm)
+        ending.start()
+        ending.join(0.3)
+        assert ending.is_alive()
+        finish_renewal.set()
+        ending.join(5)
+        assert not ending.is_alive()
+        time.sleep(0.5)
+        assert renewed == ["long job"]
+    finally:
+        keeper.close()
+
+    # And once closed, its thread is gone
+    wait_until(
+        lambda: "test-lease-keeper" not in [t.name for t in threading.enumerate()],
+        timeout=5,
+        what="the lease keeper's thread to stop",
+    )
+
+
+def redis_now(connection) -> float:
+    seconds, micros = connection.time()
+    return seconds + micros / 1e6
