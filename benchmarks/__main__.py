@@ -29,13 +29,12 @@ BENCHMARKS = (
     "latency",
     "retry_lateness",
     "memory",
-    "fixes",
     "profiles",
 )
 #: Run only when asked for by name (or in full mode).
-FULL_ONLY = ("fixes", "profiles")
+FULL_ONLY = ("profiles",)
 REPO_ROOT = Path(__file__).resolve().parents[1]
-#: Hand-written conclusions from the profiles and the fixes benchmark, copied into the report.
+#: Hand-written conclusions from the profiles, copied into the report.
 FINDINGS = Path(__file__).with_name("findings.md")
 
 PEERS = """## Peers, for context (measured earlier on this machine, not by this suite)
