@@ -31,6 +31,8 @@ class OutboxEntry(models.Model):
         verbose_name = "outbox entry"
         verbose_name_plural = "outbox entries"
         ordering = ("id",)
+        # Checked by rq_signals.dashboard (django-rq has no such permission), not by the outbox admin.
+        permissions = (("manage_jobs", "Can requeue, delete, stop and clear RQ jobs and queues"),)
 
     def __str__(self) -> str:
         return f"Job {self.job_id} on {self.queue!r} ({self.receiver})"

@@ -1,4 +1,4 @@
-"""URLs of the test project: the admin, and django-rq's dashboard (where job pages show attempts)."""
+"""URLs of the test project: the admin, and django-rq's dashboard with its changes gated (rq_signals.urls)."""
 
 from __future__ import annotations
 
@@ -7,5 +7,5 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("django-rq/", include("django_rq.urls")),
+    path("django-rq/", include("rq_signals.urls")),
 ]

@@ -8,8 +8,9 @@ from shop.views import order_webhook
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/shop/order/")),
     path("admin/", admin.site.urls),
-    # django-rq's own dashboard (queues, jobs, failed registry, requeue); its views are staff-only.
-    path("django-rq/", include("django_rq.urls")),
+    # django-rq's dashboard (queues, jobs, failed registry) for staff; requeue, delete, stop, empty and
+    # clear also need the rq_signals.manage_jobs permission (superusers have it).
+    path("django-rq/", include("rq_signals.urls")),
     # The partner's endpoint the `default` queue POSTs order webhooks to.
     path("hooks/orders/", order_webhook, name="order-webhook"),
 ]

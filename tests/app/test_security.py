@@ -245,15 +245,6 @@ def test_staff_see_the_dashboard_and_a_superuser_can_requeue(failed_job, connect
     assert connection.lrange("rq:queue:default", 0, -1)[-1] == failed_job.id.encode()
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="any staff user may requeue, delete, empty and clear: django-rq's views check "
-    "staff_member_required only (no permission) and rq_signals gates none of them (rq_signals.admin "
-    "covers the outbox only); fix: in rq_signals (admin.py or urls), wrap django-rq's mutating views "
-    "(requeue_job, delete_job, requeue_all, delete_failed_jobs, clear, actions, enqueue_job, "
-    "stop_job) in a permission check, e.g. user.has_perm('django_rq.admin'), 403 otherwise",
-)
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS))
 def test_staff_without_permission_cannot_change_jobs_or_queues(mutation, failed_job, connection):
     name, args = MUTATIONS[mutation]
@@ -261,6 +252,87 @@ def test_staff_without_permission_cannot_change_jobs_or_queues(mutation, failed_
 
     assert untouched(failed_job, connection), f"{mutation}: done by a staff user without permission"
     assert response.status_code == 403
+
+
+def test_staff_without_permission_cannot_act_on_selected_jobs_enqueue_or_stop(failed_job, connection):
+    staff = client_for("staff")
+    posts = {
+        "django_rq:actions": ([1], {"action": "requeue", "job_ids": [failed_job.id]}),
+        "django_rq:enqueue_job": ([1, failed_job.id], {}),
+        "django_rq:stop_job": ([1, failed_job.id], {}),
+    }
+    for name, (args, data) in posts.items():
+        assert staff.post(reverse(name, args=args), data).status_code == 403, name
+    assert untouched(failed_job, connection)
+
+
+@pytest.mark.xfail(
+    raises=AssertionError,
+    strict=True,
+    reason="django-rq also mounts its views in the admin (/admin/django_rq/dashboard/..., names "
+    "admin:django_rq_<name>) behind admin_view, which checks is_staff only, and rq_signals.admin keeps "
+    "django-rq's QueueAdmin; fix: in rq_signals/admin.py re-register django_rq.models.Dashboard with a "
+    "QueueAdmin subclass whose get_urls passes django-rq's part through "
+    "rq_signals.dashboard.gate_mutations(..., name_prefix='django_rq_')",
+)
+def test_the_dashboard_in_the_admin_wants_the_permission_too(failed_job, connection):
+    response = client_for("staff").post(reverse("admin:django_rq_requeue_job", args=[1, failed_job.id]))
+
+    assert untouched(failed_job, connection), "requeued through the admin by a staff user without permission"
+    assert response.status_code == 403
+
+
+def test_staff_with_the_manage_jobs_permission_can_requeue(failed_job, connection):
+    # Given a staff user (not a superuser) granted rq_signals.manage_jobs
+    manager = staff_with("manage_jobs")
+
+    # When they press Requeue on the failed job
+    response = manager.post(reverse("django_rq:requeue_job", args=[1, failed_job.id]))
+
+    # Then it is back on its queue, as for a superuser
+    assert response.status_code == 302
+    assert connection.lrange("rq:queue:default", 0, -1)[-1] == failed_job.id.encode()
+
+
+def test_staff_without_the_permission_still_see_every_read_only_page(failed_job):
+    staff = client_for("staff")
+    pages = [reverse("django_rq:home"), reverse("django_rq:home_json")]
+    pages += [
+        reverse(f"django_rq:{name}", args=[1])
+        for name in ("jobs", "queue_details", "finished_jobs", "failed_jobs", "scheduled_jobs")
+        + ("started_jobs", "deferred_jobs", "workers")
+    ]
+    pages.append(reverse("django_rq:job_detail", args=[1, failed_job.id]))
+    for page in pages:
+        assert staff.get(page).status_code == 200, page
+
+
+def test_every_django_rq_view_but_the_read_only_ones_wants_the_permission():
+    import django_rq.urls
+
+    from rq_signals import dashboard
+    from rq_signals import urls as gated_urls
+
+    # django-rq's views are exactly the read-only ones and these (a new one fails here, and is gated)
+    names = {pattern.name for pattern in django_rq.urls.urlpatterns}
+    assert names - dashboard.READ_ONLY == {
+        "delete_failed_jobs",
+        "clear",
+        "requeue_all",
+        "delete_job",
+        "requeue_job",
+        "enqueue_job",
+        "stop_job",
+        "confirm_action",
+        "actions",
+    }
+    assert dashboard.READ_ONLY - names <= {"metrics"}  # only without prometheus_client
+    # and rq_signals.urls keeps every path and name, gating all views but the read-only ones
+    pairs = zip(django_rq.urls.urlpatterns, gated_urls.urlpatterns, strict=True)
+    for theirs, ours in pairs:
+        assert (str(ours.pattern), ours.name) == (str(theirs.pattern), theirs.name)
+        assert (ours.callback is theirs.callback) == (ours.name in dashboard.READ_ONLY), ours.name
+    assert gated_urls.app_name == "django_rq"
 
 
 @pytest.fixture
