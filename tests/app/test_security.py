@@ -4,7 +4,7 @@
 - No pickle on the signal path: the payload is JSON; the job envelope rq stores is not (xfail).
 - A payload size limit refused at send time (xfail: there is none).
 - The admin and django-rq pages are staff-only; the outbox admin wants its view permission and is
-  read-only; django-rq's requeue/delete/empty need a permission (xfail).
+  read-only; django-rq's requeue/delete/empty need the rq_signals.manage_jobs permission.
 - A Redis URL with a password works end to end and the password is never logged; ``rediss://`` too.
 """
 
@@ -266,15 +266,6 @@ def test_staff_without_permission_cannot_act_on_selected_jobs_enqueue_or_stop(fa
     assert untouched(failed_job, connection)
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="django-rq also mounts its views in the admin (/admin/django_rq/dashboard/..., names "
-    "admin:django_rq_<name>) behind admin_view, which checks is_staff only, and rq_signals.admin keeps "
-    "django-rq's QueueAdmin; fix: in rq_signals/admin.py re-register django_rq.models.Dashboard with a "
-    "QueueAdmin subclass whose get_urls passes django-rq's part through "
-    "rq_signals.dashboard.gate_mutations(..., name_prefix='django_rq_')",
-)
 def test_the_dashboard_in_the_admin_wants_the_permission_too(failed_job, connection):
     response = client_for("staff").post(reverse("admin:django_rq_requeue_job", args=[1, failed_job.id]))
 
