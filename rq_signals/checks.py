@@ -104,6 +104,10 @@ def _is_missing_policy(value: Any) -> bool:
     return value in defaults.MISSING_INSTANCE_POLICIES
 
 
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def _is_outbox_mode(value: Any) -> bool:
     return value in defaults.OUTBOX_MODES
 
@@ -112,6 +116,7 @@ _VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "DEFAULT_QUEUE": (_is_queue_name, "the name of an RQ_QUEUES entry"),
     "DEFAULT_RETRY": (_is_retry, "a rq_signals.Backoff, or None/False for no retries"),
     "EAGER": (_is_bool, "True or False"),
+    "MAX_PAYLOAD_BYTES": (_is_positive_int, "a whole number of bytes > 0"),
     "MISSING_INSTANCE": (_is_missing_policy, " or ".join(map(repr, defaults.MISSING_INSTANCE_POLICIES))),
     "OUTBOX": (_is_outbox_mode, " or ".join(map(repr, defaults.OUTBOX_MODES))),
 }

@@ -15,7 +15,9 @@ from rq_signals.defaults import MissingPolicy, OutboxMode
 from worker.backoff import Backoff
 
 #: The keys `RQ_SIGNALS` may hold; anything else is reported by the `rq_signals.E002` check.
-KNOWN_KEYS: Final = frozenset({"DEFAULT_QUEUE", "DEFAULT_RETRY", "EAGER", "MISSING_INSTANCE", "OUTBOX"})
+KNOWN_KEYS: Final = frozenset(
+    {"DEFAULT_QUEUE", "DEFAULT_RETRY", "EAGER", "MAX_PAYLOAD_BYTES", "MISSING_INSTANCE", "OUTBOX"}
+)
 
 
 class Settings:
@@ -35,6 +37,12 @@ class Settings:
     @property
     def eager(self) -> bool:
         value: bool = self.user_settings().get("EAGER", defaults.DEFAULT_EAGER)
+        return value
+
+    @property
+    def max_payload_bytes(self) -> int:
+        """The largest payload (bytes of JSON) a send may enqueue; a larger one is a SerializationError."""
+        value: int = self.user_settings().get("MAX_PAYLOAD_BYTES", defaults.DEFAULT_MAX_PAYLOAD_BYTES)
         return value
 
     @property

@@ -15,6 +15,8 @@ DEFAULT_QUEUE: Final = "default"
 DEFAULT_RETRY: Final = Backoff(max_retries=5, base=1.0, factor=2.0, max_delay=600.0, jitter="full")
 #: ``RQ_SIGNALS["EAGER"]``: run receivers inline (after commit) instead of enqueueing them.
 DEFAULT_EAGER: Final = False
+#: ``RQ_SIGNALS["MAX_PAYLOAD_BYTES"]``: the largest encoded payload a send may enqueue, in bytes of JSON.
+DEFAULT_MAX_PAYLOAD_BYTES: Final = 1024 * 1024
 #: ``RQ_SIGNALS["MISSING_INSTANCE"]``: what a job does when an instance it refers to is gone.
 DEFAULT_MISSING_INSTANCE: Final[MissingPolicy] = "skip"
 

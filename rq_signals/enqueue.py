@@ -34,6 +34,7 @@ from rq.utils import now
 
 from rq_signals import defaults, queues
 from rq_signals.conf import conf
+from rq_signals.exceptions import SerializationError
 from rq_signals.payload import encode_arguments
 from worker.backoff import POLICY_META_KEY, Backoff
 
@@ -41,6 +42,17 @@ if TYPE_CHECKING:
     from rq_signals.registration import AsyncReceiver, SignalRef
 
 logger = logging.getLogger(__name__)
+
+
+def check_size(payload: dict[str, Any], *, signal_name: str, receiver_id: str) -> None:
+    """Refuse, in the sender, a payload larger than ``RQ_SIGNALS["MAX_PAYLOAD_BYTES"]``."""
+    limit = conf.max_payload_bytes
+    size = len(json.dumps(payload, separators=(",", ":")).encode())
+    if size > limit:
+        raise SerializationError(
+            f"{signal_name} receiver {receiver_id} got a payload of {size} bytes, over "
+            f'RQ_SIGNALS["MAX_PAYLOAD_BYTES"] = {limit}; send pks or a smaller value instead of large data.'
+        )
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,7 @@ def send(registration: AsyncReceiver, ref: SignalRef, sender: Any, kwargs: dict[
         # queryset.delete() sends the QuerySet as pre/post_delete's `origin`; a job carries its model.
         arguments["origin"] = arguments["origin"].model
     payload = encode_arguments(arguments, signal_name=ref.name, receiver_path=registration.receiver_id)
+    check_size(payload, signal_name=ref.name, receiver_id=registration.receiver_id)
     spec = JobSpec(
         queue=registration.queue or conf.default_queue,
         receiver_id=registration.receiver_id,

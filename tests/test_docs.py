@@ -27,6 +27,7 @@ def test_the_settings_table_shows_the_defaults_of_defaults_py():
     assert table["EAGER"] == f"`{defaults.DEFAULT_EAGER}`"
     assert table["MISSING_INSTANCE"] == f'`"{defaults.DEFAULT_MISSING_INSTANCE}"`'
     assert table["OUTBOX"] == f'`"{defaults.DEFAULT_OUTBOX}"`'
+    assert table["MAX_PAYLOAD_BYTES"] == f"`{defaults.DEFAULT_MAX_PAYLOAD_BYTES}`"
     policy = defaults.DEFAULT_RETRY
     assert table["DEFAULT_RETRY"] == (
         f"`Backoff(max_retries={policy.max_retries}, base={policy.base}, factor={policy.factor}, "

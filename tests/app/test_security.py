@@ -2,7 +2,7 @@
 
 - Only functions registered with ``@async_receiver`` run through the job entrypoint.
 - No pickle on the signal path: the payload is JSON; the job envelope rq stores is not (xfail).
-- A payload size limit refused at send time (xfail: there is none).
+- A payload size limit refused at send time (RQ_SIGNALS["MAX_PAYLOAD_BYTES"]).
 - The admin and django-rq pages are staff-only; the outbox admin wants its view permission and is
   read-only; django-rq's requeue/delete/empty need the rq_signals.manage_jobs permission.
 - A Redis URL with a password works end to end and the password is never logged; ``rediss://`` too.
@@ -142,15 +142,6 @@ def test_the_stored_job_envelope_is_json_not_pickle(connection):
 # -- a payload size limit, refused at send time --------------------------------------------------
 
 
-@pytest.mark.xfail(
-    raises=pytest.fail.Exception,
-    strict=True,
-    reason="no payload size limit: rq_signals.conf has no MAX_PAYLOAD_BYTES (KNOWN_KEYS lacks it, E002 "
-    "reports it as unknown) and rq_signals.enqueue.send enqueues a payload of any size; fix: "
-    "defaults.MAX_PAYLOAD_BYTES (e.g. 1 MiB), conf.max_payload_bytes, and in enqueue.send, after "
-    "encode_arguments, len(json.dumps(payload)) > limit raises SerializationError naming the "
-    "signal, receiver, size and the setting",
-)
 @override_settings(RQ_SIGNALS={"MAX_PAYLOAD_BYTES": 1024})
 def test_a_payload_over_the_size_limit_is_refused_at_send_time_naming_the_receiver(connection):
     invoice = Invoice.objects.create(reference="SEC-BIG")
