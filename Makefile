@@ -19,7 +19,7 @@ install: $(STAMP)
 test: install
 	@bash scripts/ensure-chromium.sh
 	@echo "==> pytest (SQLite)"
-	$(BIN)/pytest
+	env -u TEST_DATABASE_URL $(BIN)/pytest
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
 		echo "==> pytest (PostgreSQL: $$TEST_DATABASE_URL), database-backed tests"; \
 		$(BIN)/pytest -m "not browser" tests/app; \
