@@ -46,6 +46,26 @@ class Outcome:
     reruns: int = 0  # extra completed runs (at least once, so allowed), for the curious
     note: str = ""
 
+    @classmethod
+    def of_stream(
+        cls, scenario: str, ledger: Ledger, sent: Sequence[str], *, began: float, note: str, overlaps: int = 0
+    ) -> Outcome:
+        """The row of a scenario that streams jobs and checks each completes, never twice at once.
+
+        `overlaps` adds overlaps found beside the ledger's own (e.g. runs that never ended).
+        """
+        return cls(
+            scenario,
+            sent=len(sent),
+            ran=len(ledger.completed(sent)),
+            lost=len(ledger.missing(sent)),
+            overlaps=overlaps + len(ledger.overlaps),
+            failed_as_expected=0,
+            seconds=time.monotonic() - began,
+            reruns=ledger.reruns(sent),
+            note=note,
+        )
+
 
 def format_table(rows: Sequence[Outcome]) -> list[str]:
     header = (

@@ -97,15 +97,12 @@ def test_workers_killed_mid_job_lose_no_job_and_never_run_one_twice_at_once(
     overlapping = ledger.overlapping(deaths)
     failed = sum(connection.zcard(f"rq:failed:{name}") for name in ("high", "default", "low"))
     report(
-        Outcome(
+        Outcome.of_stream(
             "kill -9 worker mid-job",
-            sent=len(sent),
-            ran=len(ledger.completed(sent)),
-            lost=len(ledger.missing(sent)),
-            overlaps=len(overlapping) + len(ledger.overlaps),
-            failed_as_expected=0,
-            seconds=time.monotonic() - began,
-            reruns=ledger.reruns(sent),
+            ledger,
+            sent,
+            began=began,
+            overlaps=len(overlapping),
             note=f"{kills} kills",
         )
     )

@@ -92,15 +92,11 @@ def test_redis_restarts_mid_run_lose_no_job(
     ledger = wait_for_all(connection, sent, timeout=120, what="every job of the stream to complete")
     failed = failed_count(connection)
     report(
-        Outcome(
+        Outcome.of_stream(
             "restart Redis mid-run (AOF)",
-            sent=len(sent),
-            ran=len(ledger.completed(sent)),
-            lost=len(ledger.missing(sent)),
-            overlaps=len(ledger.overlaps),
-            failed_as_expected=0,
-            seconds=time.monotonic() - began,
-            reruns=ledger.reruns(sent),
+            ledger,
+            sent,
+            began=began,
             note=f"{restarts} restarts; {len(outboxed)} via outbox, relayed by the workers",
         )
     )

@@ -110,15 +110,11 @@ def test_warm_and_cold_shutdowns_mid_job_lose_no_job_and_never_run_one_twice_at_
     ledger = Ledger.read(connection)
     overlapping = ledger.overlapping({})  # for the message only: runs that never ended count as ongoing
     report(
-        Outcome(
+        Outcome.of_stream(
             "warm/cold shutdown mid-job",
-            sent=len(sent),
-            ran=len(ledger.completed(sent)),
-            lost=len(ledger.missing(sent)),
-            overlaps=len(ledger.overlaps),
-            failed_as_expected=0,
-            seconds=time.monotonic() - began,
-            reruns=ledger.reruns(sent),
+            ledger,
+            sent,
+            began=began,
             note=f"{len(warm_tags)} warm + {len(cold_tags)} cold",
         )
     )

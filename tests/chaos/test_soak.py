@@ -67,15 +67,11 @@ def test_a_soak_across_three_queues_loses_nothing_and_workers_do_not_grow(
     ledger = Ledger.read(connection)
     growth = {kind: end[kind] - warm[kind] for kind in end}
     report(
-        Outcome(
+        Outcome.of_stream(
             "soak high/default/low, 2 workers",
-            sent=len(sent),
-            ran=len(ledger.completed(sent)),
-            lost=len(ledger.missing(sent)),
-            overlaps=len(ledger.overlaps),
-            failed_as_expected=0,
-            seconds=time.monotonic() - began,
-            reruns=ledger.reruns(sent),
+            ledger,
+            sent,
+            began=began,
             note="RSS warm->end MiB: "
             + ", ".join(f"{kind} {warm[kind] / 2**20:.1f}->{end[kind] / 2**20:.1f}" for kind in end),
         )
