@@ -112,10 +112,15 @@ def _is_outbox_mode(value: Any) -> bool:
     return value in defaults.OUTBOX_MODES
 
 
+def _is_flush_mode(value: Any) -> bool:
+    return value in defaults.FLUSH_MODES
+
+
 _VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "DEFAULT_QUEUE": (_is_queue_name, "the name of an RQ_QUEUES entry"),
     "DEFAULT_RETRY": (_is_retry, "a rq_signals.Backoff, or None/False for no retries"),
     "EAGER": (_is_bool, "True or False"),
+    "FLUSH": (_is_flush_mode, " or ".join(map(repr, defaults.FLUSH_MODES))),
     "MAX_PAYLOAD_BYTES": (_is_positive_int, "a whole number of bytes > 0"),
     "MISSING_INSTANCE": (_is_missing_policy, " or ".join(map(repr, defaults.MISSING_INSTANCE_POLICIES))),
     "OUTBOX": (_is_outbox_mode, " or ".join(map(repr, defaults.OUTBOX_MODES))),

@@ -11,12 +11,12 @@ from typing import Any, Final
 from django.conf import settings
 
 from rq_signals import defaults
-from rq_signals.defaults import MissingPolicy, OutboxMode
+from rq_signals.defaults import FlushMode, MissingPolicy, OutboxMode
 from worker.backoff import Backoff
 
 #: The keys `RQ_SIGNALS` may hold; anything else is reported by the `rq_signals.E002` check.
 KNOWN_KEYS: Final = frozenset(
-    {"DEFAULT_QUEUE", "DEFAULT_RETRY", "EAGER", "MAX_PAYLOAD_BYTES", "MISSING_INSTANCE", "OUTBOX"}
+    {"DEFAULT_QUEUE", "DEFAULT_RETRY", "EAGER", "FLUSH", "MAX_PAYLOAD_BYTES", "MISSING_INSTANCE", "OUTBOX"}
 )
 
 
@@ -37,6 +37,12 @@ class Settings:
     @property
     def eager(self) -> bool:
         value: bool = self.user_settings().get("EAGER", defaults.DEFAULT_EAGER)
+        return value
+
+    @property
+    def flush(self) -> FlushMode:
+        """Who writes a transaction's jobs to Redis after commit: ``"commit"`` or ``"background"``."""
+        value: FlushMode = self.user_settings().get("FLUSH", defaults.DEFAULT_FLUSH)
         return value
 
     @property

@@ -8,6 +8,7 @@ from worker.backoff import Backoff
 
 MissingPolicy = Literal["skip", "snapshot", "fail"]
 OutboxMode = Literal["on_failure", "always", "off"]
+FlushMode = Literal["commit", "background"]
 
 #: ``RQ_SIGNALS["DEFAULT_QUEUE"]``: the RQ_QUEUES entry of receivers declared with ``queue=None``.
 DEFAULT_QUEUE: Final = "default"
@@ -40,3 +41,8 @@ OUTBOX_BATCH_SIZE: Final = 100
 OUTBOX_MARKER_TTL_SECONDS: Final = 7 * 24 * 3600
 #: WATCH/MULTI rounds a relay tries on one batch while other relays touch its jobs.
 OUTBOX_WATCH_ATTEMPTS: Final = 5
+
+#: ``RQ_SIGNALS["FLUSH"]``: who writes a transaction's jobs to Redis after commit: the committing
+#: thread (``"commit"``: the request waits for Redis) or a writer thread (``"background"``).
+DEFAULT_FLUSH: Final[FlushMode] = "commit"
+FLUSH_MODES: Final[tuple[FlushMode, ...]] = ("commit", "background")

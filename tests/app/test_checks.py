@@ -54,6 +54,7 @@ def test_e003_a_value_of_the_wrong_type():
         "DEFAULT_QUEUE": 1,
         "DEFAULT_RETRY": {"max_retries": 3},
         "EAGER": "yes",
+        "FLUSH": "later",
         "MAX_PAYLOAD_BYTES": 0,
         "MISSING_INSTANCE": "ignore",
         "OUTBOX": True,
@@ -61,7 +62,7 @@ def test_e003_a_value_of_the_wrong_type():
     with override_settings(RQ_SIGNALS=bad):
         messages = checks.check_settings()
 
-    assert ids(messages) == ["rq_signals.E003"] * 6
+    assert ids(messages) == ["rq_signals.E003"] * 7
     assert [message.msg.split(" must")[0] for message in messages] == [f'RQ_SIGNALS["{key}"]' for key in bad]
     with override_settings(RQ_SIGNALS={"DEFAULT_RETRY": Backoff(max_retries=1), "MISSING_INSTANCE": "fail"}):
         assert checks.check_settings() == []
