@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from rq_signals.flusher import flush_jobs
 from rq_signals.registration import AsyncReceiver, async_receiver
 from worker.backoff import Backoff
 
-__all__ = ["AsyncReceiver", "Backoff", "async_receiver"]
+__all__ = ["AsyncReceiver", "Backoff", "async_receiver", "flush_jobs"]

@@ -12,6 +12,10 @@ a savepoint rollback is freed at once (reference counting, as on CPython), leavi
 
 Jobs Redis does not take go to the database outbox (`rq_signals.outbox`), and with
 ``RQ_SIGNALS["OUTBOX"] = "always"`` every after-commit job is written there inside the transaction.
+With ``RQ_SIGNALS["FLUSH"] = "background"`` a committed transaction's jobs (and those of a send in
+autocommit, whose write is already committed) are handed to the writer thread of `rq_signals.flusher`
+instead, which writes them with `enqueue_group` too; sends with ``on_commit=False`` and ``EAGER``
+are unchanged.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from redis.exceptions import RedisError
 from rq.queue import Queue
 from rq.utils import now
 
-from rq_signals import defaults, queues
+from rq_signals import defaults, flusher, queues
 from rq_signals.conf import conf
 from rq_signals.exceptions import SerializationError
 from rq_signals.payload import encode_arguments
@@ -100,7 +104,8 @@ def send(registration: AsyncReceiver, ref: SignalRef, sender: Any, kwargs: dict[
                 f"{alias!r} is in manual transaction management (autocommit off, no atomic block); "
                 "send inside transaction.atomic(), or declare the receiver with on_commit=False."
             )
-        dispatch([spec], using=alias)
+        if not (registration.on_commit and _hand_to_writer(alias, [spec], [])):
+            dispatch([spec], using=alias)
         return
     batch = _batches.get(connection)
     if batch is None:
@@ -120,6 +125,13 @@ def _in_manual_transaction(connection: BaseDatabaseWrapper) -> bool:
     return connection.connection is not None and not connection.autocommit
 
 
+def _hand_to_writer(alias: str, specs: list[JobSpec], outboxed: list[JobSpec]) -> bool:
+    """Under ``FLUSH="background"`` (not ``EAGER``) hand committed jobs to the writer; False: write here."""
+    if conf.flush != "background" or conf.eager:
+        return False
+    return flusher.submit(flusher.Committed(alias, specs, outboxed, conf.outbox))
+
+
 def dispatch(specs: list[JobSpec], *, using: str = DEFAULT_DB_ALIAS) -> list[str]:
     """Enqueue `specs` (one pipeline per Redis server), or run them inline under ``EAGER``; ids enqueued.
 
@@ -131,9 +143,9 @@ def dispatch(specs: list[JobSpec], *, using: str = DEFAULT_DB_ALIAS) -> list[str
         _run_eagerly(specs)
         return []
     job_ids: list[str] = []
-    for group in _by_connection(specs):
+    for group in by_connection(specs):
         try:
-            job_ids += _enqueue_group(group)
+            job_ids += enqueue_group(group)
         except (RedisError, OSError) as exc:
             if conf.outbox == "off":
                 raise
@@ -184,17 +196,24 @@ class _Batch:
     def flush(self) -> None:
         specs, self.ready = self.ready, []
         outboxed, self.outboxed = self.outboxed, set()  # ids of rolled-back sends are forgotten here
+        if outboxed:
+            delivered = [spec for spec in specs if spec.job_id in outboxed]
+            specs = [spec for spec in specs if spec.job_id not in outboxed]
+        else:
+            delivered = []
+        if _hand_to_writer(self.alias, specs, delivered):
+            return
         try:
-            if outboxed:
+            if delivered:
                 from rq_signals import outbox
 
-                outbox.deliver([spec for spec in specs if spec.job_id in outboxed], using=self.alias)
-            dispatch([spec for spec in specs if spec.job_id not in outboxed], using=self.alias)
+                outbox.deliver(delivered, using=self.alias)
+            dispatch(specs, using=self.alias)
         except Exception:
             logger.exception(
                 "Receivers %s: %d job(s) of a committed transaction could not be enqueued",
-                ", ".join(sorted({spec.receiver_id for spec in specs})),
-                len(specs),
+                ", ".join(sorted({spec.receiver_id for spec in delivered + specs})),
+                len(delivered) + len(specs),
             )
             raise
 
@@ -242,14 +261,15 @@ def _label(sender: Any) -> str:
     return text if len(text) <= 40 else text[:39] + "…"
 
 
-def _by_connection(specs: Iterable[JobSpec]) -> list[list[JobSpec]]:
+def by_connection(specs: Iterable[JobSpec]) -> list[list[JobSpec]]:
+    """`specs` in groups whose queues share a Redis connection (one pipeline each), in order."""
     groups: dict[str, list[JobSpec]] = {}
     for spec in specs:
         groups.setdefault(queues.connection_key(spec.queue), []).append(spec)
     return list(groups.values())
 
 
-def _enqueue_group(specs: list[JobSpec]) -> list[str]:
+def enqueue_group(specs: list[JobSpec]) -> list[str]:
     """One MULTI/EXEC for jobs whose queues share a Redis connection; their ids.
 
     Plain queues get the job hashes written directly (`queues.write_jobs`, what ``enqueue_many``

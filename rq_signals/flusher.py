@@ -1,0 +1,302 @@
+"""The background flush, ``RQ_SIGNALS["FLUSH"] = "background"``: one writer thread per process pushes jobs.
+
+In the default ``"commit"`` mode the committing thread writes its transaction's jobs to Redis (one
+pipeline) before ``save()`` or ``atomic()`` returns: the request waits one Redis round trip. In
+``"background"`` mode the after-commit callback hands the jobs, already encoded and size-checked
+at send time (errors still surface in the sender), to `submit` and returns. One daemon thread per
+process, ``rq-signals-flush``, started by the first `submit`, takes everything pending and writes
+it with the commit path's one-pipeline code (`rq_signals.enqueue.enqueue_group`): transactions
+that pile up while it writes go out together, in one round trip per Redis server.
+
+What Redis refuses goes to the outbox of the database that committed it, as in the commit path
+(``RQ_SIGNALS["OUTBOX"]`` as it was at commit; ``"off"``: an error naming receivers and job ids),
+written through the writer thread's own database connection, closed after. ``OUTBOX="always"``
+jobs (rows written inside the transaction) are delivered by the writer as the commit path
+delivers them (`rq_signals.outbox.deliver`).
+
+The trade: a process killed hard (SIGKILL, the OOM killer) right after a commit loses the jobs
+the writer has not written yet. The commit mode has that window too (one round trip, inside
+``save()``); this mode adds the time jobs wait for the writer. An orderly exit loses nothing: at
+interpreter exit an ``atexit`` hook waits for the writer (at most `EXIT_TIMEOUT_SECONDS`), and
+`flush_jobs` does the same on demand; jobs still unwritten at the deadline go to the outbox of
+their database (or, if that fails, are logged by id). After ``fork()`` the child starts with no
+pending jobs and no writer: the parent's jobs are the parent's to write.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from django.db import connections
+from redis.exceptions import RedisError
+
+from rq_signals.defaults import OutboxMode
+
+if TYPE_CHECKING:
+    from rq_signals.enqueue import JobSpec
+
+logger = logging.getLogger(__name__)
+
+#: The name of the writer thread (one per process), as ``ps -L``, py-spy and thread dumps show it.
+THREAD_NAME: Final = "rq-signals-flush"
+#: Seconds the ``atexit`` hook waits for the writer before it puts what is left in the outbox.
+EXIT_TIMEOUT_SECONDS: Final = 5.0
+#: Seconds `flush_jobs` waits by default.
+FLUSH_TIMEOUT_SECONDS: Final = 10.0
+
+
+@dataclass(frozen=True)
+class Committed:
+    """One commit's jobs on database `alias`: to write in one pipeline, and to deliver from the outbox."""
+
+    alias: str
+    specs: Sequence[JobSpec]
+    outboxed: Sequence[JobSpec]  # OUTBOX="always": rows written in the transaction, delivered then deleted
+    outbox_mode: OutboxMode  # RQ_SIGNALS["OUTBOX"] at commit
+
+    def job_ids(self) -> list[str]:
+        return [spec.job_id for spec in (*self.outboxed, *self.specs)]
+
+
+class _Writer:
+    """The pending commits of this process and the thread that writes them; all state under `lock`."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.has_work = threading.Condition(self.lock)  # the writer waits here for commits
+        self.went_idle = threading.Condition(self.lock)  # `wait` waits here for the writer
+        self.pending: list[Committed] = []
+        self.writing: list[Committed] = []
+        self.thread: threading.Thread | None = None
+        self.closed = False  # after the exit flush: the commit path writes instead
+
+    def submit(self, committed: Committed) -> bool:
+        with self.lock:
+            if self.closed:
+                return False
+            self.pending.append(committed)
+            if self.thread is None:
+                _install_process_hooks()
+                self.thread = threading.Thread(target=self.run, name=THREAD_NAME, daemon=True)
+                self.thread.start()
+            self.has_work.notify()
+        return True
+
+    def run(self) -> None:
+        while True:
+            with self.lock:
+                while not self.pending:
+                    self.has_work.wait()
+                batch, self.pending = self.pending, []
+                self.writing = batch
+            try:
+                write(batch)
+            finally:
+                with self.lock:
+                    self.writing = []
+                    self.went_idle.notify_all()
+
+    def wait(self, timeout: float, *, at_exit: bool) -> bool:
+        """Wait until nothing is pending or being written; True if so within `timeout` seconds.
+
+        At the deadline, jobs the writer has not taken are taken from it and kept in the outbox by
+        the calling thread; jobs being written are left to the writer (logged), except `at_exit`,
+        when the process is about to end and they are kept in the outbox too (the relay does not
+        enqueue a job id Redis already has).
+        """
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            if at_exit:
+                self.closed = True
+            while self.pending or self.writing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.went_idle.wait(left)
+            else:
+                return True
+            untaken, self.pending = self.pending, []
+            in_flight = list(self.writing)
+        _report_timeout(timeout, untaken, in_flight, at_exit=at_exit)
+        _keep(untaken + in_flight if at_exit else untaken, error=TimeoutError(f"not written in {timeout}s"))
+        return False
+
+
+_writer = _Writer()
+
+
+def submit(committed: Committed) -> bool:
+    """Hand a commit's jobs to the writer thread (started on first use); False after the exit flush.
+
+    Called in the committing thread: a lock, a list append and a wake-up, no I/O.
+    """
+    return _writer.submit(committed)
+
+
+def flush_jobs(timeout: float = FLUSH_TIMEOUT_SECONDS) -> bool:
+    """Wait, at most `timeout` seconds, until every committed job of this process is written; True if so.
+
+    With ``RQ_SIGNALS["FLUSH"] = "background"`` the jobs of committed transactions reach Redis a
+    little after the commit, from a writer thread; call this where a process must know they are
+    there (before an orderly exit that bypasses ``atexit``, such as ``os._exit``; in a test). On
+    a timeout the job ids left are logged, and the jobs the writer has not taken yet go to the
+    outbox (Redis errors are handled as always: the outbox). With ``"commit"`` there is nothing
+    to wait for: it returns True at once.
+    """
+    return _writer.wait(timeout, at_exit=False)
+
+
+def write(batch: Sequence[Committed]) -> None:
+    """Write `batch` to Redis (one pipeline per Redis server); what Redis refuses goes to the outbox.
+
+    Runs in the writer thread, which must not die: anything unexpected is logged with its job ids.
+    The database connections it opened (outbox rows) are this thread's, closed before it returns.
+    """
+    from rq_signals import enqueue  # enqueue imports this module
+
+    aliases = {committed.alias for committed in batch if committed.outboxed}
+    try:
+        for committed in batch:
+            if committed.outboxed:
+                _deliver(committed)
+        specs = [spec for committed in batch for spec in committed.specs]
+        for group in enqueue.by_connection(specs):
+            try:
+                enqueue.enqueue_group(group)
+            except (RedisError, OSError) as exc:
+                refused = [_only(committed, group) for committed in batch]
+                aliases.update(committed.alias for committed in refused if committed.specs)
+                _keep(refused, error=exc)
+    except Exception:
+        logger.exception(
+            "Receivers %s: the writer thread could not write %d job(s) of committed transactions: %s",
+            _receivers(batch),
+            sum(len(committed.job_ids()) for committed in batch),
+            _ids(batch),
+        )
+    finally:
+        for alias in aliases:
+            connections[alias].close()
+
+
+def _deliver(committed: Committed) -> None:
+    from rq_signals import outbox  # imports models: not at this module's import time
+
+    try:
+        outbox.deliver(committed.outboxed, using=committed.alias)
+    except Exception:  # the rows are still there: the relay will send them
+        logger.exception(
+            "Receivers %s: %d job(s) of a committed transaction wait in the outbox of database %r "
+            "for the relay: %s",
+            _receivers([committed]),
+            len(committed.outboxed),
+            committed.alias,
+            _ids([committed]),
+        )
+
+
+def _keep(batch: Iterable[Committed], *, error: BaseException) -> None:
+    """Store jobs that were not written in the outbox of their database, as the commit path does."""
+    from rq_signals import outbox
+
+    for committed in batch:
+        if not committed.specs:
+            continue
+        if committed.outbox_mode == "off":
+            logger.error(
+                "Receivers %s: Redis did not take %d job(s) after commit (%s) and "
+                'RQ_SIGNALS["OUTBOX"] is "off": lost: %s',
+                _receivers([committed]),
+                len(committed.specs),
+                outbox.describe_error(error),
+                _ids([committed]),
+            )
+            continue
+        try:
+            outbox.store_unsent(committed.specs, using=committed.alias, error=error)
+        except Exception:
+            logger.exception(
+                "Receivers %s: Redis did not take %d job(s) after commit (%s), nor did the outbox of "
+                "database %r: lost: %s",
+                _receivers([committed]),
+                len(committed.specs),
+                outbox.describe_error(error),
+                committed.alias,
+                _ids([committed]),
+            )
+
+
+def _report_timeout(
+    timeout: float, untaken: list[Committed], in_flight: list[Committed], *, at_exit: bool
+) -> None:
+    if in_flight:
+        logger.warning(
+            "Receivers %s: %d job(s) still being written to Redis after %ss%s: %s",
+            _receivers(in_flight),
+            sum(len(committed.job_ids()) for committed in in_flight),
+            timeout,
+            "; kept in the outbox too (the relay skips a job Redis has)" if at_exit else "",
+            _ids(in_flight),
+        )
+    if untaken:
+        logger.warning(
+            "Receivers %s: %d job(s) not written to Redis after %ss; kept in the outbox: %s",
+            _receivers(untaken),
+            sum(len(committed.job_ids()) for committed in untaken),
+            timeout,
+            _ids(untaken),
+        )
+
+
+def _only(committed: Committed, group: Sequence[JobSpec]) -> Committed:
+    """`committed` with only its jobs of `group` to write (and none to deliver)."""
+    ids = {spec.job_id for spec in group}
+    specs = [spec for spec in committed.specs if spec.job_id in ids]
+    return Committed(committed.alias, specs, (), committed.outbox_mode)
+
+
+def _receivers(batch: Iterable[Committed]) -> str:
+    return ", ".join(
+        sorted({spec.receiver_id for committed in batch for spec in (*committed.specs, *committed.outboxed)})
+    )
+
+
+def _ids(batch: Iterable[Committed], limit: int = 20) -> str:
+    job_ids = [job_id for committed in batch for job_id in committed.job_ids()]
+    shown = ", ".join(job_ids[:limit])
+    return shown if len(job_ids) <= limit else f"{shown} (and {len(job_ids) - limit} more)"
+
+
+def _flush_at_exit() -> None:
+    _writer.wait(EXIT_TIMEOUT_SECONDS, at_exit=True)
+
+
+def _forget_in_child() -> None:
+    """After ``fork()``: no pending jobs (they are the parent's), no writer (threads do not survive a fork),
+    and fresh locks (the parent's may have been held at that moment)."""
+    from rq_signals import queues
+
+    global _writer
+    _writer = _Writer()
+    # The writer may have been building a queue (a connect and an INFO under `queues._lock`) when
+    # another thread forked: in the child nobody would ever release it.
+    queues._lock = threading.Lock()
+
+
+_hooks_installed = False
+
+
+def _install_process_hooks() -> None:
+    """Once per process, with the first writer (a forked child inherits them): exit flush, fork reset."""
+    global _hooks_installed
+    if not _hooks_installed:
+        _hooks_installed = True
+        atexit.register(_flush_at_exit)
+        os.register_at_fork(after_in_child=_forget_in_child)
