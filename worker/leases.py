@@ -6,10 +6,12 @@ renews it every few seconds; a lease that expires means the worker died mid-job.
 its started registry stays as rq sets it (a minute past the last heartbeat), so rq's cleanup and
 django-rq's pages, which run that cleanup, only see a job after our recovery had ample time to claim it.
 
-A claim is a token in `claim(member)`, set only by `recover_claim.lua`. The claimer handles the job
-in one transaction that WATCHes that key and replaces the token by a tombstone; a claimer that dies
-first lets the claim expire, and the job is claimed again. The old worker, should it come back,
-finds the claim when renewing and stops the job.
+A claim is a token in `claim(member)`, set only by `recover_claim.lua`, and only once the lease
+expired more than a fencing margin ago: a worker that could not renew its lease has stopped the
+job by then (`worker.fencing`, where the ordering is argued). The claimer handles the job in one
+transaction that WATCHes that key and replaces the token by a tombstone; a claimer that dies first
+lets the claim expire, and the job is claimed again. The old worker, should it come back, finds
+the claim when renewing and stops the job, if its fence has not already.
 
 `LeaseKeeper` is the thread that renews the lease of a job running in the worker process itself
 (`SimpleRetryWorker`); the forking workers renew from their monitor loop instead.
@@ -107,10 +109,14 @@ def drop_lease(pipeline: Pipeline[Any], queue_name: str, member: str) -> None:
     pipeline.zrem(leases(queue_name), member)
 
 
-def expired_members(connection: Redis[Any], queue_name: str, limit: int = SCAN_BATCH) -> list[str]:
-    """Members of `queue_name` whose lease has expired by the Redis clock (oldest first)."""
+def expired_members(
+    connection: Redis[Any], queue_name: str, limit: int = SCAN_BATCH, *, margin: float = 0.0
+) -> list[str]:
+    """Members of `queue_name` whose lease expired more than `margin` seconds ago by the Redis clock
+    (oldest first)."""
     seconds, micros = connection.time()
-    found = connection.zrangebyscore(leases(queue_name), "-inf", seconds + micros / 1e6, start=0, num=limit)
+    latest = seconds + micros / 1e6 - margin
+    found = connection.zrangebyscore(leases(queue_name), "-inf", latest, start=0, num=limit)
     return [item.decode() if isinstance(item, bytes) else str(item) for item in found]
 
 
@@ -122,11 +128,17 @@ def try_claim(
     token: str,
     ttl: float,
     mode: ClaimMode,
+    *,
+    margin: float = 0.0,
 ) -> bool:
-    """Claim `member` with `token` for `ttl` seconds; see `scripts/recover_claim.lua` for the rules."""
+    """Claim `member` with `token` for `ttl` seconds; see `scripts/recover_claim.lua` for the rules.
+
+    In "expired" mode the lease must have expired more than `margin` seconds ago (the fencing margin).
+    """
     script = connection.register_script(script_text("recover_claim.lua"))
     reply = script(
-        keys=[leases(queue_name), started_key, claim(member)], args=[member, token, repr(ttl), mode]
+        keys=[leases(queue_name), started_key, claim(member)],
+        args=[member, token, repr(ttl), mode, repr(margin)],
     )
     return int(reply) == 1
 

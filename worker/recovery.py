@@ -10,10 +10,13 @@ every `recovery_interval` seconds; a job whose lease expired is claimed by exact
 retried or failed under its policy, the crash recorded as a `WorkerCrashed` attempt.
 Jobs without a policy get what rq's own cleanup gives them (rq's `Retry`, else the failed registry).
 
-Never twice at once: a horse dies with its worker (`worker.orphans`); a worker that finds its lease
-claimed by another (it was cut off from Redis for longer than the lease) stops its run of the job;
-after a Redis restart, or an outage the scanning worker saw itself, no lease is judged until a whole
-`lease_ttl` has passed, so every live worker has renewed first.
+Never twice at once: a horse dies with its worker (`worker.orphans`); a worker whose lease has gone
+unrenewed for `lease_ttl - fence_margin` seconds (cut off from Redis, or Redis down) stops its run
+without waiting for Redis, by killing the horse or, when the job runs in the worker's own process,
+by exiting (`worker.fencing`), and claimers wait `fence_margin` seconds past a lease's expiry, so
+the stopped run is dead before the recovered one starts; a worker that finds its lease claimed by
+another stops its run too. After a Redis restart, or an outage the scanning worker saw itself, no
+lease is judged until a whole `lease_ttl` has passed, so every live worker has renewed first.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import uuid4
@@ -32,7 +36,7 @@ from rq.job import Job, JobStatus
 from rq.utils import parse_composite_key
 from rq.worker import Worker
 
-from worker import crashes, leases
+from worker import crashes, fencing, leases
 from worker.connection import ReconnectMixin
 from worker.exceptions import WorkerCrashed
 from worker.lean import ExecutionStartMixin
@@ -52,12 +56,19 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
     lease_ttl: float = 15.0
     #: Seconds between two scans of this worker's queues for expired leases.
     recovery_interval: float = 5.0
+    #: Seconds of safety between fencing and claiming: a worker stops its job once the lease has gone
+    #: `lease_ttl - fence_margin` seconds without a renewal getting through, and other workers claim
+    #: it only `fence_margin` seconds past its expiry (see `worker.fencing`). None: `lease_ttl / 6`
+    #: (2.5 s of a 15 s lease). Larger is safer against clock steps and slower to recover a dead
+    #: worker's job; smaller lets a job ride out longer Redis outages.
+    fence_margin: float | None = None
 
     def __init__(
         self,
         *args: Any,
         lease_ttl: float | None = None,
         recovery_interval: float | None = None,
+        fence_margin: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -71,6 +82,21 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
         self.job_monitoring_interval = max(
             1, min(int(self.job_monitoring_interval), int(self.lease_ttl // 3))
         )
+        margin = fence_margin if fence_margin is not None else self.fence_margin
+        self.fence_margin = float(margin if margin is not None else self.lease_ttl / 6)
+        if not 0 < self.fence_margin <= self.lease_ttl - 2 * self.job_monitoring_interval:
+            raise ValueError(
+                f"RecoveryMixin: fence_margin must be > 0 and leave two renewals "
+                f"({self.job_monitoring_interval}s apart) within lease_ttl={self.lease_ttl:g}, "
+                f"got {self.fence_margin!r}"
+            )
+        self._fence: fencing.Fence = fencing.Fence(
+            self._stop_fenced_run,
+            lease_ttl=self.lease_ttl,
+            margin=self.fence_margin,
+            log=self.log,
+            name="rq-signals-fence",
+        )
         self._recovery_stop = threading.Event()
         self._lease_lost_job_id: str | None = None
         self._horse_crash: tuple[str, str] | None = None
@@ -82,6 +108,7 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
     # -- leases of this worker's own jobs ----------------------------------------------------------
 
     def prepare_execution(self, job: Job) -> Execution:
+        lease_sent_at = time.monotonic()  # before the lease is written: see `worker.fencing`
         try:
             execution = super().prepare_execution(job)
         except NoScriptError:
@@ -93,6 +120,7 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
             self.log.info("Job %s: Redis had lost the lease script; sending it again", job.id)
             leases.restore_lease(self.connection, job.origin, starting.composite_key, self.lease_ttl)
             execution = starting
+        self._fence.arm(job.id, lease_sent_at)
         if not isinstance(self, Worker):  # the job runs in this process: nothing else renews its lease
             self._lease_keeper.arm(job, execution)
         return execution
@@ -109,14 +137,32 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
         self, job: Job, pipeline: Pipeline[Any], execution: Execution | None = None
     ) -> None:
         self._lease_keeper.disarm()  # before the job's outcome is saved: no renewal after it
+        self._fence.disarm()
         super().cleanup_execution(job, pipeline, execution)
         if execution is not None:
             leases.drop_lease(pipeline, job.origin, execution.composite_key)
 
     def maintain_heartbeats(self, job: Job, execution: Execution) -> None:
         super().maintain_heartbeats(job, execution)
-        if leases.renew_lease(self.connection, job.origin, execution.composite_key, self.lease_ttl) == -1:
+        if self._fence.is_fenced(job.id):
+            return  # its run is stopped: the lease is left to run out and be claimed
+        sent_at = time.monotonic()
+        renewed = leases.renew_lease(self.connection, job.origin, execution.composite_key, self.lease_ttl)
+        if renewed == 1:
+            self._fence.renewed(job.id, sent_at)
+        elif renewed == -1:
             self._lost_lease(job)
+
+    def _stop_fenced_run(self, job_id: str) -> bool:
+        """Stop the fenced run of `job_id` without touching Redis (see `fencing.Fence`); whether it is."""
+        if not isinstance(self, Worker):
+            fencing.exit_fenced(self.log, self.name, job_id)
+        pid = self.horse_pid
+        if not pid:
+            return False  # the horse is not forked yet (or already reaped): the fence tries again
+        fencing.kill_horse(pid)
+        self.log.error("Worker %s: killed work horse %d running job %s (fenced)", self.name, pid, job_id)
+        return True
 
     def _lost_lease(self, job: Job) -> None:
         self._lease_lost_job_id = job.id
@@ -136,6 +182,7 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
             super().execute_job(job, queue)
         finally:
             self._lease_keeper.disarm()
+            self._fence.disarm()
 
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
         # No renewal while a cold shutdown puts the job back: it would find the job claimed and exit.
@@ -166,6 +213,12 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
         exc_string: str = "",
         execution: Execution | None = None,
     ) -> None:
+        if self._fence.is_fenced(job.id):
+            self._horse_crash = None
+            self.log.warning(
+                "Job %s: run stopped by fencing; left to the worker that claims its lease", job.id
+            )
+            return
         if self._lease_lost_job_id == job.id:
             self._lease_lost_job_id = None
             self.log.warning(
@@ -189,6 +242,7 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
     def teardown(self) -> None:
         self._recovery_stop.set()
         self._lease_keeper.close()
+        self._fence.close()
         super().teardown()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
 
     def _recovery_loop(self) -> None:
@@ -207,7 +261,7 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
             return 0
         recovered = 0
         for queue in self.queues:
-            for member in leases.expired_members(self.connection, queue.name):
+            for member in leases.expired_members(self.connection, queue.name, margin=self._fence.margin):
                 try:
                     recovered += self._recover(queue, member)
                 except Exception:
@@ -232,7 +286,14 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
         token = uuid4().hex
         started_key = queue.started_job_registry.key
         if not leases.try_claim(
-            self.connection, queue.name, started_key, member, token, self.lease_ttl, "expired"
+            self.connection,
+            queue.name,
+            started_key,
+            member,
+            token,
+            self.lease_ttl,
+            "expired",
+            margin=self._fence.margin,
         ):
             return False
         job_id, execution_id = parse_composite_key(member)

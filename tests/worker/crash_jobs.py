@@ -19,6 +19,7 @@ import psutil
 from rq import get_current_job
 from rq.job import Job
 
+from worker.prefork import PreforkRetryWorker
 from worker.workers import RetryWorker, SimpleRetryWorker
 
 #: Longest a job waits for its release, seconds: a bound, not a timing the tests rely on.
@@ -67,17 +68,31 @@ def quick() -> str:
 
 
 class FastRetryWorker(RetryWorker):
-    """`RetryWorker` with a 5 s lease (renewed every second) and a scan every half second."""
+    """`RetryWorker` with a 5 s lease (renewed every second) and a scan every half second.
+
+    Its run is fenced 25/6 s after its last renewal got through; reconnect attempts at most half a
+    second apart reach a Redis that is back within a second well before that.
+    """
 
     lease_ttl = 5.0
     recovery_interval = 0.5
+    reconnect_backoff_cap = 0.5
 
 
 class FastSimpleRetryWorker(SimpleRetryWorker):
-    """`SimpleRetryWorker` with the same short lease and scan."""
+    """`SimpleRetryWorker` with the same short lease, scan and reconnect attempts."""
 
     lease_ttl = 5.0
     recovery_interval = 0.5
+    reconnect_backoff_cap = 0.5
+
+
+class FastPreforkRetryWorker(PreforkRetryWorker):
+    """`PreforkRetryWorker` with the same short lease, scan and reconnect attempts."""
+
+    lease_ttl = 5.0
+    recovery_interval = 0.5
+    reconnect_backoff_cap = 0.5
 
 
 class Partition:

@@ -7,8 +7,10 @@
 -- ARGV[1]  member
 -- ARGV[2]  claim token (unique per attempt to claim)
 -- ARGV[3]  claim length, float seconds: if the claimer dies, the job is claimable again after it
--- ARGV[4]  "expired": claim only if the lease has expired (its worker is presumed dead);
+-- ARGV[4]  "expired": claim only if the lease expired more than ARGV[5] seconds ago (its worker is
+--          presumed dead, and has stopped its run by then: see worker/fencing.py);
 --          "own": the worker holding the lease gives it up (cold shutdown), if nobody claimed it
+-- ARGV[5]  fencing margin, float seconds: how long past its expiry a lease must be to be claimed
 --
 -- Returns 1 if claimed, 0 if not. A lease whose execution is no longer in rq's started registry
 -- (rq has finished the job) is dropped. The claim also pushes the lease forward by ARGV[3], so
@@ -23,7 +25,7 @@ if redis.call('ZSCORE', KEYS[2], ARGV[1]) == false then
   redis.call('ZREM', KEYS[1], ARGV[1])
   return 0
 end
-if ARGV[4] == 'expired' and tonumber(score) > now then
+if ARGV[4] == 'expired' and tonumber(score) + tonumber(ARGV[5] or '0') > now then
   return 0
 end
 if redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', math.floor(tonumber(ARGV[3]) * 1000)) == false then
