@@ -24,6 +24,7 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.registry import FailedJobRegistry
 from rq.results import Result
+from rq.serializers import Serializer
 
 from worker.attempts import ATTEMPTS_META_KEY, BUDGET_START_META_KEY, Attempt, utcnow
 from worker.exceptions import NoSuchFailedJob
@@ -65,13 +66,20 @@ class FailedJob:
 class FailureRegistry:
     """The failed jobs of one queue, read from and acted on through rq's `FailedJobRegistry`."""
 
-    def __init__(self, queue: Queue | str, connection: Redis[bytes] | None = None) -> None:
+    def __init__(
+        self,
+        queue: Queue | str,
+        connection: Redis[bytes] | None = None,
+        serializer: Serializer | str | None = None,
+    ) -> None:
+        """`queue` by name needs its `connection`; jobs are read with `serializer` (rq's pickle when
+        None), or with the queue's own when a `Queue` is given."""
         if isinstance(queue, Queue):
             self._registry = FailedJobRegistry(queue=queue, job_class=queue.job_class)
         elif connection is None:
             raise ValueError(f"FailureRegistry: queue {queue!r} is given by name, so pass its connection too")
         else:
-            self._registry = FailedJobRegistry(queue, connection=connection)
+            self._registry = FailedJobRegistry(queue, connection=connection, serializer=serializer)
         self.queue_name: str = self._registry.name
 
     def count(self) -> int:

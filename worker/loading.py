@@ -1,8 +1,10 @@
-"""Telling "the job could not be loaded" apart from "the job's function raised".
+"""Telling "the job could not be loaded" apart from "the job's function raised"; jobs that must not run.
 
 rq resolves a job's function and decodes its arguments lazily, inside the attempt, so an
 unimportable function or undecodable data shows up as an ordinary exception of the attempt. No
-retry can mend either; `load_error` recognises them so the worker fails the job at once.
+retry can mend either; `load_error` recognises them so the worker fails the job at once. A job hash
+rq cannot read back, and a job the worker's `worker.gate.JobGate` refuses, never reach an attempt:
+`UnreadableJobMixin` fails them right after the dequeue (`fail_at_once`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import logging
 import traceback
 import zlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 from rq.defaults import DEFAULT_FAILURE_TTL
@@ -20,6 +22,7 @@ from rq.utils import current_timestamp, now, utcformat
 from rq.worker import BaseWorker
 
 from worker.exceptions import JobLoadError
+from worker.gate import JobGate, JobRefused, installed_job_gate
 
 if TYPE_CHECKING:
     from rq.queue import Queue
@@ -59,6 +62,26 @@ def fail_unreadable(worker: BaseWorker, job_id: str, queue: Queue, cause: BaseEx
     """Fail a job whose hash rq could not read back, by id: there is no `Job` to hand to rq."""
     error = JobLoadError(job_id, "its stored job hash", cause)
     error.__cause__ = cause
+    fail_at_once(worker, job_id, queue, error)
+    logger.error(
+        "Job %s: cannot load its stored job hash (%s: %s); moved to the failed registry of %r",
+        job_id,
+        type(cause).__name__,
+        cause,
+        queue.name,
+    )
+    return error
+
+
+def fail_refused(worker: BaseWorker, job_id: str, queue: Queue, error: JobRefused) -> None:
+    """Fail a job the worker's gate refused, as an unreadable one: no retry, no callback, no import."""
+    fail_at_once(worker, job_id, queue, error)
+    logger.error("%s; moved to the failed registry of %r", error, queue.name)
+
+
+def fail_at_once(worker: BaseWorker, job_id: str, queue: Queue, error: JobLoadError) -> None:
+    """Mark a dequeued job FAILED with `error` (its traceback in ``exc_info``) in its queue's failed
+    registry, in one transaction, without loading it: nothing of the job runs or is imported."""
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     job_key = worker.job_class.key_for(job_id)
     with worker.connection.pipeline() as pipe:
@@ -73,27 +96,49 @@ def fail_unreadable(worker: BaseWorker, job_id: str, queue: Queue, cause: BaseEx
         pipe.zadd(queue.failed_job_registry.key, {job_id: current_timestamp() + DEFAULT_FAILURE_TTL})
         pipe.lrem(queue.intermediate_queue_key, 1, job_id)
         pipe.execute()
-    logger.error(
-        "Job %s: cannot load its stored job hash (%s: %s); moved to the failed registry of %r",
-        job_id,
-        type(cause).__name__,
-        cause,
-        queue.name,
-    )
-    return error
 
 
 class UnreadableJobMixin(BaseWorker):
-    """A job hash rq cannot read back fails that job, not the worker (rq would stop the work loop)."""
+    """Jobs that must not run fail alone, and the worker goes on: a job hash rq cannot read back (rq
+    would stop the work loop), and a job the worker's `JobGate` refuses (checked right after the
+    dequeue, before rq imports its function; see `worker.gate`).
+
+    `job_gate` (else the gate `worker.gate.install_job_gate` installed) also sets the serializer the
+    worker and its queues load and save jobs with; with no gate, the worker is rq's, serializer included.
+    """
+
+    job_gate: JobGate | None = None
+
+    def __init__(self, *args: Any, job_gate: JobGate | None = None, **kwargs: Any) -> None:
+        gate = job_gate if job_gate is not None else installed_job_gate()
+        if gate is not None:
+            kwargs["serializer"] = gate.serializer  # django-rq's rqworker passes pickle explicitly
+        super().__init__(*args, **kwargs)
+        self.job_gate = gate
+        if gate is not None:
+            for queue in self.queues:  # queues built by the caller (django-rq's get_worker) too
+                queue.serializer = self.serializer
 
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
         while True:
             try:
-                return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+                found = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
             except Exception as exc:
                 job_id, queue = getattr(exc, "job_id", None), getattr(exc, "queue", None)
                 if isinstance(exc, redis.RedisError) or not isinstance(job_id, str) or queue is None:
                     raise
                 fail_unreadable(self, job_id, queue, exc)
+                continue
+            refused = self._refusal(found)
+            if refused is None:
+                return found
+            fail_refused(self, refused[0].id, refused[1], refused[2])
+
+    def _refusal(self, found: tuple[Job, Queue] | None) -> tuple[Job, Queue, JobRefused] | None:
+        gate = self.job_gate
+        if found is None or gate is None or gate.is_open:
+            return None
+        error = gate.refusal(found[0])
+        return None if error is None else (*found, error)
