@@ -1,4 +1,4 @@
-"""The app config: registers the system checks and imports every installed app's ``receivers`` module."""
+"""The app config: registers the checks, imports every app's ``receivers``, installs the workers' gate."""
 
 from __future__ import annotations
 
@@ -22,3 +22,10 @@ class RqSignalsConfig(AppConfig):
         from rq_signals.relay import register_relay
 
         register_relay()  # every retry worker in this process drains the outbox (worker.hooks)
+
+        from rq_signals.queues import job_gate
+        from worker.gate import install_job_gate
+
+        # Every retry worker built in this process runs only run_receiver (and ALLOWED_JOB_FUNCTIONS),
+        # loading jobs as JSON (pickle only under ACCEPT_PICKLE); the settings are read per worker.
+        install_job_gate(job_gate)

@@ -4,6 +4,8 @@
 - ``rq_signals.E002``: ``RQ_SIGNALS`` is not a dict, or holds a key we do not know.
 - ``rq_signals.E003``: a ``RQ_SIGNALS`` value has the wrong type or is out of range.
 - ``rq_signals.W001``: django-rq's ``RQ["WORKER_CLASS"]`` does not honour retry policies.
+- ``rq_signals.W002``: a queue we write to has no JSON ``SERIALIZER`` in RQ_QUEUES, so django-rq's
+  dashboard (which reads jobs with it) cannot show our jobs.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from typing import Any
 from django.apps import AppConfig
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
+from rq.serializers import resolve_serializer
 
 from rq_signals import defaults, registration
 from rq_signals.conf import KNOWN_KEYS, conf
 from worker.backoff import Backoff
+from worker.gate import is_function_pattern
 
 _RETRY_WORKERS = ("worker.RetryWorker", "worker.SimpleRetryWorker", "worker.PreforkRetryWorker")
 
@@ -88,6 +92,39 @@ def check_worker_class(app_configs: Sequence[AppConfig] | None = None, **kwargs:
     ]
 
 
+@register(Tags.compatibility)
+def check_dashboard_serializers(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    configured = conf.queues
+    used = {receiver.queue or conf.default_queue for receiver in registration.registered()}
+    used.add(conf.default_queue)
+    wanted = "JSONOrPickleSerializer" if conf.accept_pickle is True else "JSONSerializer"
+    messages: list[CheckMessage] = []
+    for name in sorted(queue for queue in used if isinstance(queue, str) and queue in configured):
+        serializer = configured[name].get("SERIALIZER") if isinstance(configured[name], dict) else None
+        if _reads_json(serializer):
+            continue
+        has = "no SERIALIZER (rq's pickle)" if serializer is None else f"SERIALIZER {serializer!r}"
+        messages.append(
+            Warning(
+                f"RQ_QUEUES[{name!r}] has {has}, which cannot read the JSON jobs rq_signals writes "
+                "there, so django-rq's dashboard cannot show them.",
+                hint=f'Add "SERIALIZER": "worker.serializers.{wanted}" to RQ_QUEUES[{name!r}].',
+                id="rq_signals.W002",
+            )
+        )
+    return messages
+
+
+def _reads_json(serializer: Any) -> bool:
+    """Whether `serializer` (as RQ_QUEUES gives it: a dotted path, a class or None) loads a JSON job."""
+    try:
+        return bool(resolve_serializer(serializer).loads(b'{"json": [1]}') == {"json": [1]})
+    except Exception:  # pickle on JSON, an unimportable path, anything else: not JSON
+        return False
+
+
 def _is_queue_name(value: Any) -> bool:
     return isinstance(value, str) and bool(value)
 
@@ -112,11 +149,20 @@ def _is_outbox_mode(value: Any) -> bool:
     return value in defaults.OUTBOX_MODES
 
 
+def _is_function_patterns(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(is_function_pattern(entry) for entry in value)
+
+
 def _is_flush_mode(value: Any) -> bool:
     return value in defaults.FLUSH_MODES
 
 
 _VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "ACCEPT_PICKLE": (_is_bool, "True or False"),
+    "ALLOWED_JOB_FUNCTIONS": (
+        _is_function_patterns,
+        'a list of dotted function paths, "pkg.module.*" prefixes, or "*" for any function',
+    ),
     "DEFAULT_QUEUE": (_is_queue_name, "the name of an RQ_QUEUES entry"),
     "DEFAULT_RETRY": (_is_retry, "a rq_signals.Backoff, or None/False for no retries"),
     "EAGER": (_is_bool, "True or False"),

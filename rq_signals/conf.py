@@ -16,12 +16,37 @@ from worker.backoff import Backoff
 
 #: The keys `RQ_SIGNALS` may hold; anything else is reported by the `rq_signals.E002` check.
 KNOWN_KEYS: Final = frozenset(
-    {"DEFAULT_QUEUE", "DEFAULT_RETRY", "EAGER", "FLUSH", "MAX_PAYLOAD_BYTES", "MISSING_INSTANCE", "OUTBOX"}
+    {
+        "ACCEPT_PICKLE",
+        "ALLOWED_JOB_FUNCTIONS",
+        "DEFAULT_QUEUE",
+        "DEFAULT_RETRY",
+        "EAGER",
+        "FLUSH",
+        "MAX_PAYLOAD_BYTES",
+        "MISSING_INSTANCE",
+        "OUTBOX",
+    }
 )
 
 
 class Settings:
     """``RQ_SIGNALS`` (ours), plus the parts of django-rq's ``RQ_QUEUES`` and ``RQ`` that we consult."""
+
+    @property
+    def accept_pickle(self) -> bool:
+        """Whether workers (and our queues) load pickled job data and meta; False: JSON only."""
+        value: bool = self.user_settings().get("ACCEPT_PICKLE", defaults.DEFAULT_ACCEPT_PICKLE)
+        return value
+
+    @property
+    def allowed_job_functions(self) -> tuple[str, ...]:
+        """Job functions workers may call besides `rq_signals.jobs.run_receiver`: dotted paths,
+        ``"pkg.module.*"``, or ``"*"`` for any (rq's behaviour)."""
+        value: tuple[str, ...] = self.user_settings().get(
+            "ALLOWED_JOB_FUNCTIONS", defaults.DEFAULT_ALLOWED_JOB_FUNCTIONS
+        )
+        return value
 
     @property
     def default_queue(self) -> str:

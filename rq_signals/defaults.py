@@ -10,6 +10,12 @@ MissingPolicy = Literal["skip", "snapshot", "fail"]
 OutboxMode = Literal["on_failure", "always", "off"]
 FlushMode = Literal["commit", "background"]
 
+#: ``RQ_SIGNALS["ALLOWED_JOB_FUNCTIONS"]``: job functions a worker may call besides `JOB_FUNCTION`
+#: (dotted paths, ``"pkg.module.*"``, or ``"*"`` for any function, as rq); none by default.
+DEFAULT_ALLOWED_JOB_FUNCTIONS: Final[tuple[str, ...]] = ()
+#: ``RQ_SIGNALS["ACCEPT_PICKLE"]``: whether workers load pickled job data and meta (rq's default
+#: serializer); by default job envelopes are JSON only and a pickled one is refused, never unpickled.
+DEFAULT_ACCEPT_PICKLE: Final = False
 #: ``RQ_SIGNALS["DEFAULT_QUEUE"]``: the RQ_QUEUES entry of receivers declared with ``queue=None``.
 DEFAULT_QUEUE: Final = "default"
 #: ``RQ_SIGNALS["DEFAULT_RETRY"]``: the policy of receivers declared with ``retry=None``.

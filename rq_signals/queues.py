@@ -5,6 +5,9 @@ save; here each queue is built once and queues with the same connection settings
 client, so a transaction's jobs can go out in one pipeline per Redis server. Everything is rebuilt
 when ``RQ_QUEUES`` or ``RQ`` change (``override_settings``).
 
+Jobs are written and read with the serializer of the workers' gate (`job_gate`): JSON, or JSON and
+pickle under ``RQ_SIGNALS["ACCEPT_PICKLE"]``; never rq's default pickle for what we write.
+
 `write_jobs` writes new jobs into a pipeline exactly as rq 3.0's ``Queue.enqueue_many`` leaves them
 in Redis (the job hash, the queue list, the ``rq:queues`` set), without building an rq ``Job`` per
 job: what rq computes per job (timestamps, serializer, origin, the constant fields) is computed
@@ -28,15 +31,20 @@ from redis import Redis
 from redis.client import Pipeline
 from rq.job import Job, JobStatus
 from rq.queue import Queue
+from rq.serializers import Serializer
 from rq.utils import get_call_string, parse_timeout, utcformat
 
+from rq_signals import defaults
 from rq_signals.conf import conf
+from worker.gate import JobGate
+from worker.serializers import JSONOrPickleSerializer, JSONSerializer
 
 _lock = threading.Lock()
 _queues: dict[str, Queue] = {}
 _connections: dict[str, Redis[bytes]] = {}
 _server_versions: dict[str, tuple[int, int, int]] = {}
 _connection_keys: dict[str, str] = {}
+_serializers: list[Serializer] = []  # the serializer the cached queues were built with (none built: empty)
 
 #: Queue classes whose enqueue path is rq's own ``Queue.enqueue_many`` (DjangoRQ overrides only
 #: ``enqueue_call``): `write_jobs` reproduces what it writes. Any other class goes through rq.
@@ -55,13 +63,36 @@ def get_queue(name: str) -> Queue:
             connection = _connections.get(key)
             if connection is None:
                 connection = _connections[key] = get_redis_connection(config)
+            serializer = job_serializer()
+            _serializers[:] = [serializer]
             # commit_mode="auto": we decide when to enqueue (after commit), not django-rq.
-            queue = django_rq.get_queue(name, connection=connection, commit_mode="auto")
+            queue = django_rq.get_queue(
+                name, connection=connection, commit_mode="auto", serializer=serializer
+            )
             if key not in _server_versions:  # one INFO per connection per process, not per flush
                 _server_versions[key] = queue.get_redis_server_version()
             queue.redis_server_version = _server_versions[key]
             _queues[name] = queue
         return _queues[name]
+
+
+def job_gate() -> JobGate:
+    """What the workers of this process run: `rq_signals.jobs.run_receiver` and
+    ``RQ_SIGNALS["ALLOWED_JOB_FUNCTIONS"]``, pickled jobs only under ``RQ_SIGNALS["ACCEPT_PICKLE"]``.
+
+    Installed for every worker by ``AppConfig.ready()`` (`worker.gate.install_job_gate`).
+    """
+    return JobGate(
+        (defaults.JOB_FUNCTION, *conf.allowed_job_functions),
+        accept_pickle=conf.accept_pickle is True,
+        functions_setting='RQ_SIGNALS["ALLOWED_JOB_FUNCTIONS"]',
+        pickle_setting='RQ_SIGNALS["ACCEPT_PICKLE"] = True',
+    )
+
+
+def job_serializer() -> Serializer:
+    """The serializer of `job_gate` (without validating ``ALLOWED_JOB_FUNCTIONS``): our queues'."""
+    return JSONOrPickleSerializer if conf.accept_pickle is True else JSONSerializer
 
 
 def connection_key(name: str) -> str:
@@ -81,6 +112,7 @@ def reset() -> None:
         _connections.clear()
         _server_versions.clear()
         _connection_keys.clear()
+        _serializers.clear()
     for connection in connections:
         connection.close()
 
@@ -187,3 +219,5 @@ def _timeout(seconds: int | None, default: int) -> int:
 def _reset_on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting in ("RQ_QUEUES", "RQ"):
         reset()
+    elif setting == "RQ_SIGNALS" and _serializers and _serializers != [job_serializer()]:
+        reset()  # ACCEPT_PICKLE changed: queues read jobs with another serializer

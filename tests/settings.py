@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 
@@ -79,9 +80,17 @@ else:
     }
 
 REDIS_URL = session_redis.url()
-RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60} for name in ("high", "default", "low")}
+# SERIALIZER: django-rq's dashboard reads rq_signals' JSON jobs (check rq_signals.W002).
+RQ_QUEUES = {
+    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60, "SERIALIZER": "worker.serializers.JSONSerializer"}
+    for name in ("high", "default", "low")
+}
 RQ = {"WORKER_CLASS": "worker.SimpleRetryWorker"}
 RQ_SIGNALS: dict[str, object] = {}
+#: A worker subprocess may be started with more RQ_SIGNALS keys, as JSON in this variable.
+SETTINGS_ENV = "RQ_SIGNALS_TEST_SETTINGS"
+if os.environ.get(SETTINGS_ENV):
+    RQ_SIGNALS = {**RQ_SIGNALS, **json.loads(os.environ[SETTINGS_ENV])}
 
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 if os.environ.get("RQ_SIGNALS_TEST_EMAIL_DIR"):  # worker subprocesses: mail lands in files a test reads

@@ -83,7 +83,11 @@ STATIC_URL = "static/"
 
 # Redis and the queues: django-rq's settings, read by rq_signals too.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60} for name in ("high", "default", "low")}
+# SERIALIZER: rq_signals' jobs are JSON, and django-rq's dashboard reads them with it.
+RQ_QUEUES = {
+    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60, "SERIALIZER": "worker.serializers.JSONSerializer"}
+    for name in ("high", "default", "low")
+}
 RQ = {"WORKER_CLASS": "worker.RetryWorker"}
 RQ_SIGNALS = {
     "DEFAULT_QUEUE": "default",

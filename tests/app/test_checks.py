@@ -18,7 +18,8 @@ def typo_queue_receiver(sender, **kwargs):
 
 
 def test_the_test_settings_pass_every_check():
-    assert checks.check_settings() + checks.check_receiver_queues() + checks.check_worker_class() == []
+    everything = checks.check_settings() + checks.check_receiver_queues() + checks.check_worker_class()
+    assert everything + checks.check_dashboard_serializers() == []
 
 
 @pytest.mark.usefixtures("forget_registrations")
@@ -51,6 +52,8 @@ def test_e002_an_unknown_key_or_a_setting_that_is_not_a_dict():
 
 def test_e003_a_value_of_the_wrong_type():
     bad = {
+        "ACCEPT_PICKLE": "yes",
+        "ALLOWED_JOB_FUNCTIONS": "shop.jobs.*",  # a string, not a list of them
         "DEFAULT_QUEUE": 1,
         "DEFAULT_RETRY": {"max_retries": 3},
         "EAGER": "yes",
@@ -62,9 +65,22 @@ def test_e003_a_value_of_the_wrong_type():
     with override_settings(RQ_SIGNALS=bad):
         messages = checks.check_settings()
 
-    assert ids(messages) == ["rq_signals.E003"] * 7
+    assert ids(messages) == ["rq_signals.E003"] * 9
     assert [message.msg.split(" must")[0] for message in messages] == [f'RQ_SIGNALS["{key}"]' for key in bad]
     with override_settings(RQ_SIGNALS={"DEFAULT_RETRY": Backoff(max_retries=1), "MISSING_INSTANCE": "fail"}):
+        assert checks.check_settings() == []
+
+
+@pytest.mark.parametrize("entry", ["os.system()", "", "shop.*.send", 3])
+def test_e003_allowed_job_functions_takes_dotted_paths_prefixes_or_a_star(entry):
+    with override_settings(RQ_SIGNALS={"ALLOWED_JOB_FUNCTIONS": ["shop.jobs.send", entry]}):
+        [message] = checks.check_settings()
+    assert message.id == "rq_signals.E003"
+    assert message.msg.startswith(
+        'RQ_SIGNALS["ALLOWED_JOB_FUNCTIONS"] must be a list of dotted function paths'
+    )
+    good = {"ALLOWED_JOB_FUNCTIONS": ("shop.jobs.send", "reports.*", "*"), "ACCEPT_PICKLE": True}
+    with override_settings(RQ_SIGNALS=good):
         assert checks.check_settings() == []
 
 
@@ -72,6 +88,33 @@ def test_e003_a_value_of_the_wrong_type():
 def test_w001_a_worker_class_that_ignores_retry_policies(worker_class):
     with override_settings(RQ={"WORKER_CLASS": worker_class} if worker_class else {}):
         assert ids(checks.check_worker_class()) == ["rq_signals.W001"]
+
+
+def rq_queues(**serializers):
+    """The test settings' RQ_QUEUES, each queue's SERIALIZER as given (absent: no SERIALIZER key)."""
+    from django.conf import settings
+
+    queues = {name: dict(options) for name, options in settings.RQ_QUEUES.items()}
+    for options in queues.values():
+        options.pop("SERIALIZER", None)
+    for name, serializer in serializers.items():
+        queues[name]["SERIALIZER"] = serializer
+    return queues
+
+
+def test_w002_a_queue_we_write_to_without_a_json_serializer_names_the_line_to_add():
+    queues = rq_queues(high="rq.serializers.DefaultSerializer", low="rq.serializers.JSONSerializer")
+    with override_settings(RQ_QUEUES=queues):
+        messages = checks.check_dashboard_serializers()
+
+    assert ids(messages) == ["rq_signals.W002", "rq_signals.W002"]  # default and high; low reads JSON
+    default, high = messages
+    assert default.msg.startswith("RQ_QUEUES['default'] has no SERIALIZER (rq's pickle), which cannot read")
+    assert default.hint == 'Add "SERIALIZER": "worker.serializers.JSONSerializer" to RQ_QUEUES[\'default\'].'
+    assert high.msg.startswith("RQ_QUEUES['high'] has SERIALIZER 'rq.serializers.DefaultSerializer'")
+    with override_settings(RQ_QUEUES=rq_queues(), RQ_SIGNALS={"ACCEPT_PICKLE": True}):
+        hints = {message.hint for message in checks.check_dashboard_serializers()}
+    assert 'Add "SERIALIZER": "worker.serializers.JSONOrPickleSerializer" to RQ_QUEUES[\'low\'].' in hints
 
 
 @pytest.mark.parametrize(

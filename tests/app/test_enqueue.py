@@ -16,13 +16,14 @@ from rq_signals.exceptions import SerializationError
 from rq_signals.jobs import run_receiver
 from tests.receivers import invoice_noted, invoice_paid
 from tests.testapp.models import Effect, Invoice, Tag
+from worker.serializers import JSONSerializer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def jobs_on(connection: redis.Redis, queue: str) -> list[Job]:
     ids = [raw.decode() for raw in connection.lrange(f"rq:queue:{queue}", 0, -1)]
-    return [Job.fetch(job_id, connection=connection) for job_id in ids]
+    return [Job.fetch(job_id, connection=connection, serializer=JSONSerializer) for job_id in ids]
 
 
 def receivers_of(jobs: list[Job]) -> list[str]:

@@ -131,7 +131,7 @@ def test_a_committed_transaction_writes_each_job_as_rq_would(connection):
     # Then each job is the one rq would have enqueued from the same call
     for name, queue in (("high", high), ("default", default)):
         for job_id in ids[name]:
-            job = Job.fetch(job_id, connection)
+            job = Job.fetch(job_id, connection, queue.serializer)
             again = enqueue.JobSpec(
                 queue=name,
                 receiver_id=job.args[0],
@@ -172,4 +172,9 @@ def test_a_worker_runs_the_jobs_written_directly(run_worker):
         registry = queues.get_queue(name).finished_job_registry
         assert registry.count >= 1
         for job_id in registry.get_job_ids():
-            assert Job.fetch(job_id, queues.get_queue(name).connection).get_status() == JobStatus.FINISHED
+            assert (
+                Job.fetch(
+                    job_id, queues.get_queue(name).connection, queues.get_queue(name).serializer
+                ).get_status()
+                == JobStatus.FINISHED
+            )

@@ -13,13 +13,14 @@ from rq_signals.jobs import run_receiver
 from tests.receivers import invoice_paid
 from tests.testapp.models import Effect, Invoice, Shipment
 from worker import PermanentJobError
+from worker.serializers import JSONSerializer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def job_args(connection, queue):
     [job_id] = connection.lrange(f"rq:queue:{queue}", 0, -1)
-    return Job.fetch(job_id.decode(), connection=connection).args
+    return Job.fetch(job_id.decode(), connection=connection, serializer=JSONSerializer).args
 
 
 def test_a_job_calls_its_receiver_with_the_instance_fetched_fresh(connection):
@@ -87,7 +88,7 @@ def test_pre_save_and_pre_delete_receivers_get_the_instance_as_it_was_sent(conne
     pk = shipment.pk
     shipment.delete()  # pre_delete, then the row is gone
     jobs = [
-        Job.fetch(job_id.decode(), connection=connection)
+        Job.fetch(job_id.decode(), connection=connection, serializer=JSONSerializer)
         for job_id in connection.lrange("rq:queue:default", 0, -1)
     ]
 

@@ -9,6 +9,7 @@ from rq_signals import lifecycle
 from rq_signals.jobs import run_receiver
 from tests.receivers import record_invoice
 from tests.testapp.models import Effect, Invoice
+from worker.serializers import JSONSerializer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,7 +31,7 @@ def heard():
 
 def only_job_args(connection):
     [job_id] = connection.lrange("rq:queue:high", 0, -1)
-    return Job.fetch(job_id.decode(), connection=connection).args
+    return Job.fetch(job_id.decode(), connection=connection, serializer=JSONSerializer).args
 
 
 def test_a_call_that_returns_is_reported_as_succeeded(connection, heard):

@@ -30,6 +30,7 @@ from tests.support.waiting import wait_until
 from tests.testapp.models import Effect, Invoice
 from worker import SimpleRetryWorker
 from worker.hooks import MaintenanceMixin
+from worker.serializers import JSONSerializer
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
 
@@ -130,9 +131,9 @@ def test_a_relayed_job_is_the_job_the_commit_would_have_enqueued(shop_redis):
     relay_once()
 
     conn = redis.Redis.from_url(shop_redis.url)
-    payment = Job.fetch(rows["tests.receivers.record_payment"], connection=conn)
+    payment = Job.fetch(rows["tests.receivers.record_payment"], connection=conn, serializer=JSONSerializer)
     assert payment.func_name == "rq_signals.jobs.run_receiver"
-    assert payment.args[:2] == ("tests.receivers.record_payment", "tests.receivers.invoice_paid")
+    assert tuple(payment.args[:2]) == ("tests.receivers.record_payment", "tests.receivers.invoice_paid")
     assert payment.origin == "default"
     assert payment.timeout == 30
     assert (
@@ -140,7 +141,7 @@ def test_a_relayed_job_is_the_job_the_commit_would_have_enqueued(shop_redis):
         == "tests.receivers.invoice_paid sender='checkout' → tests.receivers.record_payment"
     )
     assert payment.meta["retry_policy"]["max_retries"] == 5
-    saved = Job.fetch(rows["tests.receivers.record_invoice"], connection=conn)
+    saved = Job.fetch(rows["tests.receivers.record_invoice"], connection=conn, serializer=JSONSerializer)
     assert (saved.origin, saved.args[2]["kwargs"]["created"]) == ("high", True)
     assert saved.description == f"post_save testapp.Invoice pk={invoice.pk} → tests.receivers.record_invoice"
     conn.close()
@@ -303,7 +304,7 @@ def test_outbox_always_a_committed_transaction_is_enqueued_once_and_its_rows_del
     assert outbox_ids() == set()
     conn = redis.Redis.from_url(shop_redis.url)
     [job_id] = written
-    assert Job.fetch(job_id, connection=conn).description.startswith(
+    assert Job.fetch(job_id, connection=conn, serializer=JSONSerializer).description.startswith(
         f"post_save testapp.Invoice pk={kept.pk} "
     )
     conn.close()

@@ -1,7 +1,8 @@
 """Security of the signal path, the dashboards and the Redis connection (issue "Nothing lost").
 
 - Only functions registered with ``@async_receiver`` run through the job entrypoint.
-- No pickle on the signal path: the payload is JSON; the job envelope rq stores is not (xfail).
+- No pickle on the signal path: the payload and the job envelope rq stores are JSON, and workers run
+  only run_receiver (and RQ_SIGNALS["ALLOWED_JOB_FUNCTIONS"]), refusing pickled jobs (worker subprocess).
 - A payload size limit refused at send time (RQ_SIGNALS["MAX_PAYLOAD_BYTES"]).
 - The admin and django-rq pages are staff-only; the outbox admin wants its view permission and is
   read-only; django-rq's requeue/delete/empty need the rq_signals.manage_jobs permission.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import re
 import shutil
 import subprocess
@@ -27,24 +29,28 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.test import Client, override_settings
 from django.urls import reverse
+from rq import Queue
 from rq.job import Job, JobStatus
-from rq.serializers import JSONSerializer
 
 from rq_signals import queues, registration
 from rq_signals.exceptions import SerializationError, UnknownReceiver
 from rq_signals.jobs import run_receiver
 from rq_signals.models import OutboxEntry
-from tests.chaos.canary import SENTINEL_DIR_ENV
+from tests.chaos.canary import SENTINEL_DIR_ENV, Boom
 from tests.receivers import invoice_noted, invoice_paid
+from tests.settings import SETTINGS_ENV
 from tests.support.processes import REPO_ROOT, Proc
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until
 from tests.testapp.models import Effect, Invoice
+from worker.gate import installed_job_gate
+from worker.serializers import JSONOrPickleSerializer, JSONSerializer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 QUEUE_NAMES = ("high", "default", "low")
 POST_SAVE = "django.db.models.signals.post_save"
+JOB_FUNCTION = "rq_signals.jobs.run_receiver"
 PAYLOAD = {"format": 1, "signal": "post_save", "receiver": "x", "kwargs": {}}
 PASSWORD = "Sup3r-s3cret-Pa55word-4-tests"  # distinctive: found anywhere in a log, it leaked
 
@@ -117,15 +123,6 @@ def test_the_job_of_a_signal_carries_its_arguments_as_json(connection):
     assert json.loads(json.dumps(job.meta)) == job.meta  # the retry policy is plain data too
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="the job envelope is pickled: rq_signals.queues.get_queue builds django-rq queues with rq's "
-    "default serializer (pickle) and the workers load jobs with it, so rq:job:<id> 'data' is "
-    "zlib(pickle((func_name, None, args, kwargs))) and 'meta' is pickle(meta); fix: "
-    "RQ_QUEUES[...]['SERIALIZER'] (or rq_signals.queues passing serializer=JSONSerializer) and "
-    "JSONSerializer as the default serializer of worker.RetryWorker & co",
-)
 def test_the_stored_job_envelope_is_json_not_pickle(connection):
     job = committed_job(connection)
     stored = connection.hgetall(job.key)
@@ -137,6 +134,126 @@ def test_the_stored_job_envelope_is_json_not_pickle(connection):
     )
     assert json.loads(data)[0] == "rq_signals.jobs.run_receiver"
     assert json.loads(stored[b"meta"]) == job.meta
+
+
+def test_the_workers_load_jobs_with_json_and_run_only_run_receiver_by_default():
+    gate = queues.job_gate()
+    assert gate.serializer is JSONSerializer
+    assert gate.allowed_functions == ("rq_signals.jobs.run_receiver",)
+    assert not gate.accept_pickle
+    assert installed_job_gate() == gate  # what AppConfig.ready() installed for every worker
+    with override_settings(RQ_SIGNALS={"ALLOWED_JOB_FUNCTIONS": ["shop.jobs.*"], "ACCEPT_PICKLE": True}):
+        gate = queues.job_gate()
+        assert gate.allows("shop.jobs.report") and gate.allows("rq_signals.jobs.run_receiver")
+        assert not gate.allows("os.system")
+        assert gate.serializer is JSONOrPickleSerializer
+        assert queues.get_queue("default").serializer is JSONOrPickleSerializer
+
+
+# -- what a worker run by manage.py rqworker runs ------------------------------------------------
+
+CANARY = "tests.chaos.canary.unregistered_canary"
+
+
+def note_job_args(connection: redis.Redis) -> list[object]:
+    """The arguments of a genuine run_receiver job of record_note (sender "template"), taken off the queue."""
+    invoice_noted.send(sender="template", note="hello")  # on_commit=False: enqueued at once
+    [job_id] = [raw.decode() for raw in connection.lrange("rq:queue:default", 0, -1)]
+    job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+    queues.get_queue("default").remove(job_id)
+    job.delete()
+    return list(job.args)
+
+
+def push_forged_jobs(connection: redis.Redis, *, pickled_args: list[object], meta: object) -> dict[str, str]:
+    """Jobs pushed past the app, as anyone who can write to Redis could; kind to job id.
+
+    A JSON job naming the canary; a pickled (plain rq) job of run_receiver with `pickled_args`; a
+    JSON job of a genuine record_note call whose meta is pickled `meta`.
+    """
+    args = note_job_args(connection)
+    json_queue = Queue("default", connection=connection, serializer=JSONSerializer)
+    pickle_queue = Queue("default", connection=connection)  # rq's default: pickle
+    with_pickled_meta = json_queue.enqueue_call(JOB_FUNCTION, args=tuple(args))
+    connection.hset(with_pickled_meta.key, "meta", pickle.dumps(meta))
+    return {
+        "other function": json_queue.enqueue_call(CANARY, args=("forged",)).id,
+        "pickled data": pickle_queue.enqueue_call(JOB_FUNCTION, args=tuple(pickled_args)).id,
+        "pickled meta": with_pickled_meta.id,
+    }
+
+
+def rqworker(tmp_path: Path, sentinels: Path, *extra: str, settings: dict[str, object] | None = None) -> Proc:
+    args = [sys.executable, str(REPO_ROOT / "tests" / "manage.py"), "rqworker", *extra, *QUEUE_NAMES]
+    env = {**database_env(), SENTINEL_DIR_ENV: str(sentinels)}
+    if settings is not None:
+        env[SETTINGS_ENV] = json.dumps(settings)
+    return Proc(args, env=env, log_path=tmp_path / f"worker-{len(list(tmp_path.glob('worker-*')))}.log")
+
+
+def test_a_worker_refuses_other_functions_and_pickles_each_failing_clearly_and_stays_up(connection, tmp_path):
+    # Given forged jobs whose pickles would call the canary when unpickled, and a worker
+    sentinels = tmp_path / "sentinels"
+    sentinels.mkdir()
+    receiver_id, signal_path, payload = note_job_args(connection)
+    evil_args = [receiver_id, signal_path, {**payload, "canary": Boom()}]
+    forged = push_forged_jobs(connection, pickled_args=evil_args, meta={"retry_policy": Boom()})
+    worker = rqworker(tmp_path, sentinels)
+    try:
+        # When it works the queues, then each forged job ends in the failed registry ...
+        failed = queues.get_queue("default").failed_job_registry
+        wait_until(
+            lambda: set(forged.values()) <= set(failed.get_job_ids()), timeout=60, what="forged jobs to fail"
+        )
+        texts = {
+            kind: zlib.decompress(connection.hget(Job.key_for(job_id), "exc_info")).decode()
+            for kind, job_id in forged.items()
+        }
+        # ... with an error naming the job, what was refused and the setting to change
+        assert (
+            f"Job {forged['other function']}: refused: function '{CANARY}' is not allowed"
+            in texts["other function"]
+        )
+        assert 'RQ_SIGNALS["ALLOWED_JOB_FUNCTIONS"]' in texts["other function"]
+        assert (
+            f"Job {forged['pickled data']}: refused: its data (function name and arguments) is pickled"
+            in texts["pickled data"]
+        )
+        assert f"Job {forged['pickled meta']}: refused: its meta is pickled" in texts["pickled meta"]
+        assert all(
+            'RQ_SIGNALS["ACCEPT_PICKLE"] = True' in texts[kind] for kind in ("pickled data", "pickled meta")
+        )
+        # ... nothing ran: no canary file, no receiver call ...
+        assert list(sentinels.iterdir()) == []
+        assert not Effect.objects.filter(receiver="record_note").exists()
+        # ... and the same worker is still up and runs a proper job
+        invoice_noted.send(sender="after", note="still here")
+        wait_until(
+            lambda: Effect.objects.filter(receiver="record_note", key="after").exists(),
+            timeout=60,
+            what="the worker to run a proper job after the forged ones",
+        )
+        assert worker.alive(), worker.output()[-3000:]
+    finally:
+        worker.stop()
+
+
+def test_a_worker_runs_other_functions_and_pickles_when_the_settings_allow_them(connection, tmp_path):
+    sentinels = tmp_path / "sentinels"
+    sentinels.mkdir()
+    forged = push_forged_jobs(
+        connection, pickled_args=note_job_args(connection), meta={"note": "pickled, harmless"}
+    )
+    allow = {"ALLOWED_JOB_FUNCTIONS": [CANARY], "ACCEPT_PICKLE": True}
+    worker = rqworker(tmp_path, sentinels, "--burst", settings=allow)
+    assert worker.wait(60) == 0, worker.output()[-3000:]
+    statuses = {
+        kind: Job.fetch(job_id, connection=connection, serializer=JSONOrPickleSerializer).get_status()
+        for kind, job_id in forged.items()
+    }
+    assert statuses == dict.fromkeys(forged, JobStatus.FINISHED)
+    assert len(list(sentinels.iterdir())) == 1  # the canary ran, being allowed
+    assert Effect.objects.filter(receiver="record_note", key="template").count() == 2
 
 
 # -- a payload size limit, refused at send time --------------------------------------------------
