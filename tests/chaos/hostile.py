@@ -1,10 +1,12 @@
 """Corrupt, truncated and hostile jobs, pushed straight onto the queues (never through a signal).
 
 `signal_path_jobs` name the job function every async receiver uses, `rq_signals.jobs.run_receiver`,
-with arguments no signal would produce. `corrupt_hashes` are job hashes with broken fields. Both must
-fail (failed registry, an error that says what was wrong) and run nothing. `code_running_jobs` try to
-run code outside the registered receivers: a job naming another function (a canary, ``os.system``),
-or data and meta whose unpickling calls a function.
+with arguments no signal would produce. `corrupt_hashes` are job hashes with broken fields. Both are
+written in the JSON envelope rq_signals writes, so they reach `run_receiver` (or rq's loading), and
+must fail (failed registry, an error that says what was wrong) and run nothing. `code_running_jobs`
+try to run code outside the registered receivers: a job naming another function (a canary,
+``os.system``) or callback, in JSON or pickled by a plain rq `Queue`, or data and meta whose
+unpickling calls a function; the workers' job gate must refuse each one before it runs.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import redis
+from rq import Callback
 from rq.job import Job
 from rq.queue import Queue
 
 from tests.chaos.canary import Boom
+from worker.serializers import JSONSerializer
 
 JOB_FUNCTION = "rq_signals.jobs.run_receiver"
 RECEIVER = "tests.chaos.receivers.run_default"  # registered, connected to work_default
@@ -36,6 +40,7 @@ class Hostile:
     kind: str
     expect: str  # what the failure's error text must contain
     push: Callable[[Queue, Path], str]  # pushes one job on the queue; its id
+    envelope: Literal["json", "pickle"] = "json"  # the serializer of the queue `push` is given
 
 
 def _payload(kwargs: Any, **extra: Any) -> dict[str, Any]:
@@ -145,7 +150,7 @@ def _corrupt(
 
     def push(queue: Queue, sentinels: Path) -> str:
         args = (receiver, SIGNAL, _payload({"tag": "corrupt"}))
-        job = Job.create(JOB_FUNCTION, args=args, connection=queue.connection)
+        job = Job.create(JOB_FUNCTION, args=args, connection=queue.connection, serializer=queue.serializer)
         job.origin = queue.name
         job.save()
         stored = queue.connection.hgetall(job.key)
@@ -166,7 +171,7 @@ _LOAD = "JobLoadError"
 corrupt_hashes: tuple[Hostile, ...] = (
     Hostile("data is random bytes", _LOAD, _corrupt(data=_garbage(64))),
     Hostile("data truncated", _LOAD, _corrupt(data=lambda data: data[: len(data) // 2])),
-    Hostile("data is JSON, not the serializer's", _LOAD, _corrupt(data=b'{"func": "os.system"}')),
+    Hostile("data is JSON of the wrong shape", _LOAD, _corrupt(data=b'{"func": "os.system"}')),
     Hostile("data zlib of garbage", _LOAD, _corrupt(data=zlib.compress(_garbage(256)))),
     Hostile("data is empty", _LOAD, _corrupt(data=b"")),
     Hostile("data huge garbage", _LOAD, _corrupt(data=_garbage(HUGE_BYTES))),
@@ -177,10 +182,10 @@ corrupt_hashes: tuple[Hostile, ...] = (
 )
 
 
-def _other_function(function: str, *args: Any) -> Callable[[Queue, Path], str]:
+def _other_function(function: str, *args: Any, **options: Any) -> Callable[[Queue, Path], str]:
     def push(queue: Queue, sentinels: Path) -> str:
         resolved = [arg(sentinels) if callable(arg) else arg for arg in args]
-        return queue.enqueue_call(function, args=tuple(resolved)).id
+        return queue.enqueue_call(function, args=tuple(resolved), **options).id
 
     return push
 
@@ -190,7 +195,10 @@ def _pickled(field: str) -> Callable[[Queue, Path], str]:
 
     def push(queue: Queue, sentinels: Path) -> str:
         job = Job.create(
-            JOB_FUNCTION, args=(RECEIVER, SIGNAL, _payload({"tag": "pickled"})), connection=queue.connection
+            JOB_FUNCTION,
+            args=(RECEIVER, SIGNAL, _payload({"tag": "pickled"})),
+            connection=queue.connection,
+            serializer=queue.serializer,
         )
         job.origin = queue.name
         job.save()
@@ -203,13 +211,29 @@ def _pickled(field: str) -> Callable[[Queue, Path], str]:
     return push
 
 
+_NOT_ALLOWED = "is not allowed on this worker"
+_PICKLED = "is pickled and this worker does not accept pickle"
+_CANARY = "tests.chaos.canary.unregistered_canary"
+
 code_running_jobs: tuple[Hostile, ...] = (
+    Hostile("job function: an unregistered canary", _NOT_ALLOWED, _other_function(_CANARY)),
+    Hostile("job function: os.system", _NOT_ALLOWED, _other_function("os.system", _touch("os-system-json"))),
+    Hostile("job function: the canary, pickled", _PICKLED, _other_function(_CANARY), envelope="pickle"),
     Hostile(
-        "job function: an unregistered canary", "", _other_function("tests.chaos.canary.unregistered_canary")
+        "job function: os.system, pickled",
+        _PICKLED,
+        _other_function("os.system", _touch("os-system-function")),
+        envelope="pickle",
     ),
-    Hostile("job function: os.system", "", _other_function("os.system", _touch("os-system-function"))),
-    Hostile("job data unpickles a call", "", _pickled("data")),
-    Hostile("job meta unpickles a call", "", _pickled("meta")),
+    Hostile(
+        "success callback: the canary",
+        "success callback 'tests.chaos.canary.unregistered_canary' " + _NOT_ALLOWED,
+        _other_function(
+            JOB_FUNCTION, RECEIVER, SIGNAL, _payload({"tag": "cb"}), on_success=Callback(_CANARY)
+        ),
+    ),
+    Hostile("job data unpickles a call", _PICKLED, _pickled("data"), envelope="pickle"),
+    Hostile("job meta unpickles a call", "its meta " + _PICKLED, _pickled("meta")),
 )
 
 
@@ -220,8 +244,14 @@ def push_all(
     sentinels: Path,
     queue_names: tuple[str, ...],
 ) -> Iterator[tuple[Hostile, str]]:
-    """`count` jobs, the kinds in turn, spread over the queues; (kind, job id) for each."""
-    queues = [Queue(name, connection=connection) for name in queue_names]
+    """`count` jobs, the kinds in turn, spread over the queues; (kind, job id) for each.
+
+    A kind's jobs go through a queue with its envelope's serializer: rq_signals' JSON, or rq's
+    default pickle (a plain `Queue`, as anyone using rq would write it).
+    """
+    serializers = {"json": JSONSerializer, "pickle": None}
     for n in range(count):
         hostile = kinds[n % len(kinds)]
-        yield hostile, hostile.push(queues[n % len(queues)], sentinels)
+        name = queue_names[n % len(queue_names)]
+        queue = Queue(name, connection=connection, serializer=serializers[hostile.envelope])
+        yield hostile, hostile.push(queue, sentinels)
