@@ -14,7 +14,9 @@ callbacks, and unpickles the hash's data and meta. A `JobGate` says what a worke
 A worker checks each job against its gate right after dequeueing it, before rq imports the function
 (`worker.loading.UnreadableJobMixin`); a refused job fails at once, without retries or callbacks,
 into its queue's failed registry with a `JobRefused` naming the job, what was refused and the setting
-that allows it, and the worker goes on. A worker gets its gate from its ``job_gate`` argument, else
+that allows it, and the worker goes on. Its job class (`gated_job_class`) imports nothing else the
+gate refuses, whoever reads the job again: rq's cleanup of abandoned jobs, which calls their failure
+callback, crash recovery, the prefork horse. A worker gets its gate from its ``job_gate`` argument, else
 from `install_job_gate` (the Django app installs one in ``AppConfig.ready()``); with neither it runs
 every job as rq does, with the serializer it was given.
 """
@@ -24,7 +26,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from rq.exceptions import DeserializationError
 
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
 ANY_FUNCTION: Final = "*"
 #: Suffix of an `allowed_functions` entry that allows every function under a dotted prefix.
 PREFIX_SUFFIX: Final = ".*"
+
+_lock = threading.Lock()  # guards _installed and _gated_classes
 
 
 class JobRefused(JobLoadError):
@@ -130,12 +134,20 @@ class JobGate:
             ("stopped callback", job._stopped_callback_name),
         ):
             if name is not None and not self.allows(name):
-                return JobRefused(
-                    job.id,
-                    f"{what} {name!r} is not allowed on this worker (allowed: {self._allowed_text()}); "
-                    f"to run it, add it to {self.functions_setting}",
-                )
+                return self._not_allowed(job, what, name)
         return None
+
+    def check_import(self, job: Job, what: str, name: str | None) -> None:
+        """Raise `JobRefused` unless `job` may have its `what` (function, callback) `name` imported."""
+        if name is not None and not self.allows(name):
+            raise self._not_allowed(job, what, name)
+
+    def _not_allowed(self, job: Job, what: str, name: str) -> JobRefused:
+        return JobRefused(
+            job.id,
+            f"{what} {name!r} is not allowed on this worker (allowed: {self._allowed_text()}); "
+            f"to run it, add it to {self.functions_setting}",
+        )
 
     def _pickled(self, job: Job, field_name: str) -> JobRefused:
         return JobRefused(
@@ -148,7 +160,56 @@ class JobGate:
         return ", ".join(self.allowed_functions) or "nothing"
 
 
-_lock = threading.Lock()
+_gated_classes: dict[tuple[type[Job], JobGate], type[Job]] = {}
+
+
+def gated_job_class(job_class: type[Job], gate: JobGate) -> type[Job]:
+    """`job_class`, but its function and callbacks are imported only if `gate` allows them.
+
+    The dequeue check (`JobGate.refusal`) keeps refused jobs from running; this keeps every other
+    path that resolves a job's function or callbacks from importing one the gate refuses: rq's
+    cleanup of abandoned jobs calls their failure callback, crash recovery too, and a prefork horse
+    or a registry reads the job again from Redis. A refused import raises `JobRefused`.
+    """
+    if getattr(job_class, "job_gate", None) is gate:
+        return job_class
+    with _lock:
+        gated = _gated_classes.get((job_class, gate))
+        if gated is None:  # one class per job class and gate: a worker and its queues share it
+            gated = _gated_classes[(job_class, gate)] = _gate_class(job_class, gate)
+    return gated
+
+
+def _gate_class(job_class: type[Job], gate: JobGate) -> type[Job]:
+    class GatedJob(job_class):  # type: ignore[valid-type,misc]  # a class chosen at run time
+        job_gate = gate
+
+        @property
+        def func(self) -> Any:
+            name = self.func_name
+            if name is not None and self.instance is not None:
+                name = f"{type(self.instance).__module__}.{type(self.instance).__qualname__}.{name}"
+            gate.check_import(self, "function", name)
+            return super().func
+
+        @property
+        def success_callback(self) -> Any:
+            gate.check_import(self, "success callback", self._success_callback_name)
+            return super().success_callback
+
+        @property
+        def failure_callback(self) -> Any:
+            gate.check_import(self, "failure callback", self._failure_callback_name)
+            return super().failure_callback
+
+        @property
+        def stopped_callback(self) -> Any:
+            gate.check_import(self, "stopped callback", self._stopped_callback_name)
+            return super().stopped_callback
+
+    GatedJob.__name__ = GatedJob.__qualname__ = f"Gated{job_class.__name__}"
+    return GatedJob
+
 
 #: What `install_job_gate` takes: a gate, a callable answering one (or None), or None.
 GateSource: TypeAlias = "JobGate | Callable[[], JobGate | None] | None"

@@ -22,7 +22,7 @@ from rq.utils import current_timestamp, now, utcformat
 from rq.worker import BaseWorker
 
 from worker.exceptions import JobLoadError
-from worker.gate import JobGate, JobRefused, installed_job_gate
+from worker.gate import JobGate, JobRefused, gated_job_class, installed_job_gate
 
 if TYPE_CHECKING:
     from rq.queue import Queue
@@ -116,8 +116,12 @@ class UnreadableJobMixin(BaseWorker):
         super().__init__(*args, **kwargs)
         self.job_gate = gate
         if gate is not None:
-            for queue in self.queues:  # queues built by the caller (django-rq's get_worker) too
+            # Whatever reads jobs later (registries, recovery, the prefork horse) imports nothing the
+            # gate refuses; queues built by the caller (django-rq's get_worker) included.
+            self.job_class = gated_job_class(self.job_class, gate)
+            for queue in self.queues:
                 queue.serializer = self.serializer
+                queue.job_class = gated_job_class(queue.job_class, gate)
 
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None

@@ -234,3 +234,37 @@ def test_rq_worker_cli_with_our_class_and_no_gate_runs_a_pickled_plain_rq_job(
     assert code == 0, proc.log_path.read_text()[-3000:]
     assert job.get_status() == JobStatus.FINISHED
     assert runs(connection, job) == 1
+
+
+# -- nothing else a job names is imported either --------------------------------------------------
+
+
+def test_rqs_cleanup_of_a_forged_abandoned_job_does_not_call_its_failure_callback(
+    connection, json_queue, sentinels
+):
+    # Given a forged job hash that looks abandoned (STARTED, expired in the started registry) and
+    # names the canary as its failure callback, which rq's cleanup calls for abandoned jobs
+    job = json_queue.enqueue(jobs.succeed, on_failure=Callback(unregistered_canary))
+    json_queue.remove(job.id)
+    job.set_status(JobStatus.STARTED)
+    connection.zadd(json_queue.started_job_registry.key, {f"{job.id}:forged-execution": 1})
+    # When a worker behind the gate runs rq's registry maintenance
+    worker = SimpleRetryWorker([json_queue], connection=connection, job_gate=GATE)
+    worker.clean_registries()
+    # Then the callback was not imported, let alone called; the job is still failed, as rq fails it
+    assert list(sentinels.iterdir()) == []
+    assert job.id in json_queue.failed_job_registry
+
+
+def test_a_gated_workers_job_class_imports_only_what_the_gate_allows(connection, json_queue, sentinels):
+    worker = SimpleRetryWorker([json_queue], connection=connection, job_gate=GATE)
+    assert worker.job_class is json_queue.job_class and issubclass(worker.job_class, Job)
+    job = json_queue.enqueue(CANARY)
+    fetched = worker.job_class.fetch(job.id, connection=connection, serializer=worker.serializer)
+    with pytest.raises(JobRefused, match=f"function '{CANARY}' is not allowed"):
+        fetched.func  # noqa: B018 - importing is the check
+    allowed = worker.job_class.fetch(
+        json_queue.enqueue(jobs.succeed).id, connection=connection, serializer=worker.serializer
+    )
+    assert allowed.func is jobs.succeed
+    assert list(sentinels.iterdir()) == []
