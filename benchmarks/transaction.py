@@ -10,11 +10,19 @@ requests the process sent (redis-py's `send_packed_command` calls, counted in-pr
 commands are the server's counter delta over one transaction. "Added"
 is the with-receiver time minus the no-receiver time of the same repeat: what the app costs,
 without the database's own time for N inserts.
+
+With `RQ_SIGNALS["FLUSH"] = "background"` the same transactions are timed again: the commit hands
+the jobs to the writer thread and `atomic()` returns; after each timed transaction (outside the
+timing) `rq_signals.flush_jobs()` waits for the writer, and the time from the end of `atomic()` to
+its return is the commit→in-Redis window of that transaction's jobs. Its round trips are counted
+with the writer's pipeline included.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 from benchmarks import django_setup
 from benchmarks.harness import ClientRequests, Context, Counters, Row, Section
@@ -23,6 +31,7 @@ from benchmarks.stats import summarize
 NAME = "transaction"
 TITLE = "Transaction with 100 signals vs 1"
 SIZES = (1, 100)
+VARIANTS = ("none", "async", "background")
 
 
 def time_transaction(size: int) -> float:
@@ -37,12 +46,40 @@ def time_transaction(size: int) -> float:
     return time.perf_counter() - began
 
 
+@contextlib.contextmanager
+def variant(name: str) -> Iterator[None]:
+    """`name`'s receiver on `Order` ("background": ours, under ``FLUSH="background"``)."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    from benchmarks import receivers
+
+    receivers.use("async" if name == "background" else name)
+    flush = {"FLUSH": "background" if name == "background" else "commit"}
+    try:
+        with override_settings(RQ_SIGNALS={**settings.RQ_SIGNALS, **flush}):
+            yield
+    finally:
+        receivers.use("none")
+
+
+def drain() -> float:
+    """Seconds until the writer thread has written everything pending (0 in commit mode)."""
+    from rq_signals import flush_jobs
+
+    began = time.perf_counter()
+    if not flush_jobs(timeout=60):
+        raise RuntimeError("the writer thread did not finish within 60 s")
+    return time.perf_counter() - began
+
+
 def count_requests(ctx: Context, size: int) -> tuple[int, Counters]:
-    """Round trips (requests this process sent) and server counters over one transaction."""
+    """Round trips (requests this process sent, the writer's too) and server counters over one transaction."""
     conn = ctx.connection()
     before = Counters.take(conn)
     with ClientRequests() as requests:
         time_transaction(size)
+        drain()
     after = Counters.take(conn).since(before)
     conn.close()
     return requests.count, after
@@ -54,21 +91,27 @@ def run(ctx: Context) -> Section:
     from benchmarks import receivers
 
     repeats = ctx.pick(5, 15)
-    timings: dict[tuple[str, int], list[float]] = {(v, n): [] for v in ("none", "async") for n in SIZES}
+    timings: dict[tuple[str, int], list[float]] = {(v, n): [] for v in VARIANTS for n in SIZES}
+    windows: dict[int, list[float]] = {n: [] for n in SIZES}
     trips: dict[tuple[str, int], tuple[int, Counters]] = {}
     try:
-        receivers.use("async")
-        time_transaction(10)  # warm up
+        for name in ("async", "background"):
+            with variant(name):
+                time_transaction(10)  # warm up (and start the writer thread)
+                drain()
         for repeat in range(repeats):
             ctx.flush()
-            for variant in ("none", "async") if repeat % 2 else ("async", "none"):
-                receivers.use(variant)
+            for name in VARIANTS[repeat % len(VARIANTS) :] + VARIANTS[: repeat % len(VARIANTS)]:
+                with variant(name):
+                    for size in SIZES:
+                        timings[(name, size)].append(time_transaction(size))
+                        window = drain()
+                        if name == "background":
+                            windows[size].append(window)
+        for name in ("async", "background", "handwritten"):
+            with variant(name):
                 for size in SIZES:
-                    timings[(variant, size)].append(time_transaction(size))
-        for variant in ("async", "handwritten"):
-            receivers.use(variant)
-            for size in SIZES:
-                trips[(variant, size)] = count_requests(ctx, size)
+                    trips[(name, size)] = count_requests(ctx, size)
     finally:
         receivers.use("none")
     section = Section(NAME, TITLE, __doc__ or "")
@@ -98,6 +141,26 @@ def run(ctx: Context) -> Section:
     row.goal, row.met = "one Redis round trip", requests == 1
     row.note = f"hand-written receiver: {trips[('handwritten', SIZES[-1])][0]}"
     section.rows.append(row)
+    for size in SIZES:
+        row = Row(
+            f'{size} signal(s), FLUSH="background"',
+            summarize(timings[("background", size)]),
+            "ms",
+            digits=2,
+            scale=1e3,
+        )
+        extra = [a - b for a, b in zip(timings[("background", size)], timings[("none", size)], strict=True)]
+        row.ratio = summarize(
+            [a / b for a, b in zip(timings[("background", size)], timings[("async", size)], strict=True)]
+        )
+        row.ratio_to = "commit mode"
+        row.note = (
+            f"added {summarize(extra).format(2, 1e3)} ms; then in Redis "
+            f"{summarize(windows[size]).format(2, 1e3)} ms after the commit returned; "
+            f"{trips[('background', size)][0]} round trip(s), "
+            f"{trips[('background', size)][1].commands} commands"
+        )
+        section.rows.append(row)
     ratio_added = [a / b for a, b in zip(added[SIZES[-1]], added[1], strict=True) if b > 0]
     if ratio_added:
         row = Row("added by the receiver, 100 vs 1", summarize(added[SIZES[-1]]), "ms", digits=2, scale=1e3)
@@ -109,7 +172,7 @@ def run(ctx: Context) -> Section:
         "| receiver | signals | round trips (client requests) | server read events | commands |",
         "|---|---|---|---|---|",
     ]
-    for (variant, size), (requests, counters) in trips.items():
-        section.extra.append(f"| {variant} | {size} | {requests} | {counters.reads} | {counters.commands} |")
+    for (name, size), (requests, counters) in trips.items():
+        section.extra.append(f"| {name} | {size} | {requests} | {counters.reads} | {counters.commands} |")
     section.seconds = time.monotonic() - began
     return section

@@ -106,10 +106,11 @@ class _Writer:
     def wait(self, timeout: float, *, at_exit: bool) -> bool:
         """Wait until nothing is pending or being written; True if so within `timeout` seconds.
 
-        At the deadline, jobs the writer has not taken are taken from it and kept in the outbox by
-        the calling thread; jobs being written are left to the writer (logged), except `at_exit`,
-        when the process is about to end and they are kept in the outbox too (the relay does not
-        enqueue a job id Redis already has).
+        At the deadline every job left is logged by id. Jobs the writer has not taken are taken
+        from it and kept in the outbox by the calling thread (under ``OUTBOX="off"`` they stay
+        with the writer). Jobs being written stay with the writer, except `at_exit`: the process is
+        about to end, so they are kept in the outbox too (the relay does not enqueue a job id Redis
+        already has, so one that did get through is not enqueued twice).
         """
         deadline = time.monotonic() + timeout
         with self.lock:
@@ -122,10 +123,14 @@ class _Writer:
                 self.went_idle.wait(left)
             else:
                 return True
-            untaken, self.pending = self.pending, []
-            in_flight = list(self.writing)
-        _report_timeout(timeout, untaken, in_flight, at_exit=at_exit)
-        _keep(untaken + in_flight if at_exit else untaken, error=TimeoutError(f"not written in {timeout}s"))
+            if at_exit:
+                untaken, self.pending = self.pending + self.writing, []
+            else:  # OUTBOX="off": nowhere to keep them, and the writer may still write them
+                untaken = [committed for committed in self.pending if committed.outbox_mode != "off"]
+                self.pending = [committed for committed in self.pending if committed.outbox_mode == "off"]
+            left_to_writer = [] if at_exit else self.writing + self.pending
+        _report_timeout(timeout, untaken, left_to_writer)
+        _keep(untaken, error=TimeoutError(f"not written within {timeout}s"))
         return False
 
 
@@ -162,11 +167,11 @@ def write(batch: Sequence[Committed]) -> None:
     from rq_signals import enqueue  # enqueue imports this module
 
     aliases = {committed.alias for committed in batch if committed.outboxed}
+    specs = [spec for committed in batch for spec in committed.specs]
     try:
         for committed in batch:
             if committed.outboxed:
                 _deliver(committed)
-        specs = [spec for committed in batch for spec in committed.specs]
         for group in enqueue.by_connection(specs):
             try:
                 enqueue.enqueue_group(group)
@@ -174,13 +179,10 @@ def write(batch: Sequence[Committed]) -> None:
                 refused = [_only(committed, group) for committed in batch]
                 aliases.update(committed.alias for committed in refused if committed.specs)
                 _keep(refused, error=exc)
-    except Exception:
-        logger.exception(
-            "Receivers %s: the writer thread could not write %d job(s) of committed transactions: %s",
-            _receivers(batch),
-            sum(len(committed.job_ids()) for committed in batch),
-            _ids(batch),
-        )
+            except Exception:  # not Redis refusing: the commit path would have raised it in the request
+                _log_lost([_only(committed, group) for committed in batch])
+    except Exception:  # grouping failed (a queue gone from RQ_QUEUES): nothing of the batch was written
+        _log_lost([_only(committed, specs) for committed in batch])
     finally:
         for alias in aliases:
             connections[alias].close()
@@ -233,21 +235,27 @@ def _keep(batch: Iterable[Committed], *, error: BaseException) -> None:
             )
 
 
-def _report_timeout(
-    timeout: float, untaken: list[Committed], in_flight: list[Committed], *, at_exit: bool
-) -> None:
-    if in_flight:
+def _log_lost(batch: list[Committed]) -> None:
+    logger.exception(
+        "Receivers %s: %d job(s) of committed transactions could not be enqueued: %s",
+        _receivers(batch),
+        sum(len(committed.job_ids()) for committed in batch),
+        _ids(batch),
+    )
+
+
+def _report_timeout(timeout: float, untaken: list[Committed], left_to_writer: list[Committed]) -> None:
+    if left_to_writer:
         logger.warning(
-            "Receivers %s: %d job(s) still being written to Redis after %ss%s: %s",
-            _receivers(in_flight),
-            sum(len(committed.job_ids()) for committed in in_flight),
+            "Receivers %s: %d job(s) not written to Redis within %ss; still with the writer thread: %s",
+            _receivers(left_to_writer),
+            sum(len(committed.job_ids()) for committed in left_to_writer),
             timeout,
-            "; kept in the outbox too (the relay skips a job Redis has)" if at_exit else "",
-            _ids(in_flight),
+            _ids(left_to_writer),
         )
     if untaken:
         logger.warning(
-            "Receivers %s: %d job(s) not written to Redis after %ss; kept in the outbox: %s",
+            "Receivers %s: %d job(s) not written to Redis within %ss; kept in the outbox: %s",
             _receivers(untaken),
             sum(len(committed.job_ids()) for committed in untaken),
             timeout,

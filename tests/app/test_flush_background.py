@@ -175,6 +175,27 @@ def test_flush_jobs_timing_out_names_the_jobs_left_and_keeps_the_untaken_ones_in
     assert sorted(queued(connection).values()) == [1] * len(in_redis)
 
 
+@override_settings(RQ_SIGNALS={**BACKGROUND, "OUTBOX": "off"})
+def test_outbox_off_flush_jobs_timing_out_leaves_the_jobs_with_the_writer(connection, caplog):
+    # Given Redis holds writes while two checkouts commit, with no outbox to fall back on
+    pause_writes(connection, 5.0)
+    checkout("INV-off-1")
+    checkout("INV-off-2")
+
+    # When the process gives up waiting early
+    with caplog.at_level(logging.WARNING, logger="rq_signals"):
+        assert flush_jobs(timeout=0.2) is False
+
+    # Then the warning names every job as still with the writer, and the writer still writes them all
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "still with the writer thread" in warning.getMessage()
+    assert len(set(JOB_ID.findall(warning.getMessage()))) == 6
+    connection.client_unpause()
+    assert flush_jobs(timeout=10)
+    assert sorted(queued(connection).values()) == [1] * 6
+    assert outbox_ids() == set()
+
+
 @override_settings(RQ_SIGNALS=BACKGROUND)
 def test_redis_down_after_commit_keeps_the_jobs_in_the_outbox_and_the_request_succeeds(redis_server, caplog):
     redis_server.stop()
