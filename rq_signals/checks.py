@@ -5,7 +5,7 @@
 - ``rq_signals.E003``: a ``RQ_SIGNALS`` value has the wrong type or is out of range.
 - ``rq_signals.W001``: django-rq's ``RQ["WORKER_CLASS"]`` does not honour retry policies.
 - ``rq_signals.W002``: a queue we write to has no JSON ``SERIALIZER`` in RQ_QUEUES, so django-rq's
-  dashboard (which reads jobs with it) cannot show our jobs.
+  dashboard (which reads jobs with it) cannot show our jobs, and with pickle unpickles forged ones.
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ def check_dashboard_serializers(
         messages.append(
             Warning(
                 f"RQ_QUEUES[{name!r}] has {has}, which cannot read the JSON jobs rq_signals writes "
-                "there, so django-rq's dashboard cannot show them.",
+                "there, so django-rq's dashboard cannot show them (and, with pickle, it unpickles "
+                "whatever job is written there, which can run code in the web process).",
                 hint=f'Add "SERIALIZER": "worker.serializers.{wanted}" to RQ_QUEUES[{name!r}].',
                 id="rq_signals.W002",
             )
