@@ -17,6 +17,7 @@ from rq import get_current_job
 from rq_signals import lifecycle
 from rq_signals.conf import conf
 from rq_signals.exceptions import SkipReceiver
+from rq_signals.flusher import flush_jobs
 from rq_signals.payload import decode_arguments
 from rq_signals.registration import lookup
 
@@ -31,6 +32,9 @@ def run_receiver(receiver_id: str, signal_path: str, payload: dict[str, Any]) ->
     try:
         return call_receiver(receiver_id, signal_path, payload)
     finally:
+        # FLUSH="background": what the receiver committed is in Redis before its job ends (a forked
+        # work horse leaves with os._exit(), which skips the atexit flush).
+        flush_jobs()
         close_old_connections()
 
 

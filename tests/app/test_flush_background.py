@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 from django.db import connections, transaction
+from django.dispatch import Signal
 from django.test import override_settings
 
 from rq_signals import flush_jobs
@@ -30,6 +31,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 BACKGROUND = {"FLUSH": "background"}
 QUEUE_NAMES = ("high", "default", "low")
+invoice_relayed = Signal()
+
+
+def save_invoice(sender: str, reference: str, **kwargs: object) -> None:
+    """A receiver whose own save has an async receiver (record_invoice): jobs that send jobs."""
+    Invoice.objects.create(reference=reference)
+
+
 JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -347,3 +356,50 @@ def _wait_for_child(pid: int) -> int:
 
     wait_until(exited, timeout=30, what=f"the forked child {pid} to exit")
     return found[0]
+
+
+HORSE = """
+import os
+import redis
+from django.test import override_settings
+from rq_signals import async_receiver, registration
+from rq_signals.jobs import run_receiver
+from rq_signals.payload import encode_arguments
+from tests.app.test_flush_background import invoice_relayed, save_invoice
+
+async_receiver(invoice_relayed)(save_invoice)
+receiver_id = "tests.app.test_flush_background.save_invoice"
+ref = registration.lookup(receiver_id).signals[0]
+payload = encode_arguments(
+    {"sender": "horse", "reference": "INV-horse"}, signal_name=ref.name, receiver_path=receiver_id
+)
+with override_settings(RQ_SIGNALS={"FLUSH": "background"}):
+    redis.Redis.from_url(os.environ["RQ_SIGNALS_TEST_REDIS_URL"]).client_pause(500, all=False)
+    run_receiver(receiver_id, ref.path, payload)
+    print("job done, leaving as a work horse does", flush=True)
+    os._exit(0)  # what rq's work horse does after its job: no atexit
+"""
+
+
+def test_a_job_whose_receiver_commits_leaves_its_jobs_in_redis_before_a_work_horse_exits(
+    connection, redis_url, tmp_path
+):
+    # When a job's receiver saves an invoice in background mode, in a process that then leaves
+    # with os._exit() (rq's work horse) while Redis holds writes
+    proc = Proc(
+        [sys.executable, str(REPO_ROOT / "tests" / "manage.py"), "shell", "-c", HORSE],
+        env={
+            "RQ_SIGNALS_TEST_DB_NAME": str(connections["default"].settings_dict["NAME"]),
+            "RQ_SIGNALS_TEST_REDIS_URL": redis_url,
+        },
+        log_path=tmp_path / "horse.log",
+    )
+    code, output = proc.wait(60), proc.log_path.read_text()
+    assert code == 0 and "job done" in output, output[-2000:]
+
+    # Then the invoice's own job reached Redis before the job ended
+    invoice = Invoice.objects.get(reference="INV-horse")
+    [job_id] = queued(connection)
+    assert description(connection, job_id) == (
+        f"post_save testapp.Invoice pk={invoice.pk} → tests.receivers.record_invoice"
+    )
