@@ -18,9 +18,11 @@ The trade: a process killed hard (SIGKILL, the OOM killer) right after a commit 
 the writer has not written yet. The commit mode has that window too (one round trip, inside
 ``save()``); this mode adds the time jobs wait for the writer. An orderly exit loses nothing: at
 interpreter exit an ``atexit`` hook waits for the writer (at most `EXIT_TIMEOUT_SECONDS`), and
-`flush_jobs` does the same on demand; jobs still unwritten at the deadline go to the outbox of
-their database (or, if that fails, are logged by id). After ``fork()`` the child starts with no
-pending jobs and no writer: the parent's jobs are the parent's to write.
+`flush_jobs` does the same on demand (`rq_signals.jobs.run_receiver` calls it after each receiver:
+rq's work horses leave with ``os._exit()``, which skips ``atexit``); jobs still unwritten at the
+deadline go to the outbox of their database (or, if that fails, are logged by id). After
+``fork()`` the child starts with no pending jobs and no writer: the parent's jobs are the
+parent's to write.
 """
 
 from __future__ import annotations
@@ -150,9 +152,10 @@ def flush_jobs(timeout: float = FLUSH_TIMEOUT_SECONDS) -> bool:
 
     With ``RQ_SIGNALS["FLUSH"] = "background"`` the jobs of committed transactions reach Redis a
     little after the commit, from a writer thread; call this where a process must know they are
-    there (before an orderly exit that bypasses ``atexit``, such as ``os._exit``; in a test). On
+    there (before an exit that bypasses ``atexit``, such as ``os._exit``; in a test). "Written"
+    means Redis took them, or refused them and they went to the outbox, as in the commit path. On
     a timeout the job ids left are logged, and the jobs the writer has not taken yet go to the
-    outbox (Redis errors are handled as always: the outbox). With ``"commit"`` there is nothing
+    outbox (under ``OUTBOX="off"`` they stay with the writer). With ``"commit"`` there is nothing
     to wait for: it returns True at once.
     """
     return _writer.wait(timeout, at_exit=False)
