@@ -22,6 +22,7 @@ from django.test import override_settings
 from rq_signals import flush_jobs
 from rq_signals.exceptions import SerializationError
 from rq_signals.models import OutboxEntry
+from rq_signals.relay import relay_once
 from tests.receivers import invoice_paid
 from tests.support.processes import REPO_ROOT, Proc
 from tests.support.waiting import wait_until
@@ -403,3 +404,38 @@ def test_a_job_whose_receiver_commits_leaves_its_jobs_in_redis_before_a_work_hor
     assert description(connection, job_id) == (
         f"post_save testapp.Invoice pk={invoice.pk} → tests.receivers.record_invoice"
     )
+
+
+KILLED_AFTER_COMMIT = """
+import os
+import signal
+from django.db import transaction
+from django.test import override_settings
+from tests.testapp.models import Invoice
+
+with override_settings(RQ_SIGNALS={"FLUSH": "background", "OUTBOX": "always"}):
+    with transaction.atomic():
+        Invoice.objects.create(reference="INV-killed")
+        # runs right after ours: the job is handed to the writer, which has not written it yet
+        transaction.on_commit(lambda: os.kill(os.getpid(), signal.SIGKILL))
+"""
+
+
+def test_with_outbox_always_a_process_killed_after_commit_loses_nothing(connection, redis_url, tmp_path):
+    # When a process commits in background mode with OUTBOX="always" and is killed (SIGKILL) at once
+    proc = Proc(
+        [sys.executable, str(REPO_ROOT / "tests" / "manage.py"), "shell", "-c", KILLED_AFTER_COMMIT],
+        env={
+            "RQ_SIGNALS_TEST_DB_NAME": str(connections["default"].settings_dict["NAME"]),
+            "RQ_SIGNALS_TEST_REDIS_URL": redis_url,
+        },
+        log_path=tmp_path / "killed.log",
+    )
+    assert proc.wait(60) == -9, proc.log_path.read_text()[-2000:]
+    invoice = Invoice.objects.get(reference="INV-killed")
+
+    # Then the job's outbox row, committed with the invoice, lets the relay enqueue it, once
+    relay_once(using="default")
+    [job_id] = queued(connection)
+    assert description(connection, job_id).startswith(f"post_save testapp.Invoice pk={invoice.pk} ")
+    assert outbox_ids() == set()
