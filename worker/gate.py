@@ -3,7 +3,7 @@
 rq's worker imports and calls whatever function a job hash names (``os.system`` included) and its
 callbacks, and unpickles the hash's data and meta. A `JobGate` says what a worker accepts::
 
-    JobGate(allowed_functions=["shop.jobs.*", "reports.build"], accept_pickle=False)
+    JobGate(allowed_functions=("shop.jobs.*", "reports.build"), accept_pickle=False)
 
 - `allowed_functions`: exact dotted paths, ``"pkg.module.*"`` (everything under that prefix) or
   ``"*"`` (anything, as rq). The job's function and its success, failure and stopped callbacks must
