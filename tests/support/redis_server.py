@@ -7,14 +7,31 @@ shared Redis on 6379. The binary is `redis-server` from PATH, else the one the
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+#: prctl, looked up before any fork: the child between fork and exec should only make the call.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM once the thread that started it is gone (Linux only).
+
+    A test session killed before its fixtures' teardown (a timeout, Ctrl-C twice, SIGKILL) would
+    otherwise leave its redis-server running.
+    """
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def find_redis_server() -> str:
@@ -97,7 +114,14 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> RedisServer:
         if self.process is not None and self.process.poll() is None:
             return self
-        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # The death signal follows the thread that forks: only a main thread lives as long as its process.
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        self.process = subprocess.Popen(
+            self.command(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if on_main_thread else None,  # noqa: PLW1509 - one prctl call only
+        )
         deadline = time.monotonic() + timeout
         while not self._answers():
             if self.process.poll() is not None:
