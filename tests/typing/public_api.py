@@ -7,7 +7,7 @@ from typing import Any, assert_type
 from django.db.models.signals import post_save
 from django.dispatch import Signal
 
-from rq_signals import AsyncReceiver, Backoff, async_receiver
+from rq_signals import AsyncReceiver, Backoff, async_receiver, flush_jobs
 from rq_signals.registration import lookup
 from tests.testapp.models import Order
 
@@ -37,3 +37,4 @@ async def calls_notify() -> None:
 assert_type(lookup("shop.receivers.send_confirmation"), AsyncReceiver)
 assert_type(Backoff(max_retries=3).delay(1), float)
 async_receiver(post_save, retry=3)  # type: ignore[arg-type]  # a retry is a Backoff, False or None
+assert_type(flush_jobs(timeout=1.0), bool)
