@@ -51,9 +51,11 @@ def run_worker(tmp_path: Path) -> Callable[..., str]:
         logs = [_burst(tmp_path, extra_args, timeout)]
         while True:
             promotion = promote_due(rq_queues[0].connection, rq_queues)
-            if not promotion.moved and all(due is None for due in promotion.queue_due):
+            # A burst worker may put a due retry back on its queue just after deciding to quit.
+            queued = any(queue.count for queue in rq_queues)
+            if not (promotion.moved or queued) and all(due is None for due in promotion.queue_due):
                 return "\n".join(logs)
-            if not promotion.moved:
+            if not (promotion.moved or queued):
                 wait_until(
                     lambda: promote_due(rq_queues[0].connection, rq_queues).moved,
                     timeout=max(0.1, deadline - time.monotonic()),
