@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -58,17 +59,45 @@ class ReportingRetry(Retry):
     """redis-py's `Retry`, saying when a command starts waiting for Redis and when Redis is back.
 
     `last_trouble` is when (`time.monotonic()`) a command last failed or got through after failing.
+    Per thread, it also knows when the latest attempt of a command was sent and how many attempts
+    have failed, which `worker.fencing` needs to count a lease from the write that got through.
+    One object serves every connection of the client: redis-py deep-copies a connection's retry,
+    and a copy would keep what it saw to itself.
     """
 
     log: logging.Logger = logger
     last_trouble: float | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._thread_state = threading.local()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ReportingRetry:
+        return self
+
+    def last_attempt_sent_at(self, default: float) -> float:
+        """When (`time.monotonic()`) this thread last sent a command: after a command returns, the
+        attempt that got through; `default` if this thread never sent one."""
+        sent_at: float = getattr(self._thread_state, "sent_at", default)
+        return sent_at
+
+    def failures_here(self) -> int:
+        """How many attempts of this thread's commands have failed so far."""
+        failures: int = getattr(self._thread_state, "failures", 0)
+        return failures
+
     def call_with_retry(self, do: Callable[[], T], fail: Callable[..., Any], *args: Any, **kwargs: Any) -> T:
         failures = 0
+        state = self._thread_state
+
+        def attempt() -> T:
+            state.sent_at = time.monotonic()
+            return do()
 
         def noting_fail(error: Exception, *rest: Any) -> Any:
             nonlocal failures
             failures += 1
+            state.failures = getattr(state, "failures", 0) + 1
             self.last_trouble = time.monotonic()
             if failures == 1:
                 self.log.warning(
@@ -76,7 +105,7 @@ class ReportingRetry(Retry):
                 )
             return fail(error, *rest)
 
-        result = super().call_with_retry(do, noting_fail, *args, **kwargs)
+        result = super().call_with_retry(attempt, noting_fail, *args, **kwargs)
         if failures:
             self.last_trouble = time.monotonic()
             self.log.info("Redis reachable again after %d failed attempt(s)", failures)

@@ -109,6 +109,7 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
 
     def prepare_execution(self, job: Job) -> Execution:
         lease_sent_at = time.monotonic()  # before the lease is written: see `worker.fencing`
+        failures_before = self.redis_retry.failures_here()
         try:
             execution = super().prepare_execution(job)
         except NoScriptError:
@@ -120,6 +121,12 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
             self.log.info("Job %s: Redis had lost the lease script; sending it again", job.id)
             leases.restore_lease(self.connection, job.origin, starting.composite_key, self.lease_ttl)
             execution = starting
+        if self.redis_retry.failures_here() != failures_before:
+            # Redis was out of reach as the job started, so when its lease was written is unknown: renew
+            # it, and count from that renewal rather than fence a job whose code has not run yet.
+            renewed, sent_at = self._renew_lease(job, execution)
+            if renewed == 1:
+                lease_sent_at = sent_at
         self._fence.arm(job.id, lease_sent_at)
         if not isinstance(self, Worker):  # the job runs in this process: nothing else renews its lease
             self._lease_keeper.arm(job, execution)
@@ -146,12 +153,17 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
         super().maintain_heartbeats(job, execution)
         if self._fence.is_fenced(job.id):
             return  # its run is stopped: the lease is left to run out and be claimed
-        sent_at = time.monotonic()
-        renewed = leases.renew_lease(self.connection, job.origin, execution.composite_key, self.lease_ttl)
+        renewed, sent_at = self._renew_lease(job, execution)
         if renewed == 1:
             self._fence.renewed(job.id, sent_at)
         elif renewed == -1:
             self._lost_lease(job)
+
+    def _renew_lease(self, job: Job, execution: Execution) -> tuple[int, float]:
+        """`leases.renew_lease`'s outcome, and when (`time.monotonic()`) the attempt that got through left."""
+        called_at = time.monotonic()
+        renewed = leases.renew_lease(self.connection, job.origin, execution.composite_key, self.lease_ttl)
+        return renewed, max(called_at, self.redis_retry.last_attempt_sent_at(default=called_at))
 
     def _stop_fenced_run(self, job_id: str) -> bool:
         """Stop the fenced run of `job_id` without touching Redis (see `fencing.Fence`); whether it is."""

@@ -8,6 +8,7 @@ through; other workers claim the job no earlier than 5.8 s after it.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -25,6 +26,7 @@ from tests.worker.crash_jobs import key
 from worker import Backoff, leases
 from worker.attempts import ATTEMPTS_META_KEY
 from worker.backoff import POLICY_META_KEY
+from worker.connection import retry_forever
 from worker.fencing import FENCED_EXIT_STATUS, Fence
 from worker.recovery import RecoveryMixin
 from worker.scheduler import promote_due
@@ -160,6 +162,25 @@ def test_the_default_margin_is_a_sixth_of_the_lease(connection):
     built = RetryWorker([Queue("fence", connection=connection)], connection=connection)
     assert isinstance(built, RecoveryMixin)
     assert (built.lease_ttl, built.fence_margin, built.job_monitoring_interval) == (15.0, 2.5, 5)
+
+
+def test_the_client_knows_when_the_attempt_that_got_through_was_sent_in_each_thread(redis_url):
+    # What a lease counts from after an outage: the attempt that got through, not the first one
+    client = redis.Redis.from_url(redis_url)
+    retry = retry_forever(client)
+    try:
+        assert copy.deepcopy(retry) is retry  # every connection shares what the client saw
+        before = time.monotonic()
+        client.ping()
+        assert before <= retry.last_attempt_sent_at(default=0.0) <= time.monotonic()
+        assert retry.failures_here() == 0
+        other: list[float] = []
+        thread = threading.Thread(target=lambda: other.append(retry.last_attempt_sent_at(default=-1.0)))
+        thread.start()
+        thread.join(5)
+        assert other == [-1.0]  # another thread has sent nothing
+    finally:
+        client.close()
 
 
 # -- claimers wait the margin ---------------------------------------------------------------------------
