@@ -9,7 +9,9 @@ from worker.attempts import ATTEMPTS_META_KEY, Attempt
 from worker.backoff import POLICY_META_KEY, Backoff
 from worker.exceptions import JobLoadError, NoSuchFailedJob, PermanentJobError, WorkerCrashed, WorkerError
 from worker.failures import ErrorSummary, FailedJob, FailureRegistry
+from worker.gate import JobGate, JobRefused, install_job_gate
 from worker.prefork import PreforkRetryWorker
+from worker.serializers import JSONOrPickleSerializer, JSONSerializer, PickleRefused
 from worker.workers import RetryWorker, SimpleRetryWorker
 
 __all__ = [
@@ -20,12 +22,18 @@ __all__ = [
     "ErrorSummary",
     "FailedJob",
     "FailureRegistry",
+    "JSONOrPickleSerializer",
+    "JSONSerializer",
+    "JobGate",
     "JobLoadError",
+    "JobRefused",
     "NoSuchFailedJob",
     "PermanentJobError",
+    "PickleRefused",
     "PreforkRetryWorker",
     "RetryWorker",
     "SimpleRetryWorker",
     "WorkerCrashed",
     "WorkerError",
+    "install_job_gate",
 ]
