@@ -1,7 +1,15 @@
 """Settings of the benchmark project: SQLite in a temp dir, the test app's models, our private Redis.
 
 `benchmarks.django_setup.setup()` fills the environment this module reads (`BENCH_REDIS_URL`,
-`BENCH_SQLITE`) before Django starts; worker subprocesses inherit it.
+`BENCH_SQLITE`, and `BENCH_CONN_MAX_AGE` for one run of the receiver-throughput benchmark) before
+Django starts; worker subprocesses inherit it.
+
+As the README's quickstart: the queue's jobs are JSON (`SERIALIZER`), and every worker started in a
+Django process (django-rq's `rqworker`, or one built in-process after `django.setup()`) sits behind
+the app's job gate, so it runs `rq_signals.jobs.run_receiver` plus `ALLOWED_JOB_FUNCTIONS` and
+refuses pickle (`ACCEPT_PICKLE` stays False). `benchmarks.jobs.noop` is allowed because the
+receiver-throughput benchmark compares `run_receiver` with plain no-op copies of its jobs, run by
+the same Django-run worker from the same JSON queue.
 """
 
 from __future__ import annotations
@@ -29,10 +37,19 @@ DATABASES = {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("BENCH_SQLITE")
         or os.path.join(tempfile.gettempdir(), "rq-signals-bench.sqlite3"),
+        # Django's default is 0 (a new connection per job in run_receiver); 60 for the run that compares.
+        "CONN_MAX_AGE": int(os.environ.get("BENCH_CONN_MAX_AGE", "0")),
     }
 }
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:1/0")  # port 1: fail fast if unset
-RQ_QUEUES = {"bench": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60}}
+RQ_QUEUES = {
+    "bench": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60, "SERIALIZER": "worker.serializers.JSONSerializer"}
+}
 RQ = {"WORKER_CLASS": "worker.SimpleRetryWorker"}
-RQ_SIGNALS = {"DEFAULT_QUEUE": "bench"}
+RQ_SIGNALS = {
+    "DEFAULT_QUEUE": "bench",
+    # The plain no-op baseline the Django-run workers run besides run_receiver (see the module docstring).
+    "ALLOWED_JOB_FUNCTIONS": ("benchmarks.jobs.noop",),
+    "ACCEPT_PICKLE": False,  # the default, spelled out: Django-run benchmark workers load JSON only
+}

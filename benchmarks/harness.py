@@ -164,7 +164,7 @@ class ClientRequests:
             counter.count += 1
             return original(conn, command, check_health)
 
-        AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
+        AbstractConnection.send_packed_command = counted  # type: ignore[method-assign,assignment]
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -43,6 +43,8 @@ def measure_once(ctx: Context, worker: workers.WorkerClass, jobs: int) -> list[f
             queue.enqueue("benchmarks.jobs.record_latency", time.time(), meta=dict(POLICY_META))
         deadline = time.monotonic() + 30 + jobs / 10
         while conn.hlen(LATENCY_KEY) < jobs:
+            if queue.failed_job_registry.count:
+                raise RuntimeError(f"{worker.path}: jobs failed; log:\n{proc.output()[-3000:]}")
             if time.monotonic() > deadline or not proc.alive():
                 raise RuntimeError(f"{worker.path}: {conn.hlen(LATENCY_KEY)}/{jobs} jobs ran in time")
             time.sleep(0.05)

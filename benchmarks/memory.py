@@ -57,6 +57,11 @@ def measure_once(ctx: Context, worker: workers.WorkerClass, jobs: int, batches: 
             enqueue_many(queue, "benchmarks.jobs.noop", size)
             deadline = time.monotonic() + 30 + size / 5
             while queue.finished_job_registry.count < size * (batch + 1):
+                if queue.failed_job_registry.count:
+                    raise RuntimeError(
+                        f"{worker.path}: {queue.failed_job_registry.count} jobs failed; log:\n"
+                        f"{proc.output()[-3000:]}"
+                    )
                 if time.monotonic() > deadline or not proc.alive():
                     raise RuntimeError(f"{worker.path}: batch {batch + 1} did not finish in time")
                 time.sleep(0.05)

@@ -6,20 +6,29 @@ own time (tottime) as a share of the profiled total, with their cumulative share
 the Redis requests this process sent meanwhile (`harness.ClientRequests`). Profiling inflates
 Python-heavy code more than I/O, so read the shares, not the absolute times. The raw `.prof`
 files are kept in the run's log directory.
+
+The worker loops run in this (Django) process, where the app installs its job gate for every worker
+built here. The no-op loops are the worker's own cost, compared with `rq.SimpleWorker` as in the
+throughput benchmark, so they run as `rq worker` runs them there: the gate uninstalled for the
+loop, the jobs pickled by a plain `rq.Queue`. The `run_receiver` loop runs as a Django-run worker
+does: behind the app's gate, its JSON jobs written by the app. After each loop every job must have
+finished, or the benchmark fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import pstats
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from rq import Queue
 
 from benchmarks import django_setup
-from benchmarks.enqueueing import enqueue_many
+from benchmarks.enqueueing import enqueue_many, verify_finished
 from benchmarks.harness import ClientRequests, Context, Section
 
 NAME = "profiles"
@@ -100,17 +109,37 @@ def transactions(count: int, size: int) -> Callable[[], int]:
     return work
 
 
-def in_process_worker(ctx: Context, worker_path: str, count: int) -> Callable[[], int]:
+def worker_loop(ctx: Context, name: str, worker_path: str, ids: list[str]) -> list[str]:
+    """Profile a burst run of `worker_path` in this process over the queue holding jobs `ids`; then
+    (outside the profile) check that every one of them finished."""
     from rq.utils import import_attribute
 
-    def work() -> int:
-        cls = import_attribute(worker_path)
-        conn = ctx.connection()
-        worker = cls([Queue("bench", connection=conn)], connection=conn)
-        worker.work(burst=True, logging_level="WARNING")
-        return count
+    conn = ctx.connection()
+    built: list[Any] = []
 
-    return work
+    def work() -> int:
+        worker = import_attribute(worker_path)([Queue("bench", connection=conn)], connection=conn)
+        built.append(worker)
+        worker.work(burst=True, logging_level="WARNING")
+        return len(ids)
+
+    lines = profile(ctx, name, work)
+    # The worker's own queue: behind a gate its serializer is the gate's, else rq's default.
+    verify_finished(built[0].queues[0], ids, f"{worker_path} in-process loop")
+    conn.close()
+    return lines
+
+
+@contextlib.contextmanager
+def without_job_gate() -> Iterator[None]:
+    """No job gate for the workers built inside, as under `rq worker` (restored after)."""
+    from worker.gate import install_job_gate
+
+    previous = install_job_gate(None)
+    try:
+        yield
+    finally:
+        install_job_gate(previous)
 
 
 def run(ctx: Context) -> Section:
@@ -133,22 +162,21 @@ def run(ctx: Context) -> Section:
         receivers.use("none")
     for worker_path in ("rq.SimpleWorker", "worker.SimpleRetryWorker"):
         ctx.flush()
-        enqueue_many(Queue("bench", connection=ctx.connection()), "benchmarks.jobs.noop", count)
-        section.extra += profile(
-            ctx, f"{worker_path} loop, no-op jobs", in_process_worker(ctx, worker_path, count)
-        )
+        conn = ctx.connection()
+        ids = enqueue_many(Queue("bench", connection=conn), "benchmarks.jobs.noop", count)
+        conn.close()
+        with without_job_gate():
+            section.extra += worker_loop(ctx, f"{worker_path} loop, no-op jobs", worker_path, ids)
     ctx.flush()
     try:
         receivers.use("async")
         from benchmarks.receiver_throughput import enqueue_through_app
 
-        enqueue_through_app(count)
+        ids = enqueue_through_app(count)
     finally:
         receivers.use("none")
-    section.extra += profile(
-        ctx,
-        "worker.SimpleRetryWorker loop, run_receiver jobs",
-        in_process_worker(ctx, "worker.SimpleRetryWorker", count),
+    section.extra += worker_loop(
+        ctx, "worker.SimpleRetryWorker loop, run_receiver jobs", "worker.SimpleRetryWorker", ids
     )
     section.seconds = time.monotonic() - began
     return section

@@ -7,6 +7,15 @@ baseline is the same jobs, copied with the same arguments, description and meta,
 plain no-op function `benchmarks.jobs.noop`: the difference is `run_receiver`'s work (look up the
 receiver, decode the payload, fetch the `Order` by pk, `close_old_connections()` twice).
 
+Both kinds are JSON jobs on the app's queue (`rq_signals.queues.get_queue`, whose serializer is
+`worker.serializers.JSONSerializer`; the copies are written with it too), and both run under the
+app's job gate, as every worker started by Django does: `benchmarks/django_settings.py` allows
+`benchmarks.jobs.noop` in `RQ_SIGNALS["ALLOWED_JOB_FUNCTIONS"]` and leaves `ACCEPT_PICKLE` off, so
+the baseline pays the same JSON decoding and gate check as the receiver jobs. After every run each
+job must have finished, and each `run_receiver` job must have returned "called" (a job that skipped
+its receiver, e.g. because the order was not found, did not pay for the refetch), or the benchmark
+fails.
+
 In full mode a third run repeats the receiver jobs with `CONN_MAX_AGE=60` in the worker's settings: with
 Django's default of 0, each `close_old_connections()` closes the database connection, so every job
 opens a new one. All three run under django-rq's `python -m django rqworker --worker-class CLASS
@@ -21,10 +30,9 @@ from __future__ import annotations
 import time
 
 from rq import Queue
-from rq.job import Job
 
 from benchmarks import django_setup, workers
-from benchmarks.enqueueing import BATCH, block_rates
+from benchmarks.enqueueing import BATCH, block_rates, verify_finished
 from benchmarks.harness import Context, Row, Section, children_cpu
 from benchmarks.stats import summarize
 
@@ -50,10 +58,20 @@ def enqueue_through_app(count: int) -> list[str]:
 
 
 def copy_jobs(queue: Queue, ids: list[str], func: str) -> list[str]:
-    """Enqueue copies of jobs `ids` that call `func` with the same arguments, description and meta."""
+    """Enqueue copies of jobs `ids` that call `func` with the same arguments, description and meta.
+
+    The originals are read, and the copies written, with `queue`'s serializer (JSON for the app's
+    queues; rq's default, pickle, would read their meta as ``{"unserialized": ...}`` without a word).
+    """
     copies: list[str] = []
     for start in range(0, len(ids), BATCH):
-        originals = Job.fetch_many(ids[start : start + BATCH], connection=queue.connection)
+        batch = ids[start : start + BATCH]
+        originals = queue.job_class.fetch_many(
+            batch, connection=queue.connection, serializer=queue.serializer
+        )
+        missing = [job_id for job_id, job in zip(batch, originals, strict=True) if job is None]
+        if missing:
+            raise RuntimeError(f"copy_jobs: {len(missing)} jobs to copy are gone, e.g. {missing[0]}")
         datas = [
             Queue.prepare_data(func, args=job.args, description=job.description, meta=job.meta)
             for job in originals
@@ -65,9 +83,20 @@ def copy_jobs(queue: Queue, ids: list[str], func: str) -> list[str]:
     return copies
 
 
+def verify_called(queue: Queue, ids: list[str], what: str) -> None:
+    """Raise unless every `run_receiver` job of `ids` returned "called" (it ran the receiver)."""
+    outcomes: dict[object, int] = {}
+    for job_id in ids:
+        job = queue.job_class.fetch(job_id, connection=queue.connection, serializer=queue.serializer)
+        outcome = job.return_value()
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    if outcomes != {"called": len(ids)}:
+        raise RuntimeError(f"{what}: run_receiver did not call the receiver every time: {outcomes}")
+
+
 def measure_once(
     ctx: Context, worker: workers.WorkerClass, count: int, env: dict[str, str]
-) -> dict[str, list[float]]:
+) -> dict[str, tuple[list[float], float]]:
     """Block rates (jobs/s) of the receiver jobs and of their plain copies, each in its own burst run."""
     from rq_signals.queues import get_queue
 
@@ -77,24 +106,27 @@ def measure_once(
     found: dict[str, tuple[list[float], float]] = {}
     command = django_setup.worker_args(worker.path, "bench")
 
-    def burst(job_ids: list[str], run_env: dict[str, str]) -> tuple[list[float], float]:
+    def burst(kind: str, job_ids: list[str], run_env: dict[str, str]) -> tuple[list[float], float]:
         """Block rates, and CPU seconds per job of the worker process (Django start-up included)."""
         timeout, cpu_before = 60 + count / 5, children_cpu()
         workers.run_burst(
             ctx.redis_url, worker, [], log_dir=ctx.log_dir, timeout=timeout, env=run_env, command=command
         )
         cpu = (children_cpu() - cpu_before) / count
-        failed = queue.failed_job_registry.count + queue.scheduled_job_registry.count
-        if failed:
-            raise RuntimeError(f"{worker.path}: {failed} jobs failed; see the worker logs in {ctx.log_dir}")
+        what = f"{worker.path}, {kind} jobs (worker logs in {ctx.log_dir})"
+        verify_finished(queue, job_ids, what)
+        if queue.scheduled_job_registry.count:
+            raise RuntimeError(f"{what}: {queue.scheduled_job_registry.count} jobs wait for a retry")
+        if kind != "plain":
+            verify_called(queue, job_ids, what)
         return block_rates(queue, job_ids, BLOCKS), cpu
 
-    found["receiver"] = burst(ids, env)
-    found["plain"] = burst(copy_jobs(queue, ids, "benchmarks.jobs.noop"), env)
+    found["receiver"] = burst("receiver", ids, env)
+    found["plain"] = burst("plain", copy_jobs(queue, ids, "benchmarks.jobs.noop"), env)
     if not ctx.quick:
         persistent = {**env, "BENCH_CONN_MAX_AGE": "60"}
         found["receiver_persistent"] = burst(
-            copy_jobs(queue, ids, "rq_signals.jobs.run_receiver"), persistent
+            "receiver_persistent", copy_jobs(queue, ids, "rq_signals.jobs.run_receiver"), persistent
         )
     return found
 

@@ -25,6 +25,14 @@ METHOD = """## Method
 - **Workers** run as `python -m rq.cli worker -w CLASS [--burst] -u URL bench` subprocesses, stopped by
   their pid; every class gets the same jobs (`benchmarks/jobs.py`), each carrying the retry policy our
   app attaches in `job.meta` (rq's own classes ignore it).
+- **Jobs and the job gate.** `rq worker` does not start Django, so the workers of the throughput,
+  latency, retry-lateness and memory benchmarks run behind no job gate and get jobs enqueued by a
+  plain `rq.Queue` (pickled, rq's default), as plain rq runs them. Workers started by Django
+  (django-rq's `rqworker` in the `run_receiver` benchmark, the in-process `run_receiver` profile)
+  sit behind the app's gate, as in production: JSON jobs only (`ACCEPT_PICKLE` off), running
+  `run_receiver` and the plain no-op baseline that `benchmarks/django_settings.py` allows in
+  `ALLOWED_JOB_FUNCTIONS`. Every worker benchmark checks that its jobs ran (each job finished, or
+  the job's own record of its run) and fails otherwise: a refused job is never counted as processed.
 - **Commands per job**: delta of `total_commands_processed` (`INFO stats`) over the worker's run,
   divided by the jobs processed; the breakdown comes from `INFO commandstats` deltas.
 - **Round trips per job**: delta of `total_reads_processed` (`INFO stats`), the read events the server

@@ -15,6 +15,11 @@ same model and measured in the same run, interleaved (the order rotates every re
   a queue built once;
 - **hand-written, django_rq.get_queue() per call**: the same, as django-rq's README writes it.
 
+Every variant that enqueues writes JSON jobs: ours and the hand-written one on the queue built once
+(`rq_signals.queues.get_queue`, `worker.serializers.JSONSerializer`), the per-call one through the
+`SERIALIZER` of `RQ_QUEUES` in `benchmarks/django_settings.py` (the same serializer, as the README's
+quickstart sets it). No job is run here, so the job gate plays no part.
+
 Two loops. **Tight**: creates back to back; each repeat times every `create()` on its own and keeps
 the median; figures are the median over repeats with the spread of the per-repeat medians, and
 ratios are taken within each repeat. A tight loop is CPU-bound, and in background mode the writer

@@ -1,13 +1,17 @@
 """Worker throughput on no-op jobs, one worker per class, same jobs; Redis cost per job.
 
 Each class runs `rq worker --burst` as a subprocess over the same queue of N identical no-op jobs
-(each carrying the retry policy our app attaches, which rq's classes ignore). The run is cut into
-blocks of consecutive jobs; a block's rate is its size over the time from its first job's start
-to its last job's end (rq's timestamps in the job hashes), so interpreter start-up is not counted
-and the spread shows drift within a run as well as between runs. Classes are interleaved within
-each repeat, so machine noise hits all alike; a ratio compares block i of a class with block i of
-its baseline. Commands and round trips per job are deltas of the private server's counters over
-the worker's whole run (start-up and shutdown included), divided by N (see `harness.Counters`).
+(each carrying the retry policy our app attaches, which rq's classes ignore). The jobs are enqueued
+as plain rq enqueues them (`rq.Queue`, rq's default serializer, pickle), and `rq worker` does not
+start Django, so no class runs behind the app's job gate: each runs them as rq does. After a run,
+every job must have finished (each job's status, and the failed registry), or the benchmark fails.
+The run is cut into blocks of consecutive jobs; a block's rate is its size over the time from its
+first job's start to its last job's end (rq's timestamps in the job hashes), so interpreter start-up
+is not counted and the spread shows drift within a run as well as between runs. Classes are
+interleaved within each repeat, so machine noise hits all alike; a ratio compares block i of a class
+with block i of its baseline. Commands and round trips per job are deltas of the private server's
+counters over the worker's whole run (start-up and shutdown included), divided by N (see
+`harness.Counters`).
 
 CPU per job is less sensitive to a busy machine than jobs/s: the worker's is the user + system
 time of the worker process and every horse it reaped (`RUSAGE_CHILDREN` of this process around
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 from rq import Queue
 
 from benchmarks import workers
-from benchmarks.enqueueing import block_rates, enqueue_many
+from benchmarks.enqueueing import block_rates, enqueue_many, verify_finished
 from benchmarks.harness import Context, Counters, Row, Section, children_cpu, top_commands
 from benchmarks.stats import summarize
 
@@ -60,6 +64,7 @@ def measure_once(ctx: Context, worker: workers.WorkerClass, jobs: int) -> Run:
     workers.run_burst(ctx.redis_url, worker, ["bench"], log_dir=ctx.log_dir, timeout=60 + jobs / 5)
     cpu = children_cpu() - cpu_before
     counters = Counters.take(conn).since(before)
+    verify_finished(queue, ids, f"{worker.path}, {jobs} no-op jobs")
     rates = block_rates(queue, ids, BLOCKS) if jobs else []
     conn.close()
     return Run(rates, counters, cpu)

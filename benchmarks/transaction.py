@@ -4,7 +4,8 @@ In-process, as the request-overhead benchmark. One transaction is `with transact
 around N `Order.objects.create()` calls (N = 1 or 100), measured with no receiver and with one
 `@async_receiver`, interleaved. Our app encodes each call at send time and pushes all of a
 transaction's jobs after commit in one pipeline. The hand-written receiver (`on_commit` +
-`queue.enqueue`, one request per job) is measured too, for its round trips. Round trips are the
+`queue.enqueue` on the app's queue, JSON like ours, one request per job) is measured too, for its
+round trips. Round trips are the
 requests the process sent (redis-py's `send_packed_command` calls, counted in-process: a
 100-job pipeline outgrows the server's 16 KiB read buffer, so server read events overcount it);
 commands are the server's counter delta over one transaction. "Added"
