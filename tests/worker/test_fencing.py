@@ -119,15 +119,15 @@ def test_a_lease_unrenewed_for_lease_ttl_minus_margin_is_fenced_and_its_run_stop
 
 def test_renewals_that_get_through_keep_the_fence_away_and_an_ended_job_is_never_fenced():
     stops = Stops()
-    watchdog = fence(stops)
+    watchdog = fence(stops, lease_ttl=1.2, margin=0.2)  # fenced 1 s after the last renewal
     try:
         watchdog.arm("job-1", time.monotonic())
-        until = time.monotonic() + 1.2  # three times the fence's limit
+        until = time.monotonic() + 2.0  # twice the fence's limit
         while time.monotonic() < until:
             watchdog.renewed("job-1", time.monotonic())
             threading.Event().wait(0.1)  # the renewal interval
         watchdog.disarm()
-        threading.Event().wait(0.8)  # twice the limit: a disarmed job is never fenced
+        threading.Event().wait(1.5)  # past the limit: a disarmed job is never fenced
 
         assert stops.calls == []
         assert not watchdog.is_fenced("job-1")
