@@ -98,6 +98,7 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
             name="rq-signals-fence",
         )
         self._recovery_stop = threading.Event()
+        self._executing_job = False  # inside execute_job: only the work loop's jobs are fenced
         self._lease_lost_job_id: str | None = None
         self._horse_crash: tuple[str, str] | None = None
         self._starting_execution: Execution | None = None
@@ -127,7 +128,10 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
             renewed, sent_at = self._renew_lease(job, execution)
             if renewed == 1:
                 lease_sent_at = sent_at
-        self._fence.arm(job.id, lease_sent_at)
+        if self._executing_job:
+            # Code that calls prepare_execution by hand (rq's own tests do) may never end the execution;
+            # a fence armed there would stop this process a lease later, whatever it was doing by then.
+            self._fence.arm(job.id, lease_sent_at)
         if not isinstance(self, Worker):  # the job runs in this process: nothing else renews its lease
             self._lease_keeper.arm(job, execution)
         return execution
@@ -190,9 +194,11 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
             os._exit(1)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        self._executing_job = True
         try:
             super().execute_job(job, queue)
         finally:
+            self._executing_job = False
             self._lease_keeper.disarm()
             self._fence.disarm()
 
