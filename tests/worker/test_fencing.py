@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import subprocess
+import sys
 import threading
 import time
 
@@ -18,7 +20,7 @@ import redis
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from tests.support.processes import Proc, start_worker
+from tests.support.processes import Proc, python_env, start_worker
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until
 from tests.worker import crash_jobs
@@ -372,3 +374,36 @@ def test_a_run_fenced_while_redis_was_down_is_recovered_and_runs_again_once(
         if replacement is not None:
             replacement.stop()
         connection.close()
+
+
+#: Builds a SimpleRetryWorker in-process, as rq's own tests and users' tests do, and starts a job's
+#: execution by hand (no work loop, never ended), empties Redis, then outlives the lease and its fence.
+_BY_HAND = """
+import sys, threading
+import redis
+from rq import Queue
+from tests.worker.crash_jobs import FastSimpleRetryWorker
+connection = redis.Redis.from_url(sys.argv[1])
+queue = Queue("by-hand", connection=connection)
+worker = FastSimpleRetryWorker([queue], connection=connection)
+worker.prepare_execution(queue.enqueue("tests.worker.crash_jobs.hang_first_run"))
+connection.flushall()  # as a test suite's teardown does: renewals no longer find the lease
+threading.Event().wait(float(sys.argv[2]))  # a span to outlive, not a synchronisation
+print("still running")
+"""
+
+
+def test_an_execution_started_by_hand_outside_the_work_loop_is_never_fenced(redis_url):
+    # Given a process that starts an execution by hand and never ends it
+    outlive = LEASE_SECONDS + MARGIN_SECONDS + 1.0
+    proc = subprocess.run(
+        [sys.executable, "-c", _BY_HAND, redis_url, str(outlive)],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=outlive + 30,
+    )
+    # Then the process lives past the moment a fence would have stopped it
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-3000:])
+    assert proc.stdout.strip() == "still running"
+    assert "lease not renewed" not in proc.stderr
