@@ -69,13 +69,23 @@ else:
         os.path.join(tempfile.gettempdir(), f"rq-signals-tests-{os.getpid()}.sqlite3"),
     )
     _sqlite_other = _sqlite.replace(".sqlite3", "-other.sqlite3")
+    # The test process and its worker subprocesses (receivers, outbox relays) write to one file at
+    # once: WAL lets readers carry on during a write, IMMEDIATE takes the write lock up front instead
+    # of failing mid-transaction, as example_project does (Django's advice for concurrent SQLite).
+    _concurrent = {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE", "timeout": 20}
     DATABASES = {
-        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": _sqlite, "TEST": {"NAME": _sqlite}},
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _sqlite,
+            "TEST": {"NAME": _sqlite},
+            "OPTIONS": _concurrent,
+        },
         # A second alias (set up only for tests that ask for it), for jobs that follow their database.
         "other": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": _sqlite_other,
             "TEST": {"NAME": _sqlite_other},
+            "OPTIONS": _concurrent,
         },
     }
 
