@@ -9,6 +9,9 @@ per worker process in `SimpleRetryWorker` (`leases.LeaseKeeper`). Every worker s
 every `recovery_interval` seconds; a job whose lease expired is claimed by exactly one worker and
 retried or failed under its policy, the crash recorded as a `WorkerCrashed` attempt.
 Jobs without a policy get what rq's own cleanup gives them (rq's `Retry`, else the failed registry).
+The same scan puts back on its queue a job that a worker dequeued (rq's LMOVE to the queue's
+intermediate list) and died before starting, once seen stuck `lease_ttl + fence_margin` seconds: it
+holds no lease to expire (`worker.intermediate`).
 
 Never twice at once: a horse dies with its worker (`worker.orphans`); a worker whose lease has gone
 unrenewed for `lease_ttl - fence_margin` seconds (cut off from Redis, or Redis down) stops its run
@@ -36,7 +39,7 @@ from rq.job import Job, JobStatus
 from rq.utils import parse_composite_key
 from rq.worker import Worker
 
-from worker import crashes, fencing, leases
+from worker import crashes, fencing, intermediate, leases
 from worker.connection import ReconnectMixin
 from worker.exceptions import WorkerCrashed
 from worker.lean import ExecutionStartMixin
@@ -141,6 +144,8 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
         self._lease_lost_job_id = None
         execution = super().queue_execution_start(job, pipeline)
         leases.add_lease(pipeline, job.origin, execution.composite_key, self.lease_ttl)
+        # A sighting of this id stuck in the intermediate list is over: time a later one afresh.
+        pipeline.delete(intermediate.first_seen_key(self._intermediate_key(job.origin), job.id))
         self._starting_execution = execution
         return execution
 
@@ -274,9 +279,14 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
             self._recovery_stop.wait(self.recovery_interval)
 
     def recover_crashed_jobs(self) -> int:
-        """Claim and handle each job of this worker's queues whose lease expired; how many were recovered."""
+        """Claim and handle each job of this worker's queues whose lease expired; how many were recovered.
+
+        Jobs dequeued by a worker that died before starting them are put back on their queue too
+        (`rescue_dequeued_jobs`), not counted here.
+        """
         if not self._redis_up_for_a_lease():
             return 0
+        self.rescue_dequeued_jobs()
         recovered = 0
         for queue in self.queues:
             for member in leases.expired_members(self.connection, queue.name, margin=self._fence.margin):
@@ -287,6 +297,44 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
                         "Job %s: recovery failed; claimable again in %gs", member, self.lease_ttl
                     )
         return recovered
+
+    def rescue_dequeued_jobs(self) -> int:
+        """Put back on its queue each job of this worker's queues that a worker moved to the queue's
+        intermediate list and died before starting (see `worker.intermediate`); how many.
+
+        A job counts as stuck once seen there, not started and without a lease, `lease_ttl +
+        fence_margin` seconds (Redis clock): a live worker, even one slowed by a Redis outage shorter
+        than a lease, has started it by then. Residual risk: a worker stalled between its dequeue and
+        its start transaction for longer than that still starts the job when it resumes, so the job
+        may run twice.
+        """
+        requeued = 0
+        after = self.lease_ttl + self._fence.margin
+        for queue in self.queues:
+            try:
+                done = intermediate.rescue_stuck(self.connection, queue, after=after)
+            except Exception:
+                self.log.exception("Queue %s: rescue of dequeued jobs failed", queue.name)
+                continue
+            for job_id in done.requeued:
+                self.log.warning(
+                    "Job %s: dequeued by a worker that died before starting it; put back on %s",
+                    job_id,
+                    queue.name,
+                )
+            for job_id in done.removed:
+                self.log.info(
+                    "Job %s: left in %s's intermediate list, no longer waiting to start (it started "
+                    "since, or is back on the queue); removed from it",
+                    job_id,
+                    queue.name,
+                )
+            requeued += len(done.requeued)
+        return requeued
+
+    def _intermediate_key(self, queue_name: str) -> str:
+        # rq's `Queue.intermediate_queue_key`, without building a Queue per job.
+        return f"{self.queue_class.redis_queue_namespace_prefix}{queue_name}:intermediate"
 
     def _redis_up_for_a_lease(self) -> bool:
         # No lease can be renewed while Redis is down or out of reach. After a restart, a failover or

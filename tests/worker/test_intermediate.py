@@ -1,0 +1,175 @@
+"""A worker killed between rq's LMOVE (queue -> intermediate list) and the start of the job.
+
+The job then sits in `rq:queue:<name>:intermediate` with no lease and no started-registry entry;
+every worker's recovery scan puts it back at the front of its queue once it has been seen stuck
+`lease_ttl + fence_margin` seconds (`worker.intermediate`). The kill window is simulated
+deterministically: the test makes the dying worker's LMOVE itself. Real redis-server, real worker
+subprocesses with a 5 s lease (`tests.worker.crash_jobs`).
+"""
+
+from __future__ import annotations
+
+import pytest
+from rq import Queue
+from rq.executions import ExecutionRegistry
+from rq.job import Job, JobStatus
+
+from tests.support.processes import start_worker
+from tests.support.waiting import wait_until
+from tests.worker import crash_jobs
+from tests.worker.crash_jobs import key
+from worker import intermediate, leases
+from worker.attempts import ATTEMPTS_META_KEY
+
+WORKERS = {
+    "RetryWorker": crash_jobs.FastRetryWorker,
+    "SimpleRetryWorker": crash_jobs.FastSimpleRetryWorker,
+    "PreforkRetryWorker": crash_jobs.FastPreforkRetryWorker,
+}
+LEASE_TTL = 5.0
+#: lease_ttl + fence_margin (lease_ttl / 6) + a scan interval, plus slack for a busy machine and for
+#: the recovery gate after a fresh Redis (uptime under a lease).
+RESCUE_BOUND_SECONDS = LEASE_TTL + LEASE_TTL / 6 + 0.5 + 20.0
+
+
+def dying_workers_lmove(connection, queue: Queue) -> str:
+    """What a worker killed right after its dequeue leaves behind: the id moved, nothing started."""
+    moved = connection.lmove(queue.key, queue.intermediate_queue_key, "LEFT", "RIGHT")
+    assert moved is not None
+    return moved.decode()
+
+
+def mark_started(
+    connection, queue: Queue, job: Job, *, execution_id: str, started: bool, lease: bool
+) -> None:
+    """What a live worker's start transaction writes (only the parts asked for), valid for an hour."""
+    member = f"{job.id}:{execution_id}"
+    far = redis_now(connection) + 3600
+    if started:
+        connection.zadd(queue.started_job_registry.key, {member: far})
+        connection.zadd(ExecutionRegistry(job.id, connection=connection).key, {execution_id: far})
+    if lease:
+        connection.zadd(leases.leases(queue.name), {member: far})
+
+
+def redis_now(connection) -> float:
+    seconds, micros = connection.time()
+    return seconds + micros / 1e6
+
+
+def ids(connection, list_key: str) -> list[str]:
+    return [item.decode() for item in connection.lrange(list_key, 0, -1)]
+
+
+@pytest.mark.parametrize("worker_class", sorted(WORKERS))
+def test_a_job_dequeued_by_a_worker_that_died_before_starting_it_is_put_back_and_runs_once(
+    connection, redis_url, tmp_path, worker_class
+):
+    cls = WORKERS[worker_class]
+    assert cls.lease_ttl == LEASE_TTL
+    queue = Queue("stuck", connection=connection)
+    # Given a job that a worker moved to the intermediate list and died before starting ...
+    stuck = queue.enqueue(crash_jobs.quick)
+    assert dying_workers_lmove(connection, queue) == stuck.id
+    # ... and one that a live worker has moved there and started (started registry entry and lease)
+    running = queue.enqueue(crash_jobs.quick)
+    assert dying_workers_lmove(connection, queue) == running.id
+    mark_started(connection, queue, running, execution_id="live", started=True, lease=True)
+    # ... and one waiting its turn, with a first-seen key from an earlier pass through the list
+    waiting = queue.enqueue(crash_jobs.quick)
+    first_seen_waiting = intermediate.first_seen_key(queue.intermediate_queue_key, waiting.id)
+    connection.set(first_seen_waiting, redis_now(connection))
+
+    # When a worker serves the queue
+    proc = start_worker(
+        redis_url, ["stuck"], tmp_path=tmp_path, worker_class=f"{cls.__module__}.{cls.__qualname__}"
+    )
+    try:
+        # Then the stuck job is put back and runs, once, within the bound ...
+        def ran():
+            assert proc.alive(), proc.output()[-3000:]
+            return stuck.get_status() == JobStatus.FINISHED and waiting.get_status() == JobStatus.FINISHED
+
+        wait_until(ran, timeout=RESCUE_BOUND_SECONDS, what=f"job {stuck.id} to be put back and run")
+        assert int(connection.get(key(stuck.id, "runs"))) == 1
+        assert int(connection.get(key(waiting.id, "runs"))) == 1
+        line = f"Job {stuck.id}: dequeued by a worker that died before starting it; put back on stuck"
+        wait_until(lambda: line in proc.output(), timeout=5, what="the rescue to be logged")
+        # ... without using a retry attempt (it never started) ...
+        stuck.refresh()
+        assert stuck.meta.get(ATTEMPTS_META_KEY, []) == []
+        assert not connection.exists(intermediate.first_seen_key(queue.intermediate_queue_key, stuck.id))
+        # ... the job whose start began the transaction that dropped the first-seen key ...
+        assert not connection.exists(first_seen_waiting)
+        # ... and the started one, though as long in the list, is left alone: not put back, not run.
+        assert ids(connection, queue.intermediate_queue_key) == [running.id]
+        assert ids(connection, queue.key) == []
+        assert connection.get(key(running.id, "runs")) is None
+        assert proc.output().count("put back on") == 1
+    finally:
+        proc.stop()
+
+
+def test_the_rescue_script_waits_its_threshold_then_exactly_one_caller_puts_the_job_at_the_front(
+    connection,
+):
+    queue = Queue("stuck", connection=connection)
+    stuck = queue.enqueue(crash_jobs.quick)
+    dying_workers_lmove(connection, queue)
+    behind = queue.enqueue(crash_jobs.quick)
+    first_seen = intermediate.first_seen_key(queue.intermediate_queue_key, stuck.id)
+
+    # A first sighting only notes the time (Redis clock, rq's key, with rq's expiry) ...
+    assert intermediate.rescue_stuck(connection, queue, after=3600).requeued == []
+    noted = float(connection.get(first_seen))
+    assert abs(noted - redis_now(connection)) < 5
+    assert 0 < connection.ttl(first_seen) <= intermediate.FIRST_SEEN_SECONDS
+    # ... a later one before the threshold does nothing ...
+    assert intermediate.rescue_stuck(connection, queue, after=3600).requeued == []
+    assert ids(connection, queue.intermediate_queue_key) == [stuck.id]
+    assert float(connection.get(first_seen)) == noted
+    # ... and past it, the first caller puts it at the front of its queue, the next finds nothing.
+    assert intermediate.rescue_stuck(connection, queue, after=0).requeued == [stuck.id]
+    assert intermediate.rescue_stuck(connection, queue, after=0) == intermediate.Rescued()
+    assert ids(connection, queue.key) == [stuck.id, behind.id]
+    assert ids(connection, queue.intermediate_queue_key) == []
+    assert not connection.exists(first_seen)
+    assert stuck.get_status() == JobStatus.QUEUED
+
+
+@pytest.mark.parametrize(
+    ("started", "lease"), [(True, True), (True, False), (False, True)], ids=["both", "started", "lease"]
+)
+def test_a_started_job_in_the_intermediate_list_is_left_alone(connection, started, lease):
+    queue = Queue("stuck", connection=connection)
+    job = queue.enqueue(crash_jobs.quick)
+    dying_workers_lmove(connection, queue)
+    mark_started(connection, queue, job, execution_id="e1", started=started, lease=lease)
+    if not started:  # a lease alone: found without the execution registry
+        assert not connection.exists(ExecutionRegistry(job.id, connection=connection).key)
+
+    for _ in range(2):
+        assert intermediate.rescue_stuck(connection, queue, after=0) == intermediate.Rescued()
+    assert ids(connection, queue.intermediate_queue_key) == [job.id]
+    assert ids(connection, queue.key) == []
+    assert not connection.exists(intermediate.first_seen_key(queue.intermediate_queue_key, job.id))
+
+
+def test_an_id_whose_job_is_gone_or_no_longer_queued_is_removed_not_put_back(connection):
+    queue = Queue("stuck", connection=connection)
+    deleted = queue.enqueue(crash_jobs.quick)
+    ended = queue.enqueue(crash_jobs.quick)
+    requeued = queue.enqueue(crash_jobs.quick)
+    for _ in range(3):
+        dying_workers_lmove(connection, queue)
+    connection.delete(deleted.key)
+    ended.set_status(JobStatus.FAILED)
+    queue.push_job_id(requeued.id)  # already back on the queue, by another path
+
+    # The id without a hash goes at once, as rq's cleanup removes it ...
+    assert intermediate.rescue_stuck(connection, queue, after=0) == intermediate.Rescued(gone=[deleted.id])
+    # ... the others once past the threshold, and neither is pushed (again).
+    rescued = intermediate.rescue_stuck(connection, queue, after=0)
+    assert rescued == intermediate.Rescued(removed=[ended.id, requeued.id])
+    assert ids(connection, queue.intermediate_queue_key) == []
+    assert ids(connection, queue.key) == [requeued.id]

@@ -1,0 +1,82 @@
+"""Rescue of jobs that a worker dequeued and died before starting.
+
+rq 3 dequeues from a single queue with LMOVE, from `rq:queue:<name>` to the intermediate list
+`rq:queue:<name>:intermediate`, and only then starts the job (started registry, execution, and
+our lease, in one transaction that also takes the id off the intermediate list). A worker killed
+between the two leaves the id in the intermediate list with no lease and no started-registry
+entry: lease recovery (`worker.recovery`) never sees it, and rq's `IntermediateQueue.cleanup`
+fails it only from its 10-minute maintenance pass, after two sightings a minute apart.
+This workers' prefork, forking and simple workers all dequeue through that list (rq's own
+`Queue.dequeue_any`, or `scripts/dequeue_job.lua`, which makes the same LMOVE).
+
+Every recovery scan runs `scripts/rescue_intermediate.lua` once per queue: an id that is neither
+in the started registry nor holds a lease is noted in rq's own first-seen key (Redis clock, so rq's
+cleanup and ours count from the same sighting), and once it has been there `lease_ttl +
+fence_margin` seconds, the one worker whose LREM removed it puts it back at the front of its
+queue, where the next dequeue takes it. It never started, so no retry attempt is used.
+
+The threshold leaves a live worker time to start what it dequeued, even one slowed by a Redis
+outage shorter than a lease. Residual risk: a worker stalled between its LMOVE and its start
+transaction for longer than `lease_ttl + fence_margin` (frozen, or cut off from Redis that long)
+still starts the job when it comes back, and the job may then run twice, once there and once from
+the queue. The start transaction deletes the job's first-seen key (`RecoveryMixin`), so a job id
+that comes back through the intermediate list later (a retry keeps its id) is timed afresh, not
+from a stale sighting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rq.executions import ExecutionRegistry
+from rq.utils import as_text
+
+from worker import leases
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from rq.queue import Queue
+
+SCRIPT = "rescue_intermediate.lua"
+#: Seconds a first-seen key lives, as rq sets it (`IntermediateQueue.set_first_seen`).
+FIRST_SEEN_SECONDS = 24 * 3600
+#: Most ids of one intermediate list looked at per scan; the next scan takes the rest.
+SCAN_BATCH = 100
+
+
+def first_seen_key(intermediate_key: str, job_id: str) -> str:
+    """rq's key for when a job was first seen stuck in `intermediate_key` (`IntermediateQueue`)."""
+    return f"{intermediate_key}:first_seen:{job_id}"
+
+
+@dataclass
+class Rescued:
+    """What one scan of an intermediate list did."""
+
+    requeued: list[str] = field(default_factory=list)  # put back at the front of the queue
+    removed: list[str] = field(default_factory=list)  # taken off the list only: no longer queued
+    gone: list[str] = field(default_factory=list)  # taken off the list: the job hash was gone
+
+
+def rescue_stuck(connection: Redis[Any], queue: Queue, *, after: float, limit: int = SCAN_BATCH) -> Rescued:
+    """Put back on `queue` the jobs stuck in its intermediate list for at least `after` seconds."""
+    script = connection.register_script(leases.script_text(SCRIPT))
+    executions_prefix = ExecutionRegistry.key_template.format("")
+    reply = script(
+        keys=[
+            queue.key,
+            queue.intermediate_queue_key,
+            queue.started_job_registry.key,
+            leases.leases(queue.name),
+        ],
+        args=[
+            repr(float(after)),
+            queue.job_class.redis_job_namespace_prefix,
+            executions_prefix,
+            FIRST_SEEN_SECONDS,
+            limit,
+        ],
+    )
+    requeued, removed, gone = ([as_text(item) for item in part] for part in reply)
+    return Rescued(requeued=requeued, removed=removed, gone=gone)
