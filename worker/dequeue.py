@@ -19,7 +19,7 @@ from rq.job import Job, parse_job_id
 from rq.logutils import blue, green
 from rq.queue import Queue
 from rq.suspension import WORKERS_SUSPENDED
-from rq.utils import as_text, get_version, now, utcformat
+from rq.utils import as_text, now, utcformat
 from rq.worker import BaseWorker, WorkerStatus
 
 from worker.leases import script_text
@@ -101,11 +101,11 @@ class OneTripDequeueMixin(BaseWorker):
     def _pop_waiting_job(self, *, check_suspension: bool) -> tuple[Job, Queue] | Literal["suspended"] | None:
         """rq's idle state, heartbeat, suspension check (if asked), non-blocking pop and job fetch, in
         one script; None if no job waits."""
-        queues = self._ordered_queues
-        if len(queues) == 1 and get_version(self.connection) >= (6, 2, 0):
-            mode, queue_keys = "lmove", [queues[0].key, queues[0].intermediate_queue_key]
-        else:
-            mode, queue_keys = "lpop", [queue.key for queue in queues]
+        # Each job moves into its queue's intermediate list, even from several queues (rq pops those
+        # outright): a worker killed before starting it leaves it there to be put back.
+        queue_keys = [
+            key for queue in self._ordered_queues for key in (queue.key, queue.intermediate_queue_key)
+        ]
         if self._dequeue_script is None:
             self._dequeue_script = self.connection.register_script(script_text("dequeue_job.lua"))
         beat_at = now()
@@ -113,7 +113,7 @@ class OneTripDequeueMixin(BaseWorker):
         reply = self._dequeue_script(
             keys=[self.key, self.executions_key, WORKERS_SUSPENDED, *queue_keys],
             args=[
-                mode,
+                "lmove",
                 utcformat(beat_at),
                 ttl,
                 self.job_class.redis_job_namespace_prefix,

@@ -132,8 +132,9 @@ class LeanRoundTripsMixin(OneTripDequeueMixin, ExecutionStartMixin):
             job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
             job.prepare_for_execution(self.name, pipeline=pipeline)
             pipeline.persist(job.key)
-            if len(self.queues) == 1:  # as rq's perform_job decides
-                pipeline.lrem(Queue(job.origin, connection=self.connection).intermediate_queue_key, 1, job.id)
+            # rq removes it from there only for a worker of one queue; our dequeue script moves every
+            # job through it (and a job rq popped outright is not there: LREM removes nothing).
+            pipeline.lrem(Queue(job.origin, connection=self.connection).intermediate_queue_key, 1, job.id)
             pipeline.execute()
         self._lean_prepared_job_id = job.id
         return execution

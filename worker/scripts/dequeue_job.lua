@@ -7,12 +7,17 @@
 -- and the HGETALL of `Job.fetch`. Never blocks; with every queue empty it pops nothing and the
 -- worker falls back to rq's blocking dequeue.
 --
+-- Unlike rq, which moves a job into its queue's intermediate list only when the worker serves one
+-- queue (LMOVE) and pops it outright from several (LPOP), it always moves the job into the
+-- intermediate list of its queue: a worker killed before the transaction that starts the job (and
+-- takes it out of that list) leaves it where `worker.intermediate` finds and puts it back.
+--
 -- KEYS[1]      rq:worker:<name>                 hash; the worker (state, last_heartbeat)
 -- KEYS[2]      rq:worker:<name>:executions      set; the worker's execution index
 -- KEYS[3]      rq:suspended                     string; present while workers are suspended
--- KEYS[4..]    "lmove": rq:queue:<name>, rq:queue:<name>:intermediate (one queue, Redis >= 6.2,
---              as rq chooses); "lpop": rq:queue:<name> for each queue, in dequeue order
--- ARGV[1]      "lmove" or "lpop"
+-- KEYS[4..]    rq:queue:<name>, rq:queue:<name>:intermediate for each queue, in dequeue order
+--              (LMOVE: Redis >= 6.2)
+-- ARGV[1]      "lmove"
 -- ARGV[2]      heartbeat timestamp, rq's utcformat
 -- ARGV[3]      heartbeat TTL, whole seconds
 -- ARGV[4]      job key prefix ("rq:job:"); the job hash is read from ARGV[4] .. job_id
@@ -20,8 +25,8 @@
 --
 -- Returns {queue key, job id, field, value, field, value...}; false when every queue is empty; -1
 -- when suspended (nothing popped).
--- A popped id whose hash is gone is skipped as rq skips it (an "lmove" one stays in the
--- intermediate queue for rq's cleanup, as with rq); at most 100 such in one call.
+-- A popped id whose hash is gone is skipped as rq skips it (it stays in the intermediate queue for
+-- the cleanups, as with rq); at most 100 such in one call.
 redis.call('HSET', KEYS[1], 'state', 'idle', 'last_heartbeat', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
@@ -30,16 +35,11 @@ if ARGV[5] == 'check' and redis.call('EXISTS', KEYS[3]) == 1 then
 end
 for _ = 1, 100 do
   local queue_key, job_id = nil, nil
-  if ARGV[1] == 'lmove' then
-    queue_key = KEYS[4]
-    job_id = redis.call('LMOVE', KEYS[4], KEYS[5], 'LEFT', 'RIGHT')
-  else
-    for i = 4, #KEYS do
-      job_id = redis.call('LPOP', KEYS[i])
-      if job_id then
-        queue_key = KEYS[i]
-        break
-      end
+  for i = 4, #KEYS, 2 do
+    job_id = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
+    if job_id then
+      queue_key = KEYS[i]
+      break
     end
   end
   if not job_id then
