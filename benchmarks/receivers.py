@@ -6,7 +6,9 @@ plain Django receivers connected only while their variant is measured.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import django_rq
@@ -66,3 +68,18 @@ def use(variant: str) -> None:
         post_save.connect(PLAIN[variant], sender=Order, dispatch_uid=f"bench:{variant}")
     elif variant != "none":
         raise ValueError(f"receivers.use: unknown variant {variant!r}")
+
+
+@contextlib.contextmanager
+def variant(name: str) -> Iterator[None]:
+    """Exactly `name`'s receiver on `Order` ("background": ours, under ``FLUSH="background"``)."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    use("async" if name == "background" else name)
+    flush = {"FLUSH": "background" if name == "background" else "commit"}
+    try:
+        with override_settings(RQ_SIGNALS={**settings.RQ_SIGNALS, **flush}):
+            yield
+    finally:
+        use("none")

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,21 +91,11 @@ def time_creates(count: int, *, pace: float = 0.0) -> list[float]:
     return durations
 
 
-@contextlib.contextmanager
-def variant(name: str) -> Iterator[None]:
-    """Exactly `name`'s receiver on `Order` (background: ours, under ``FLUSH="background"``)."""
-    from django.conf import settings
-    from django.test import override_settings
-
+def variant(name: str) -> contextlib.AbstractContextManager[None]:
+    """Exactly `name`'s receiver on `Order` (see `benchmarks.receivers.variant`)."""
     from benchmarks import receivers
 
-    receivers.use("async" if name == "background" else name)
-    flush = {"FLUSH": "background" if name == "background" else "commit"}
-    try:
-        with override_settings(RQ_SIGNALS={**settings.RQ_SIGNALS, **flush}):
-            yield
-    finally:
-        receivers.use("none")
+    return receivers.variant(name)
 
 
 def tight(name: str, count: int) -> Loop:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
 
 from benchmarks import django_setup
 from benchmarks.harness import ClientRequests, Context, Counters, Row, Section
@@ -47,21 +46,11 @@ def time_transaction(size: int) -> float:
     return time.perf_counter() - began
 
 
-@contextlib.contextmanager
-def variant(name: str) -> Iterator[None]:
-    """`name`'s receiver on `Order` ("background": ours, under ``FLUSH="background"``)."""
-    from django.conf import settings
-    from django.test import override_settings
-
+def variant(name: str) -> contextlib.AbstractContextManager[None]:
+    """Exactly `name`'s receiver on `Order` (see `benchmarks.receivers.variant`)."""
     from benchmarks import receivers
 
-    receivers.use("async" if name == "background" else name)
-    flush = {"FLUSH": "background" if name == "background" else "commit"}
-    try:
-        with override_settings(RQ_SIGNALS={**settings.RQ_SIGNALS, **flush}):
-            yield
-    finally:
-        receivers.use("none")
+    return receivers.variant(name)
 
 
 def drain() -> float:
