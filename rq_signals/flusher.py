@@ -248,22 +248,16 @@ def _log_lost(batch: list[Committed]) -> None:
 
 
 def _report_timeout(timeout: float, untaken: list[Committed], left_to_writer: list[Committed]) -> None:
-    if left_to_writer:
-        logger.warning(
-            "Receivers %s: %d job(s) not written to Redis within %ss; still with the writer thread: %s",
-            _receivers(left_to_writer),
-            sum(len(committed.job_ids()) for committed in left_to_writer),
-            timeout,
-            _ids(left_to_writer),
-        )
-    if untaken:
-        logger.warning(
-            "Receivers %s: %d job(s) not written to Redis within %ss; kept in the outbox: %s",
-            _receivers(untaken),
-            sum(len(committed.job_ids()) for committed in untaken),
-            timeout,
-            _ids(untaken),
-        )
+    for batch, where in ((left_to_writer, "still with the writer thread"), (untaken, "kept in the outbox")):
+        if batch:
+            logger.warning(
+                "Receivers %s: %d job(s) not written to Redis within %ss; %s: %s",
+                _receivers(batch),
+                sum(len(committed.job_ids()) for committed in batch),
+                timeout,
+                where,
+                _ids(batch),
+            )
 
 
 def _only(committed: Committed, group: Sequence[JobSpec]) -> Committed:
