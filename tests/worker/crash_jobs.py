@@ -16,9 +16,12 @@ import threading
 import time
 
 import psutil
-from rq import get_current_job
+import redis
+from rq import Queue, get_current_job
 from rq.job import Job
 
+from tests.support.waiting import wait_until
+from worker import leases
 from worker.prefork import PreforkRetryWorker
 from worker.workers import RetryWorker, SimpleRetryWorker
 
@@ -153,3 +156,17 @@ class Partition:
                     with contextlib.suppress(KeyError, ValueError):
                         self._selector.unregister(end)
                     end.close()  # type: ignore[union-attr]
+
+
+def expired_lease(connection: redis.Redis, queue: Queue, member: str = "job-1:execution-1") -> str:
+    """A started job whose worker stopped renewing its lease: a lease that has just run out; its member."""
+    with connection.pipeline() as pipeline:
+        pipeline.zadd(queue.started_job_registry.key, {member: time.time() + 60})
+        leases.add_lease(pipeline, queue.name, member, ttl=0.001)
+        pipeline.execute()
+    wait_until(
+        lambda: leases.expired_members(connection, queue.name) == [member],
+        timeout=5,
+        what="the lease to run out",
+    )
+    return member

@@ -229,16 +229,7 @@ def test_a_worker_that_finds_its_lease_claimed_stops_its_run(connection, redis_u
 def test_of_several_workers_racing_for_one_dead_job_exactly_one_claims_it(connection):
     # Given a job whose worker stopped renewing its lease: a lease that has just run out
     queue = Queue("crash", connection=connection)
-    member = "job-1:execution-1"
-    with connection.pipeline() as pipeline:
-        pipeline.zadd(queue.started_job_registry.key, {member: time.time() + 60})
-        leases.add_lease(pipeline, queue.name, member, ttl=0.001)
-        pipeline.execute()
-    wait_until(
-        lambda: leases.expired_members(connection, queue.name) == [member],
-        timeout=5,
-        what="the lease to run out",
-    )
+    member = crash_jobs.expired_lease(connection, queue)
 
     # When several workers try to claim it at once
     wins = [
