@@ -20,6 +20,7 @@ import redis
 from rq import Queue, get_current_job
 from rq.job import Job
 
+from tests.support.processes import Proc
 from tests.support.waiting import wait_until
 from worker import leases
 from worker.prefork import PreforkRetryWorker
@@ -170,3 +171,14 @@ def expired_lease(connection: redis.Redis, queue: Queue, member: str = "job-1:ex
         what="the lease to run out",
     )
     return member
+
+
+def wait_started(connection: redis.Redis, job: Job, proc: Proc, timeout: float = 30.0) -> int:
+    """Wait for the job's first run to begin (its worker must stay alive); the pid running it."""
+
+    def started() -> bytes | None:
+        assert proc.alive(), proc.output()[-3000:]
+        value: bytes | None = connection.get(key(job.id, "pid"))
+        return value
+
+    return int(wait_until(started, timeout=timeout, what=f"job {job.id} to start"))

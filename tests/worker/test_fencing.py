@@ -20,13 +20,13 @@ import redis
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from tests.support.processes import Proc, python_env, start_worker
+from tests.support.processes import python_env, start_worker
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until
 from tests.worker import crash_jobs
-from tests.worker.crash_jobs import key
+from tests.worker.crash_jobs import key, wait_started
+from tests.worker.retry_support import attempts
 from worker import Backoff, leases
-from worker.attempts import ATTEMPTS_META_KEY
 from worker.backoff import POLICY_META_KEY
 from worker.connection import retry_forever
 from worker.fencing import FENCED_EXIT_STATUS, Fence
@@ -48,19 +48,6 @@ POLICY = Backoff(max_retries=2, base=0.05, jitter="none")
 
 def enqueue(queue: Queue) -> Job:
     return queue.enqueue(crash_jobs.hang_first_run, meta={POLICY_META_KEY: POLICY.to_dict()})
-
-
-def attempts(job: Job) -> list[dict]:
-    job.refresh()
-    return list(job.meta.get(ATTEMPTS_META_KEY, []))
-
-
-def wait_started(connection, job: Job, proc: Proc) -> int:
-    def started():
-        assert proc.alive(), proc.output()[-3000:]
-        return connection.get(key(job.id, "pid"))
-
-    return int(wait_until(started, timeout=30, what=f"job {job.id} to start"))
 
 
 def redis_now(connection) -> float:

@@ -16,12 +16,12 @@ import pytest
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
 
-from tests.support.processes import Proc, start_worker
+from tests.support.processes import start_worker
 from tests.support.waiting import wait_until
 from tests.worker import crash_jobs
-from tests.worker.crash_jobs import key
+from tests.worker.crash_jobs import key, wait_started
+from tests.worker.retry_support import attempts
 from worker import Backoff, leases
-from worker.attempts import ATTEMPTS_META_KEY
 from worker.backoff import POLICY_META_KEY
 from worker.scheduler import promote_due
 
@@ -35,21 +35,6 @@ WORKERS = {
 def enqueue(queue: Queue, func, *, policy: Backoff | None) -> Job:
     meta = {POLICY_META_KEY: policy.to_dict()} if policy is not None else {}
     return queue.enqueue(func, meta=meta)
-
-
-def attempts(job: Job) -> list[dict]:
-    job.refresh()
-    return list(job.meta.get(ATTEMPTS_META_KEY, []))
-
-
-def wait_started(connection, job: Job, proc: Proc) -> int:
-    """Wait for the job's first run to begin; the pid of the process running it."""
-
-    def started():
-        assert proc.alive(), proc.output()[-3000:]
-        return connection.get(key(job.id, "pid"))
-
-    return int(wait_until(started, timeout=20, what=f"job {job.id} to start"))
 
 
 def gone(pid: int) -> bool:
