@@ -9,11 +9,17 @@ outbox relay), and every worker runs them, so there is no extra daemon to rememb
 job, so a ``--burst`` worker runs them too), then in a daemon thread whenever one is due, until the
 worker stops. `run_due_maintenance()` can be called from any other loop instead. A callable that
 raises is logged (with its name) and tried again at its next due time: a chore never stops a worker.
+
+A process never forks while a chore runs in another of its threads (`os.register_at_fork`; a fork
+waits up to `FORK_WAIT_SECONDS` for it to end). A chore may hold a database connection in the middle
+of a transaction, and SQLite keeps its lock state per process: a work horse forked then inherits a
+lock that nothing in it will ever release, and its first write fails with "database is locked".
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 #: Longest the maintenance thread sleeps between two looks at the registry, in seconds.
 MAX_IDLE_SECONDS = 1.0
+#: Longest a fork waits for a chore running in another thread to end, in seconds.
+FORK_WAIT_SECONDS = 30.0
 
 
 @dataclass
@@ -35,6 +43,8 @@ class _Chore:
 
 _lock = threading.Lock()  # guards _chores
 _running = threading.Lock()  # one pass at a time per process (the thread, or an explicit call)
+_running_in: int | None = None  # the thread running a pass
+_held_for_fork = False  # the fork under way holds `_running`
 _chores: dict[str, _Chore] = {}
 
 
@@ -76,8 +86,10 @@ def run_due_maintenance(*, force: bool = False) -> list[str]:
     Chores run one after the other in the calling thread; a pass already under way in another
     thread makes this call return ``[]`` at once rather than run the chores twice concurrently.
     """
+    global _running_in
     if not _running.acquire(blocking=False):
         return []
+    _running_in = threading.get_ident()
     try:
         now = time.monotonic()
         with _lock:
@@ -90,7 +102,38 @@ def run_due_maintenance(*, force: bool = False) -> list[str]:
             chore.next_due = time.monotonic() + chore.interval_seconds
         return [name for name, _ in due]
     finally:
+        _running_in = None
         _running.release()
+
+
+def _before_fork() -> None:
+    global _held_for_fork
+    if _running_in == threading.get_ident():
+        return  # a chore itself forks (a subprocess): it cannot wait for itself
+    _held_for_fork = _running.acquire(timeout=FORK_WAIT_SECONDS)
+    if not _held_for_fork:
+        logger.warning(
+            "Maintenance: a chore still runs after %.0fs; forking anyway (its open database "
+            "connections may be locked in the child)",
+            FORK_WAIT_SECONDS,
+        )
+
+
+def _after_fork_in_parent() -> None:
+    global _held_for_fork
+    if _held_for_fork:
+        _held_for_fork = False
+        _running.release()
+
+
+def _after_fork_in_child() -> None:
+    global _running, _running_in, _held_for_fork
+    _running, _running_in, _held_for_fork = threading.Lock(), None, False  # no chore runs in the child
+
+
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
 
 
 def seconds_until_due() -> float:
