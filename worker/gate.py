@@ -10,6 +10,11 @@ callbacks, and unpickles the hash's data and meta. A `JobGate` says what a worke
   all be allowed.
 - `accept_pickle`: False, the worker loads jobs with `worker.serializers.JSONSerializer`, which
   refuses pickle without unpickling; True, with `JSONOrPickleSerializer`.
+- `allowed_webhook_urls`: where a job's rq webhooks (HTTP requests the worker sends when the job
+  ends) may go: ``"*"`` (anywhere, as rq), or URLs whose scheme and host must match and whose path
+  must start with the entry's (``"https://hooks.example.com/rq/"``). None (the default): anywhere if
+  every function is allowed, nowhere otherwise, so a gate that limits functions also keeps whoever
+  can write to Redis from making workers send requests to hosts of their choosing.
 
 A worker checks each job against its gate right after dequeueing it, before rq imports the function
 (`worker.loading.UnreadableJobMixin`); a refused job fails at once, without retries or callbacks,
@@ -23,10 +28,12 @@ every job as rq does, with the serializer it was given.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from urllib.parse import urlsplit
 
 from rq.exceptions import DeserializationError
 
@@ -36,6 +43,9 @@ from worker.serializers import JSONOrPickleSerializer, JSONSerializer, PickleRef
 if TYPE_CHECKING:
     from rq.job import Job
     from rq.serializers import Serializer
+    from rq.webhook import Webhook
+
+logger = logging.getLogger("rq.worker.retries")  # under rq's worker logger, as worker.loading's
 
 #: `allowed_functions` entry that allows every function, as rq does.
 ANY_FUNCTION: Final = "*"
@@ -55,6 +65,30 @@ class JobRefused(JobLoadError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+def is_webhook_url_pattern(entry: object) -> bool:
+    """Whether `entry` is a valid `allowed_webhook_urls` entry: ``"*"`` or an http(s) URL with a host."""
+    if entry == ANY_FUNCTION:
+        return True
+    if not isinstance(entry, str):
+        return False
+    parts = urlsplit(entry)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _url_matches(url: str, entry: str) -> bool:
+    """`url` goes where `entry` allows: same scheme, host and port, and a path under the entry's."""
+    try:
+        target, allowed = urlsplit(url), urlsplit(entry)
+        same_place = (target.scheme, target.hostname, target.port) == (
+            allowed.scheme,
+            allowed.hostname,
+            allowed.port,
+        )
+    except ValueError:  # an unparsable port
+        return False
+    return same_place and (target.path or "/").startswith(allowed.path or "/")
 
 
 def is_function_pattern(entry: object) -> bool:
@@ -78,6 +112,8 @@ class JobGate:
     accept_pickle: bool = False
     functions_setting: str = "allowed_functions of the worker's JobGate"
     pickle_setting: str = "accept_pickle=True on the worker's JobGate"
+    allowed_webhook_urls: tuple[str, ...] | None = None
+    webhooks_setting: str = "allowed_webhook_urls of the worker's JobGate"
     _exact: frozenset[str] = field(init=False, repr=False, compare=False)
     _prefixes: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
@@ -93,15 +129,28 @@ class JobGate:
         object.__setattr__(self, "_exact", frozenset(entries))
         prefixes = tuple(entry[:-1] for entry in entries if entry.endswith(PREFIX_SUFFIX))
         object.__setattr__(self, "_prefixes", prefixes)
+        urls = self.allowed_webhook_urls
+        if urls is not None:
+            bad = [entry for entry in urls if not is_webhook_url_pattern(entry)]
+            if bad or isinstance(urls, str):
+                raise ValueError(
+                    f"JobGate: allowed_webhook_urls must be http(s) URLs or '*', got {bad or urls!r}"
+                )
+            object.__setattr__(self, "allowed_webhook_urls", tuple(urls))
 
     @property
     def allows_any_function(self) -> bool:
         return ANY_FUNCTION in self._exact
 
     @property
+    def allows_any_webhook(self) -> bool:
+        urls = self.allowed_webhook_urls
+        return self.allows_any_function if urls is None else ANY_FUNCTION in urls
+
+    @property
     def is_open(self) -> bool:
-        """Whether the gate lets every job through, as rq does (any function, pickle accepted)."""
-        return self.allows_any_function and self.accept_pickle
+        """Whether the gate lets every job through, as rq does (any function, pickle, webhook)."""
+        return self.allows_any_function and self.accept_pickle and self.allows_any_webhook
 
     @property
     def serializer(self) -> Serializer:
@@ -111,6 +160,12 @@ class JobGate:
     def allows(self, function: str) -> bool:
         """Whether a job may name `function` (a dotted path) as its function or a callback."""
         return self.allows_any_function or function in self._exact or function.startswith(self._prefixes)
+
+    def allows_webhook(self, url: str) -> bool:
+        """Whether a job may have the worker send a webhook to `url`."""
+        if self.allows_any_webhook:
+            return True
+        return any(_url_matches(url, entry) for entry in self.allowed_webhook_urls or ())
 
     def refusal(self, job: Job) -> JobRefused | None:
         """Why `job` must not run here, or None. Decodes its data (never unpickling unless accepted),
@@ -135,7 +190,18 @@ class JobGate:
         ):
             if name is not None and not self.allows(name):
                 return self._not_allowed(job, what, name)
+        for webhook in job.webhooks:
+            if not self.allows_webhook(webhook.url):
+                return self._webhook_not_allowed(job, webhook.url)
         return None
+
+    def allowed_webhooks(self, job: Job, webhooks: Sequence[Webhook]) -> list[Webhook]:
+        """`webhooks` of `job` that this gate lets the worker send; a refusal is logged."""
+        allowed = [webhook for webhook in webhooks if self.allows_webhook(webhook.url)]
+        for webhook in webhooks:
+            if webhook not in allowed:
+                logger.error("%s; not sent", self._webhook_not_allowed(job, webhook.url))
+        return allowed
 
     def check_import(self, job: Job, what: str, name: str | None) -> None:
         """Raise `JobRefused` unless `job` may have its `what` (function, callback) `name` imported."""
@@ -147,6 +213,14 @@ class JobGate:
             job.id,
             f"{what} {name!r} is not allowed on this worker (allowed: {self._allowed_text()}); "
             f"to run it, add it to {self.functions_setting}",
+        )
+
+    def _webhook_not_allowed(self, job: Job, url: str) -> JobRefused:
+        allowed = ", ".join(self.allowed_webhook_urls or ()) or "none"
+        return JobRefused(
+            job.id,
+            f"webhook to {url!r} is not allowed on this worker (allowed: {allowed}); "
+            f"to send it, add its URL to {self.webhooks_setting}",
         )
 
     def _pickled(self, job: Job, field_name: str) -> JobRefused:
@@ -206,6 +280,15 @@ def _gate_class(job_class: type[Job], gate: JobGate) -> type[Job]:
         def stopped_callback(self) -> Any:
             gate.check_import(self, "stopped callback", self._stopped_callback_name)
             return super().stopped_callback
+
+        def send_webhooks(self, status: Any, *, exc_string: str | None = None) -> None:
+            # A refused job never gets here; rq's cleanup of abandoned jobs and crash recovery may.
+            webhooks: list[Webhook] = getattr(self, "webhooks", [])
+            self.webhooks = gate.allowed_webhooks(self, webhooks)
+            try:
+                super().send_webhooks(status, exc_string=exc_string)
+            finally:
+                self.webhooks = webhooks
 
     GatedJob.__name__ = GatedJob.__qualname__ = f"Gated{job_class.__name__}"
     return GatedJob

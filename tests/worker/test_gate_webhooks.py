@@ -1,0 +1,137 @@
+"""rq webhooks are HTTP requests a worker sends when a job ends: a gate decides where they may go.
+
+A gate that limits functions sends none unless their URL is allowed (so whoever can write a job to
+Redis cannot make workers call hosts of their choosing): a job carrying one fails at once, like a
+job naming a function that is not allowed, and nothing is sent. Allowed URLs are sent as rq sends them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from rq import Queue
+from rq.job import JobStatus
+from rq.webhook import Webhook
+
+from tests.worker import jobs
+from tests.worker.retry_support import runs
+from tests.worker.test_gate import GATE, assert_refused
+from worker.gate import JobGate
+from worker.prefork import PreforkRetryWorker
+from worker.serializers import JSONSerializer
+from worker.workers import RetryWorker, SimpleRetryWorker
+
+all_workers = pytest.mark.parametrize("worker_class", [SimpleRetryWorker, RetryWorker, PreforkRetryWorker])
+
+
+@dataclass
+class Sink:
+    """An HTTP server on loopback that records the paths it is asked for."""
+
+    url: str
+    paths: list[str] = field(default_factory=list)
+    received: threading.Event = field(default_factory=threading.Event)
+
+
+@pytest.fixture
+def json_queue(connection) -> Queue:
+    return Queue("default", connection=connection, serializer=JSONSerializer)
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    sink = Sink("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def _record(self) -> None:
+            sink.paths.append(self.path)
+            sink.received.set()
+            self.send_response(204)
+            self.end_headers()
+
+        do_GET = do_POST = _record  # noqa: N815 - http.server's names
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    sink.url = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, name="webhook-sink", daemon=True)
+    thread.start()
+    yield sink
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+@all_workers
+def test_a_job_with_a_webhook_the_gate_does_not_allow_fails_at_once_and_nothing_is_sent(
+    connection, json_queue: Queue, sink: Sink, worker_class
+):
+    # Given a job of an allowed function carrying a webhook to a URL the gate does not list
+    url = f"{sink.url}/internal/admin"
+    hostile = json_queue.enqueue(jobs.succeed, webhooks=[Webhook(url, "failed"), Webhook(url, "finished")])
+    good = json_queue.enqueue(jobs.succeed)
+    # When a worker behind a gate that limits functions works the queue
+    worker_class([json_queue], connection=connection, job_gate=GATE).work(burst=True)
+    # Then the job failed at once, naming the webhook and where to allow it, and did not run
+    assert_refused(
+        connection, json_queue, hostile.id, f"webhook to '{url}' is not allowed", "allowed_webhook_urls"
+    )
+    assert runs(connection, hostile) == 0
+    # And no request was sent (the worker sends webhooks before work() returns), and the worker went on
+    assert sink.paths == []
+    assert good.get_status() == JobStatus.FINISHED
+
+
+def test_a_webhook_under_an_allowed_url_is_sent(connection, json_queue: Queue, sink: Sink):
+    gate = JobGate(("tests.worker.jobs.*",), allowed_webhook_urls=(f"{sink.url}/hooks/",))
+    job = json_queue.enqueue(jobs.succeed, webhooks=[Webhook(f"{sink.url}/hooks/done", "finished")])
+    SimpleRetryWorker([json_queue], connection=connection, job_gate=gate).work(burst=True)
+    assert job.get_status() == JobStatus.FINISHED
+    assert sink.received.wait(10)
+    assert sink.paths == ["/hooks/done"]
+
+
+def test_allowed_webhook_urls_match_scheme_host_port_and_path_prefix():
+    gate = JobGate(("*",), allowed_webhook_urls=("https://hooks.example.com/rq/",))
+    assert gate.allows_webhook("https://hooks.example.com/rq/job-done")
+    assert gate.allows_webhook("https://HOOKS.example.com/rq/")
+    assert not gate.allows_webhook("http://hooks.example.com/rq/job-done")  # scheme
+    assert not gate.allows_webhook("https://hooks.example.com.evil.test/rq/x")  # host
+    assert not gate.allows_webhook("https://hooks.example.com:8443/rq/x")  # port
+    assert not gate.allows_webhook("https://hooks.example.com/admin")  # path
+    assert not gate.allows_webhook("https://user@hooks.example.com:bad/rq/")  # unparsable port
+
+
+def test_by_default_webhooks_go_anywhere_only_when_every_function_is_allowed():
+    assert JobGate(("*",)).allows_webhook("http://169.254.169.254/latest/meta-data")
+    assert not JobGate(("shop.*",)).allows_webhook("http://169.254.169.254/latest/meta-data")
+    assert JobGate(("shop.*",), allowed_webhook_urls=("*",)).allows_any_webhook
+    assert not JobGate(("*",), accept_pickle=True, allowed_webhook_urls=()).is_open
+
+
+@pytest.mark.parametrize("urls", [("ftp://host/x",), ("hooks.example.com",), ("",), "https://a.test/", (3,)])
+def test_a_gate_refuses_webhook_entries_that_are_not_http_urls(urls):
+    with pytest.raises(ValueError, match="allowed_webhook_urls must be http"):
+        JobGate(("*",), allowed_webhook_urls=urls)
+
+
+def test_rqs_cleanup_of_a_forged_abandoned_job_sends_no_webhook_the_gate_refuses(
+    connection, json_queue: Queue, sink: Sink
+):
+    # Given a forged job hash that looks abandoned (STARTED, expired in the started registry) and
+    # carries a webhook, which rq's cleanup sends for the abandoned jobs it fails
+    job = json_queue.enqueue(jobs.succeed, webhooks=[Webhook(f"{sink.url}/forged", "failed")])
+    json_queue.remove(job.id)
+    job.set_status(JobStatus.STARTED)
+    connection.zadd(json_queue.started_job_registry.key, {f"{job.id}:forged-execution": 1})
+    # When a worker behind the gate runs rq's registry maintenance
+    SimpleRetryWorker([json_queue], connection=connection, job_gate=GATE).clean_registries()
+    # Then the job is failed, as rq fails it, and no request was sent
+    assert job.id in json_queue.failed_job_registry
+    assert sink.paths == []
