@@ -21,7 +21,7 @@ from rq.serializers import resolve_serializer
 from rq_signals import defaults, registration
 from rq_signals.conf import KNOWN_KEYS, conf
 from worker.backoff import Backoff
-from worker.gate import is_function_pattern
+from worker.gate import is_function_pattern, is_webhook_url_pattern
 
 _RETRY_WORKERS = ("worker.RetryWorker", "worker.SimpleRetryWorker", "worker.PreforkRetryWorker")
 
@@ -154,6 +154,12 @@ def _is_function_patterns(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(is_function_pattern(entry) for entry in value)
 
 
+def _is_webhook_url_patterns(value: Any) -> bool:
+    if value is None:
+        return True
+    return isinstance(value, (list, tuple)) and all(is_webhook_url_pattern(entry) for entry in value)
+
+
 def _is_flush_mode(value: Any) -> bool:
     return value in defaults.FLUSH_MODES
 
@@ -163,6 +169,10 @@ _VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "ALLOWED_JOB_FUNCTIONS": (
         _is_function_patterns,
         'a list of dotted function paths, "pkg.module.*" prefixes, or "*" for any function',
+    ),
+    "ALLOWED_WEBHOOK_URLS": (
+        _is_webhook_url_patterns,
+        'None, or a list of http(s) URL prefixes ("https://hooks.example.com/rq/"), or "*" for any URL',
     ),
     "DEFAULT_QUEUE": (_is_queue_name, "the name of an RQ_QUEUES entry"),
     "DEFAULT_RETRY": (_is_retry, "a rq_signals.Backoff, or None/False for no retries"),

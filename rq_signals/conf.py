@@ -19,6 +19,7 @@ KNOWN_KEYS: Final = frozenset(
     {
         "ACCEPT_PICKLE",
         "ALLOWED_JOB_FUNCTIONS",
+        "ALLOWED_WEBHOOK_URLS",
         "DEFAULT_QUEUE",
         "DEFAULT_RETRY",
         "EAGER",
@@ -45,6 +46,15 @@ class Settings:
         ``"pkg.module.*"``, or ``"*"`` for any (rq's behaviour)."""
         value: tuple[str, ...] = self.user_settings().get(
             "ALLOWED_JOB_FUNCTIONS", defaults.DEFAULT_ALLOWED_JOB_FUNCTIONS
+        )
+        return value
+
+    @property
+    def allowed_webhook_urls(self) -> tuple[str, ...] | None:
+        """Where jobs' rq webhooks may go: http(s) URL prefixes or ``"*"``; None: anywhere only when
+        every job function is allowed."""
+        value: tuple[str, ...] | None = self.user_settings().get(
+            "ALLOWED_WEBHOOK_URLS", defaults.DEFAULT_ALLOWED_WEBHOOK_URLS
         )
         return value
 

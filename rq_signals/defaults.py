@@ -13,6 +13,9 @@ FlushMode = Literal["commit", "background"]
 #: ``RQ_SIGNALS["ALLOWED_JOB_FUNCTIONS"]``: job functions a worker may call besides `JOB_FUNCTION`
 #: (dotted paths, ``"pkg.module.*"``, or ``"*"`` for any function, as rq); none by default.
 DEFAULT_ALLOWED_JOB_FUNCTIONS: Final[tuple[str, ...]] = ()
+#: ``RQ_SIGNALS["ALLOWED_WEBHOOK_URLS"]``: where jobs' rq webhooks may go (http(s) URL prefixes, or
+#: ``"*"``); None: anywhere only if ALLOWED_JOB_FUNCTIONS allows any function, else nowhere.
+DEFAULT_ALLOWED_WEBHOOK_URLS: Final[tuple[str, ...] | None] = None
 #: ``RQ_SIGNALS["ACCEPT_PICKLE"]``: whether workers load pickled job data and meta (rq's default
 #: serializer); by default job envelopes are JSON only and a pickled one is refused, never unpickled.
 DEFAULT_ACCEPT_PICKLE: Final = False

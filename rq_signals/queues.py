@@ -78,7 +78,8 @@ def get_queue(name: str) -> Queue:
 
 def job_gate() -> JobGate:
     """What the workers of this process run: `rq_signals.jobs.run_receiver` and
-    ``RQ_SIGNALS["ALLOWED_JOB_FUNCTIONS"]``, pickled jobs only under ``RQ_SIGNALS["ACCEPT_PICKLE"]``.
+    ``RQ_SIGNALS["ALLOWED_JOB_FUNCTIONS"]``, pickled jobs only under ``RQ_SIGNALS["ACCEPT_PICKLE"]``,
+    webhooks only to ``RQ_SIGNALS["ALLOWED_WEBHOOK_URLS"]``.
 
     Installed for every worker by ``AppConfig.ready()`` (`worker.gate.install_job_gate`).
     """
@@ -87,6 +88,8 @@ def job_gate() -> JobGate:
         accept_pickle=conf.accept_pickle is True,
         functions_setting='RQ_SIGNALS["ALLOWED_JOB_FUNCTIONS"]',
         pickle_setting='RQ_SIGNALS["ACCEPT_PICKLE"] = True',
+        allowed_webhook_urls=conf.allowed_webhook_urls,
+        webhooks_setting='RQ_SIGNALS["ALLOWED_WEBHOOK_URLS"]',
     )
 
 

@@ -54,6 +54,7 @@ def test_e003_a_value_of_the_wrong_type():
     bad = {
         "ACCEPT_PICKLE": "yes",
         "ALLOWED_JOB_FUNCTIONS": "shop.jobs.*",  # a string, not a list of them
+        "ALLOWED_WEBHOOK_URLS": ["hooks.example.com"],  # no scheme
         "DEFAULT_QUEUE": 1,
         "DEFAULT_RETRY": {"max_retries": 3},
         "EAGER": "yes",
@@ -65,7 +66,7 @@ def test_e003_a_value_of_the_wrong_type():
     with override_settings(RQ_SIGNALS=bad):
         messages = checks.check_settings()
 
-    assert ids(messages) == ["rq_signals.E003"] * 9
+    assert ids(messages) == ["rq_signals.E003"] * 10
     assert [message.msg.split(" must")[0] for message in messages] == [f'RQ_SIGNALS["{key}"]' for key in bad]
     with override_settings(RQ_SIGNALS={"DEFAULT_RETRY": Backoff(max_retries=1), "MISSING_INSTANCE": "fail"}):
         assert checks.check_settings() == []
@@ -82,6 +83,17 @@ def test_e003_allowed_job_functions_takes_dotted_paths_prefixes_or_a_star(entry)
     good = {"ALLOWED_JOB_FUNCTIONS": ("shop.jobs.send", "reports.*", "*"), "ACCEPT_PICKLE": True}
     with override_settings(RQ_SIGNALS=good):
         assert checks.check_settings() == []
+
+
+@pytest.mark.parametrize("urls", [["ftp://hooks.example.com/"], "https://hooks.example.com/", [None]])
+def test_e003_allowed_webhook_urls_takes_http_urls_or_a_star(urls):
+    with override_settings(RQ_SIGNALS={"ALLOWED_WEBHOOK_URLS": urls}):
+        [message] = checks.check_settings()
+    assert message.id == "rq_signals.E003"
+    assert message.msg.startswith('RQ_SIGNALS["ALLOWED_WEBHOOK_URLS"] must be None, or a list of http(s) URL')
+    for good in (None, ["https://hooks.example.com/rq/", "http://127.0.0.1:8000/"], ("*",)):
+        with override_settings(RQ_SIGNALS={"ALLOWED_WEBHOOK_URLS": good}):
+            assert checks.check_settings() == []
 
 
 @pytest.mark.parametrize("worker_class", ["rq.worker.SimpleWorker", "rq.Worker", "no.such.Worker", None])
