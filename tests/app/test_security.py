@@ -150,6 +150,18 @@ def test_the_workers_load_jobs_with_json_and_run_only_run_receiver_by_default():
         assert queues.get_queue("default").serializer is JSONOrPickleSerializer
 
 
+def test_the_workers_send_rq_webhooks_only_where_allowed_webhook_urls_says():
+    metadata = "http://169.254.169.254/latest/meta-data/"  # where a forged webhook would go
+    assert not queues.job_gate().allows_webhook(metadata)
+    with override_settings(RQ_SIGNALS={"ALLOWED_WEBHOOK_URLS": ["https://hooks.example.com/rq/"]}):
+        gate = queues.job_gate()
+        assert gate.allows_webhook("https://hooks.example.com/rq/done")
+        assert not gate.allows_webhook(metadata)
+        assert 'RQ_SIGNALS["ALLOWED_WEBHOOK_URLS"]' in gate.webhooks_setting
+    with override_settings(RQ_SIGNALS={"ALLOWED_JOB_FUNCTIONS": ["*"]}):
+        assert queues.job_gate().allows_webhook(metadata)  # "*": rq's behaviour, webhooks included
+
+
 # -- what a worker run by manage.py rqworker runs ------------------------------------------------
 
 CANARY = "tests.chaos.canary.unregistered_canary"
