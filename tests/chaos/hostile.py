@@ -24,6 +24,7 @@ import redis
 from rq import Callback
 from rq.job import Job
 from rq.queue import Queue
+from rq.webhook import Webhook
 
 from tests.chaos.canary import Boom
 from worker.serializers import JSONSerializer
@@ -214,6 +215,7 @@ def _pickled(field: str) -> Callable[[Queue, Path], str]:
 _NOT_ALLOWED = "is not allowed on this worker"
 _PICKLED = "is pickled and this worker does not accept pickle"
 _CANARY = "tests.chaos.canary.unregistered_canary"
+_INTERNAL_URL = "http://127.0.0.1:9/latest/meta-data"  # discard port: nothing answers, nothing is sent
 
 code_running_jobs: tuple[Hostile, ...] = (
     Hostile("job function: an unregistered canary", _NOT_ALLOWED, _other_function(_CANARY)),
@@ -230,6 +232,17 @@ code_running_jobs: tuple[Hostile, ...] = (
         "success callback 'tests.chaos.canary.unregistered_canary' " + _NOT_ALLOWED,
         _other_function(
             JOB_FUNCTION, RECEIVER, SIGNAL, _payload({"tag": "cb"}), on_success=Callback(_CANARY)
+        ),
+    ),
+    Hostile(
+        "webhook: a loopback URL (SSRF)",
+        f"webhook to '{_INTERNAL_URL}' " + _NOT_ALLOWED,
+        _other_function(
+            JOB_FUNCTION,
+            RECEIVER,
+            SIGNAL,
+            _payload({"tag": "webhook"}),
+            webhooks=[Webhook(_INTERNAL_URL, "finished"), Webhook(_INTERNAL_URL, "failed")],
         ),
     ),
     Hostile("job data unpickles a call", _PICKLED, _pickled("data"), envelope="pickle"),

@@ -112,7 +112,7 @@ def test_hostile_jobs_on_the_signal_path_fail_clearly_and_run_nothing(
 def test_jobs_naming_other_code_or_carrying_pickles_run_nothing(
     chaos_redis, worker_pool, chaos_receivers, sentinel_dir, full_size, report
 ):
-    count = 70 if full_size else 14
+    count = 80 if full_size else 16
     began = time.monotonic()
     connection = redis.Redis.from_url(chaos_redis.url)
     procs = start_workers(worker_pool, chaos_redis)
