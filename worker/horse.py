@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from rq.executions import Execution
 
+from worker.horse_bookkeeping import LeanBookkeepingMixin
 from worker.orphans import die_with_parent
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ class Order:
     execution_id: str
     execution_created_at: float  # POSIX seconds
     job_hash: dict[bytes, bytes] | None
+    #: Whether the worker's start transaction sent what rq's `prepare_job_execution` sends.
+    prepared: bool = False
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,8 @@ def _perform(worker: Worker, order: Order) -> None:
     execution.created_at = datetime.fromtimestamp(order.execution_created_at, tz=timezone.utc)
     execution._job = job
     worker.executions = {execution.id: execution}
+    if isinstance(worker, LeanBookkeepingMixin):
+        worker.expect_prepared(job.id if order.prepared else None)
     os.environ["RQ_JOB_ID"] = job.id
     # rq's perform_job handles the job's own failures (retry hook included); what escapes it is a
     # bug or a lost Redis, and ends the horse so the worker records a crash, as rq's horse does.

@@ -36,6 +36,26 @@ if TYPE_CHECKING:
 _RQ_PERFORM_JOB = BaseWorker.__dict__["perform_job"]
 
 
+def runs_rq_perform_job(worker: BaseWorker) -> bool:
+    """Whether `worker` runs jobs with rq's own `perform_job`, the one known to call
+    `prepare_job_execution` first thing (so that its writes may go ahead with the start's)."""
+    return class_attr(type(worker), "perform_job") is _RQ_PERFORM_JOB
+
+
+def queue_job_preparation(worker: BaseWorker, job: Job, pipeline: Pipeline[Any]) -> None:
+    """What rq's `prepare_job_execution` sends for `job` (in the horse, or in SimpleWorker), queued on
+    `pipeline`, and the job always taken off its queue's intermediate list."""
+    # rq's own heartbeat, not a mixin's: rq calls it from the horse, so this is not a call of the worker's.
+    heartbeat_ttl = worker.get_heartbeat_ttl(job)
+    BaseWorker.heartbeat(worker, heartbeat_ttl, pipeline=pipeline)
+    job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
+    job.prepare_for_execution(worker.name, pipeline=pipeline)
+    pipeline.persist(job.key)
+    # rq removes it from there only for a worker of one queue; our dequeue script moves every job
+    # through it (and a job rq popped outright is not there: LREM removes nothing).
+    pipeline.lrem(Queue(job.origin, connection=worker.connection).intermediate_queue_key, 1, job.id)
+
+
 class ExecutionStartMixin(BaseWorker):
     """rq's `prepare_execution` split in two, so that mixins can add to its transaction."""
 
@@ -120,21 +140,11 @@ class LeanRoundTripsMixin(OneTripDequeueMixin, ExecutionStartMixin):
         self._lean_job_just_ran = True
 
     def prepare_execution(self, job: Job) -> Execution:
-        if not self._lean_in_job or class_attr(type(self), "perform_job") is not _RQ_PERFORM_JOB:
-            # Only rq's perform_job is known to call prepare_job_execution first thing.
+        if not self._lean_in_job or not runs_rq_perform_job(self):
             return super().prepare_execution(job)
         with self.connection.pipeline() as pipeline:
             execution = self.queue_execution_start(job, pipeline)
-            # What the horse's (or SimpleWorker's) prepare_job_execution would send next. rq's own
-            # heartbeat, not ours: rq calls it from the horse, so this one is not a call of the worker's.
-            heartbeat_ttl = self.get_heartbeat_ttl(job)
-            BaseWorker.heartbeat(self, heartbeat_ttl, pipeline=pipeline)
-            job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
-            job.prepare_for_execution(self.name, pipeline=pipeline)
-            pipeline.persist(job.key)
-            # rq removes it from there only for a worker of one queue; our dequeue script moves every
-            # job through it (and a job rq popped outright is not there: LREM removes nothing).
-            pipeline.lrem(Queue(job.origin, connection=self.connection).intermediate_queue_key, 1, job.id)
+            queue_job_preparation(self, job, pipeline)
             pipeline.execute()
         self._lean_prepared_job_id = job.id
         return execution

@@ -13,8 +13,9 @@ so its retry policy applies) and the next job runs in a fresh horse. A horse is 
 memory, which bounds leaks and state left behind by jobs: unlike a fork per job, jobs run by one
 horse share its module state, as they would under `SimpleWorker`.
 
-Round trips: 7 per job where rq's workers make 20 to 24, the job travelling to the horse in its
-order (no refetch) and the rest in `worker.horse_bookkeeping`.
+Round trips: 5 per job where rq's workers make 20 to 24, the job travelling to the horse in its
+order (no refetch) and the rest in `worker.horse_bookkeeping`, whose dequeue moves every job, from
+one queue or several, through its queue's intermediate list (`worker.intermediate`).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class PreforkMixin(LeanBookkeepingMixin):
     def teardown(self) -> None:
         if self._horse is not None and not self.is_horse:
             self._retire_horse(self._horse)
-        super().teardown()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
+        super().teardown()
 
     def _spawn_horse(self) -> Horse:
         self._horse = Horse.spawn(self)
@@ -150,9 +151,14 @@ class PreforkMixin(LeanBookkeepingMixin):
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         horse = self._ready_horse()
-        execution = self.prepare_execution(job)
+        execution, prepared = self.start_for_horse(job)
         order = Order(
-            job.id, queue.name, execution.id, execution.created_at.timestamp(), _job_hash(self, job)
+            job.id,
+            queue.name,
+            execution.id,
+            execution.created_at.timestamp(),
+            _job_hash(self, job),
+            prepared=prepared,
         )
         if not horse.send(order):  # it died since we looked: the job has not started, give it another
             horse = self._ready_horse()
