@@ -6,8 +6,10 @@ our lease, in one transaction that also takes the id off the intermediate list).
 between the two leaves the id in the intermediate list with no lease and no started-registry
 entry: lease recovery (`worker.recovery`) never sees it, and rq's `IntermediateQueue.cleanup`
 fails it only from its 10-minute maintenance pass, after two sightings a minute apart.
-This workers' prefork, forking and simple workers all dequeue through that list (rq's own
-`Queue.dequeue_any`, or `scripts/dequeue_job.lua`, which makes the same LMOVE).
+Our forking, simple and prefork workers all dequeue a waiting job through that list
+(`scripts/dequeue_job.lua` makes the same LMOVE, for a worker of several queues too); an idle
+worker blocked in rq's own pop goes through it only when it serves one queue (BLMOVE): over several
+queues rq's BLPOP takes the job outright, and a worker killed before starting that one loses it.
 
 Every recovery scan runs `scripts/rescue_intermediate.lua` once per queue: an id that is neither
 in the started registry nor holds a lease is noted in rq's own first-seen key (Redis clock, so rq's

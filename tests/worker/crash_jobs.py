@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
+import signal
 import socket
 import threading
 import time
@@ -157,6 +158,26 @@ class Partition:
                     with contextlib.suppress(KeyError, ValueError):
                         self._selector.unregister(end)
                     end.close()  # type: ignore[union-attr]
+
+
+class _KilledAfterDequeue:
+    """SIGKILLs its own process (as `kill -9` or the OOM killer would) right after taking a job,
+    before starting it: in rq's loop, between `dequeue_job_and_maintain_ttl` and `execute_job`."""
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KilledAfterDequeueRetryWorker(_KilledAfterDequeue, FastRetryWorker):
+    pass
+
+
+class KilledAfterDequeueSimpleRetryWorker(_KilledAfterDequeue, FastSimpleRetryWorker):
+    pass
+
+
+class KilledAfterDequeuePreforkRetryWorker(_KilledAfterDequeue, FastPreforkRetryWorker):
+    pass
 
 
 def expired_lease(connection: redis.Redis, queue: Queue, member: str = "job-1:execution-1") -> str:

@@ -175,28 +175,44 @@ def test_an_id_whose_job_is_gone_or_no_longer_queued_is_removed_not_put_back(con
     assert ids(connection, queue.key) == [requeued.id]
 
 
-@pytest.mark.parametrize("worker_class", ["RetryWorker", "SimpleRetryWorker"])
-def test_a_worker_of_several_queues_also_moves_each_job_through_its_intermediate_list(
+KILLED_AFTER_DEQUEUE = {
+    "RetryWorker": crash_jobs.KilledAfterDequeueRetryWorker,
+    "SimpleRetryWorker": crash_jobs.KilledAfterDequeueSimpleRetryWorker,
+    "PreforkRetryWorker": crash_jobs.KilledAfterDequeuePreforkRetryWorker,
+}
+
+
+def class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+@pytest.mark.parametrize("worker_class", sorted(WORKERS))
+def test_a_job_taken_by_a_worker_of_several_queues_killed_before_starting_it_is_put_back_and_runs_once(
     connection, redis_url, tmp_path, worker_class
 ):
-    cls = WORKERS[worker_class]
-    # Given a worker of two queues whose dequeue script has taken a job, and which dies before the
-    # start (rq itself pops outright from several queues, which would leave no trace of the job)
+    # Given a job waiting on the second of two queues (rq itself pops outright from several queues,
+    # which would leave no trace of the job) ...
     high, low = Queue("im-high", connection=connection), Queue("im-low", connection=connection)
     job = low.enqueue(crash_jobs.quick)
-    dying = cls([high, low], connection=connection)
-    taken = dying._pop_waiting_job(check_suspension=False)
-    assert taken is not None and taken != "suspended"
-    assert (taken[0].id, taken[1].name) == (job.id, "im-low")
-    assert ids(connection, low.key) == []
-    assert ids(connection, low.intermediate_queue_key) == [job.id]
 
-    # When a live worker of the same queues scans them
-    proc = start_worker(
+    # ... taken by a worker of both queues that is killed (SIGKILL) before starting it
+    dying = start_worker(
         redis_url,
         ["im-high", "im-low"],
         tmp_path=tmp_path,
-        worker_class=f"{cls.__module__}.{cls.__qualname__}",
+        worker_class=class_path(KILLED_AFTER_DEQUEUE[worker_class]),
+        name="dying",
+    )
+    assert dying.wait(timeout=30) == -9, dying.output()[-3000:]
+    assert ids(connection, low.key) == []
+    assert ids(connection, high.key) == []
+    assert ids(connection, low.intermediate_queue_key) == [job.id]
+    assert connection.get(key(job.id, "runs")) is None
+    assert job.get_status() == JobStatus.QUEUED
+
+    # When a live worker of the same queues scans them
+    proc = start_worker(
+        redis_url, ["im-high", "im-low"], tmp_path=tmp_path, worker_class=class_path(WORKERS[worker_class])
     )
     try:
         # Then the job is put back and runs, once, and leaves the intermediate list as it starts
@@ -207,5 +223,6 @@ def test_a_worker_of_several_queues_also_moves_each_job_through_its_intermediate
         wait_until(ran, timeout=RESCUE_BOUND_SECONDS, what=f"job {job.id} to be put back and run")
         assert int(connection.get(key(job.id, "runs"))) == 1
         assert ids(connection, low.intermediate_queue_key) == []
+        assert proc.output().count("put back on im-low") == 1
     finally:
         proc.stop()

@@ -15,10 +15,12 @@ from rq.worker import SimpleWorker, Worker
 
 from tests.support.round_trips import noop, per_job
 from worker import RetryWorker, SimpleRetryWorker
+from worker.prefork import PreforkRetryWorker
 
 #: Round trips per no-op job (rq 3.0: SimpleWorker 20, Worker 24 of which 4 open the horse's connection).
 SIMPLE_MOST = 5
 FORKING_MOST = 9
+PREFORK_MOST = 5
 
 
 def test_simple_retry_worker_runs_a_job_in_at_most_5_round_trips_where_rq_needs_20(redis_url, tmp_path):
@@ -40,6 +42,18 @@ def test_retry_worker_runs_a_job_in_at_most_9_round_trips_where_rq_needs_24(redi
     # Then ours needs less than half of rq's round trips per job
     assert ours.round_trips <= FORKING_MOST, ours.trace
     assert ours.round_trips * 2 < theirs.round_trips, (ours, theirs)
+    assert ours.commands < theirs.commands, (ours, theirs)
+
+
+def test_prefork_retry_worker_runs_a_job_in_at_most_5_round_trips_where_rq_needs_24(redis_url, tmp_path):
+    # Given rq's forking Worker and our prefork one (one long-lived horse, its connection opened once)
+    theirs = per_job(Worker, redis_url, tmp_path)
+    ours = per_job(PreforkRetryWorker, redis_url, tmp_path)
+
+    # Then ours needs no more than SimpleRetryWorker: a dequeue script, a start transaction sent by
+    # the worker for the horse, and rq's outcome (WATCH, SMEMBERS of dependents, the transaction)
+    assert ours.round_trips <= PREFORK_MOST, ours.trace
+    assert ours.round_trips * 4 <= theirs.round_trips, (ours, theirs)
     assert ours.commands < theirs.commands, (ours, theirs)
 
 
