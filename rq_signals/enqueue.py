@@ -1,10 +1,12 @@
-"""From a signal to a job: encode at send time, wait for commit, push a transaction's jobs in one pipeline.
+"""From a signal to a job: encode at send time, wait for commit, push a transaction's jobs in one request.
 
 Each send registers one ``on_commit`` callback on the sending database alias, so Django's savepoint
 bookkeeping drops the callbacks of rolled-back savepoints (and of a rolled-back transaction). The
 callbacks of one transaction share a `_Batch`: each one that runs adds its job to the batch, and
-the last of them still pending flushes the batch: one Redis pipeline (MULTI/EXEC) per Redis server,
-so one round trip per transaction in the usual one-server setup.
+the last of them still pending flushes the batch: one request per Redis server (a script writing a
+queue's jobs, `rq_signals.queues.write_jobs`; a MULTI/EXEC around several), so one round trip per
+transaction in the usual one-server setup. The payload is encoded to JSON text once, at send; the
+flush embeds that text in the job's ``data``.
 
 "Still pending" is a `weakref.WeakSet` of the callbacks Django holds: a callback Django discards on
 a savepoint rollback is freed at once (reference counting, as on CPython), leaving the set. With
@@ -26,7 +28,7 @@ import logging
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from uuid import uuid4
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
@@ -48,10 +50,22 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def check_size(payload: dict[str, Any], *, signal_name: str, receiver_id: str) -> None:
-    """Refuse, in the sender, a payload larger than ``RQ_SIGNALS["MAX_PAYLOAD_BYTES"]``."""
+def payload_text(payload: dict[str, Any]) -> str:
+    """The payload as compact ASCII JSON (non-ASCII escaped): its length is its size in bytes.
+
+    Made once per send: the size check measures it and the job's ``data`` embeds it as it is.
+    """
+    return _PAYLOAD_ENCODER.encode(payload)
+
+
+#: Built once: ``json.dumps`` with these options would build an encoder per call.
+_PAYLOAD_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+def check_size(text: str, *, signal_name: str, receiver_id: str) -> None:
+    """Refuse, in the sender, a payload (`payload_text`) larger than ``RQ_SIGNALS["MAX_PAYLOAD_BYTES"]``."""
     limit = conf.max_payload_bytes
-    size = len(json.dumps(payload, separators=(",", ":")).encode())
+    size = len(text)  # ASCII: one byte per character
     if size > limit:
         raise SerializationError(
             f"{signal_name} receiver {receiver_id} got a payload of {size} bytes, over "
@@ -61,20 +75,39 @@ def check_size(payload: dict[str, Any], *, signal_name: str, receiver_id: str) -
 
 @dataclass(frozen=True)
 class JobSpec:
-    """One receiver call, ready to become an RQ job; `payload` is JSON-safe, `timeout` in seconds."""
+    """One receiver call, ready to become an RQ job; `timeout` in seconds.
+
+    `payload_json` is the payload's `payload_text`, encoded once at send: the size check measured it,
+    and the job's ``data`` embeds it as it is (`args_json`).
+    """
 
     queue: str
     receiver_id: str
     signal_path: str
-    payload: dict[str, Any]
+    payload_json: str
     description: str
     meta: dict[str, Any]
     timeout: int | None
     job_id: str = field(default_factory=lambda: str(uuid4()))  # chosen at send: the outbox keeps it
 
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The payload, decoded again from `payload_json` (the outbox, eager mode, other queue classes)."""
+        return json.loads(self.payload_json)  # type: ignore[no-any-return]
+
     def job_args(self) -> tuple[str, str, dict[str, Any]]:
         """The arguments of `rq_signals.jobs.run_receiver`."""
         return (self.receiver_id, self.signal_path, self.payload)
+
+    @property
+    def args_json(self) -> str:
+        """`job_args` as JSON text (as a JSON serializer writes them), without encoding the payload again."""
+        return _args_prefix(self.receiver_id, self.signal_path) + self.payload_json + "]"
+
+
+@functools.lru_cache(maxsize=1024)
+def _args_prefix(receiver_id: str, signal_path: str) -> str:
+    return json.dumps([receiver_id, signal_path])[:-1] + ", "
 
 
 def send(registration: AsyncReceiver, ref: SignalRef, sender: Any, kwargs: dict[str, Any]) -> None:
@@ -84,12 +117,13 @@ def send(registration: AsyncReceiver, ref: SignalRef, sender: Any, kwargs: dict[
         # queryset.delete() sends the QuerySet as pre/post_delete's `origin`; a job carries its model.
         arguments["origin"] = arguments["origin"].model
     payload = encode_arguments(arguments, signal_name=ref.name, receiver_path=registration.receiver_id)
-    check_size(payload, signal_name=ref.name, receiver_id=registration.receiver_id)
+    text = payload_text(payload)
+    check_size(text, signal_name=ref.name, receiver_id=registration.receiver_id)
     spec = JobSpec(
         queue=registration.queue or conf.default_queue,
         receiver_id=registration.receiver_id,
         signal_path=ref.path,
-        payload=payload,
+        payload_json=text,
         description=describe(ref, sender, kwargs, registration.receiver_id),
         meta=_meta(registration),
         timeout=registration.timeout,
@@ -270,24 +304,28 @@ def by_connection(specs: Iterable[JobSpec]) -> list[list[JobSpec]]:
 
 
 def enqueue_group(specs: list[JobSpec]) -> list[str]:
-    """One MULTI/EXEC for jobs whose queues share a Redis connection; their ids.
+    """Write jobs whose queues share a Redis connection in one request, atomically; their ids.
 
-    Plain queues get the job hashes written directly (`queues.write_jobs`, what ``enqueue_many``
-    would write, without an rq ``Job`` per job); any other queue class goes through rq.
+    Plain queues get their jobs written by one script each (`queues.write_jobs`, what
+    ``enqueue_many`` would write, without an rq ``Job`` per job); any other queue class goes
+    through rq. One plain queue (the usual case) is one command; more are one MULTI/EXEC.
     """
     by_queue: dict[str, list[JobSpec]] = {}
     for spec in specs:
         by_queue.setdefault(spec.queue, []).append(spec)
     first: Queue = queues.get_queue(specs[0].queue)
     enqueued_at = now()
-    with first.connection.pipeline() as pipe:
-        for name, queue_specs in by_queue.items():
-            queue = queues.get_queue(name)
-            if queues.writes_directly(queue):
-                queues.write_jobs(pipe, queue, defaults.JOB_FUNCTION, queue_specs, now=enqueued_at)
-            else:
-                queue.enqueue_many([_enqueue_data(spec) for spec in queue_specs], pipeline=pipe)
-        pipe.execute()
+    if len(by_queue) == 1 and queues.writes_directly(first):
+        queues.write_jobs(first.connection, first, defaults.JOB_FUNCTION, specs, now=enqueued_at)
+    else:
+        with first.connection.pipeline() as pipe:
+            for name, queue_specs in by_queue.items():
+                queue = queues.get_queue(name)
+                if queues.writes_directly(queue):
+                    queues.write_jobs(pipe, queue, defaults.JOB_FUNCTION, queue_specs, now=enqueued_at)
+                else:
+                    queue.enqueue_many([_enqueue_data(spec) for spec in queue_specs], pipeline=pipe)
+            pipe.execute()
     if logger.isEnabledFor(logging.DEBUG):
         for spec in specs:
             logger.debug("Job %s: enqueued on %r: %s", spec.job_id, spec.queue, spec.description)
@@ -309,5 +347,4 @@ def _run_eagerly(specs: list[JobSpec]) -> None:
     from rq_signals import jobs  # jobs imports the registry, which imports this module's callers
 
     for spec in specs:
-        payload = json.loads(json.dumps(spec.payload, allow_nan=False))  # exactly what a worker would get
-        jobs.call_receiver(spec.receiver_id, spec.signal_path, payload)
+        jobs.call_receiver(spec.receiver_id, spec.signal_path, spec.payload)  # what a worker would get

@@ -5,7 +5,7 @@ pipeline) before ``save()`` or ``atomic()`` returns: the request waits one Redis
 ``"background"`` mode the after-commit callback hands the jobs, already encoded and size-checked
 at send time (errors still surface in the sender), to `submit` and returns. One daemon thread per
 process, ``rq-signals-flush``, started by the first `submit`, takes everything pending and writes
-it with the commit path's one-pipeline code (`rq_signals.enqueue.enqueue_group`): transactions
+it with the commit path's one-request code (`rq_signals.enqueue.enqueue_group`): transactions
 that pile up while it writes go out together, in one round trip per Redis server.
 
 What Redis refuses goes to the outbox of the database that committed it, as in the commit path

@@ -8,19 +8,20 @@ when ``RQ_QUEUES`` or ``RQ`` change (``override_settings``).
 Jobs are written and read with the serializer of the workers' gate (`job_gate`): JSON, or JSON and
 pickle under ``RQ_SIGNALS["ACCEPT_PICKLE"]``; never rq's default pickle for what we write.
 
-`write_jobs` writes new jobs into a pipeline exactly as rq 3.0's ``Queue.enqueue_many`` leaves them
-in Redis (the job hash, the queue list, the ``rq:queues`` set), without building an rq ``Job`` per
-job: what rq computes per job (timestamps, serializer, origin, the constant fields) is computed
-once per call. It serves plain queues only (`writes_directly`); other queues go through rq.
+`write_jobs` writes new jobs as rq 3.0's ``Queue.enqueue_many`` leaves them in Redis (the job hash,
+the queue list, the ``rq:queues`` set; ``Job.fetch`` reads each back as the job rq would have
+built), without building an rq ``Job`` per job: one Lua script per queue, five values per job. It
+serves plain queues only (`writes_directly`); other queues go through rq.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import zlib
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import django_rq
 from django.core.signals import setting_changed
@@ -29,8 +30,9 @@ from django_rq.connection_utils import filter_connection_params, get_redis_conne
 from django_rq.queues import DjangoRQ
 from redis import Redis
 from redis.client import Pipeline
-from rq.job import Job, JobStatus
+from rq.job import Job
 from rq.queue import Queue
+from rq.serializers import JSONSerializer as RqJSONSerializer
 from rq.serializers import Serializer
 from rq.utils import get_call_string, parse_timeout, utcformat
 
@@ -135,6 +137,11 @@ class NewJob(Protocol):
     @property
     def timeout(self) -> int | None: ...
 
+    @property
+    def args_json(self) -> str:
+        """`job_args` as JSON text (written as they are under a JSON serializer)."""
+        ...
+
     def job_args(self) -> tuple[Any, ...]: ...
 
 
@@ -144,68 +151,89 @@ def writes_directly(queue: Queue) -> bool:
 
 
 def write_jobs(
-    pipe: Pipeline[Any], queue: Queue, function: str, jobs: Sequence[NewJob], *, now: datetime
+    client: Redis[bytes] | Pipeline[Any],
+    queue: Queue,
+    function: str,
+    jobs: Sequence[NewJob],
+    *,
+    now: datetime,
 ) -> None:
-    """Queue on `pipe` what ``queue.enqueue_many`` writes for `jobs` (no dependencies, TTLs, callbacks).
+    """Write on `client` (now) or queue on a pipeline what ``queue.enqueue_many`` writes for `jobs`.
 
-    One ``SADD`` of the queue's key to ``rq:queues``, per job one ``HSET`` of the fields
-    ``Job.to_dict()`` gives, in its order (``status`` first, where rq's separate ``HSET status``
-    puts it), then one ``RPUSH`` of all ids: in a MULTI/EXEC, what rq's three commands per job
-    leave. `now` (UTC) is each job's ``created_at`` and ``enqueued_at`` (rq takes them microseconds
-    apart). Everything but the data, description, timeout and meta is encoded once per call, with
-    the connection's own encoder.
+    One ``EVAL`` of `WRITE_JOBS_SCRIPT` (no dependencies, TTLs, callbacks): the queue's key added to
+    ``rq:queues``, the ids pushed on the queue, per job a hash ``Job.fetch`` reads back as the job
+    rq would have saved. `now` (UTC) is each job's ``created_at`` and ``enqueued_at`` (rq takes them
+    microseconds apart). The script is atomic, so nobody sees an id before its hash; under
+    ``maxmemory`` Redis refuses it before its first write or lets it finish. Per job the client
+    sends five values, and under a JSON serializer the ``data`` embeds `NewJob.args_json` as it is.
     """
     if not jobs:
         return
-    encode = pipe.get_encoder().encode  # type: ignore[no-untyped-call]  # untyped in redis-stubs
     dumps = queue.serializer.dumps
-    stamp = encode(utcformat(now))
-    blank = encode("")
-    head = [encode("status"), encode(JobStatus.QUEUED.value), encode("created_at"), stamp, encode("data")]
-    middle = [field for name in _BLANK_FIELDS for field in (encode(name), blank)]
-    middle += [encode("origin"), encode(queue.name), encode("description")]
-    enqueued_at, timeout_field, meta_field = encode("enqueued_at"), encode("timeout"), encode("meta")
-    timeouts: dict[int | None, bytes] = {}
+    writes_json = queue.serializer in _JSON_SERIALIZERS
+    call_head = f"[{json.dumps(function)}, null, ".encode() if writes_json else b""
+    default_timeout = queue._default_timeout
+    timeouts: dict[int | None, str] = {}
     metas: dict[int, bytes] = {}  # one serialization per meta object: a receiver's jobs share theirs
-    pipe.sadd(queue.redis_queues_keys, queue.key)
+    keys: list[str] = [queue.redis_queues_keys, queue.key]
+    argv: list[str | bytes] = [utcformat(now), queue.name]
     for job in jobs:
-        args = job.job_args()
-        description = job.description or get_call_string(function, args, {}, max_length=75) or ""
+        if writes_json:
+            data = call_head + job.args_json.encode() + b", {}]"
+        else:
+            data = dumps((function, None, job.job_args(), {}))
         timeout = timeouts.get(job.timeout)
         if timeout is None:
-            timeout = timeouts[job.timeout] = encode(_timeout(job.timeout, queue._default_timeout))
-        fields = [
-            *head,
-            zlib.compress(dumps((function, None, args, {}))),
-            *middle,
-            encode(description),
-            enqueued_at,
-            stamp,
-            timeout_field,
-            timeout,
-        ]
+            timeout = timeouts[job.timeout] = str(_timeout(job.timeout, default_timeout))
         meta = job.meta
+        packed = b""
         if meta:
-            packed = metas.get(id(meta))
-            if packed is None:
+            packed = metas.get(id(meta), b"")
+            if not packed:
                 packed = metas[id(meta)] = dumps(meta)
-            fields += (meta_field, packed)
-        # HSET with a flat field/value list (redis-stubs type hset() for a mapping only)
-        pipe.execute_command("HSET", Job.key_for(job.job_id), *fields)  # type: ignore[no-untyped-call]
-    pipe.rpush(queue.key, *[job.job_id for job in jobs])
+        description = job.description or get_call_string(function, job.job_args(), {}, max_length=75) or ""
+        keys.append(_JOB_KEY_PREFIX + job.job_id)
+        argv += (job.job_id, zlib.compress(data), description, timeout, packed)
+    # EVAL with the text, not EVALSHA: one round trip always (Redis caches the compiled script).
+    client.execute_command("EVAL", WRITE_JOBS_SCRIPT, len(keys), *keys, *argv)
 
 
-#: The fields ``Job.to_dict()`` writes empty for a job that has not run, between ``data`` and ``origin``.
-_BLANK_FIELDS = (
-    "success_callback_name",
-    "failure_callback_name",
-    "stopped_callback_name",
-    "started_at",
-    "ended_at",
-    "last_heartbeat",
-    "worker_name",
-    "group_id",
-)
+_JOB_KEY_PREFIX: Final = Job.redis_job_namespace_prefix
+#: Serializers whose ``dumps`` is ``json.dumps(value).encode()`` for JSON values: `write_jobs` writes
+#: the job's call as JSON text it assembles around the already encoded payload.
+_JSON_SERIALIZERS: Final[tuple[object, ...]] = (JSONSerializer, JSONOrPickleSerializer, RqJSONSerializer)
+
+#: ``write_jobs``: KEYS = rq:queues, the queue's list, then one rq:job:<id> per job; ARGV = the
+#: created_at/enqueued_at stamp, the queue's name (origin), then per job: id, data (zlib), description,
+#: timeout, meta ('' for none). The fields rq's ``Job.to_dict`` writes empty for a job that has not
+#: run (callback names, started_at, ended_at, last_heartbeat, worker_name, group_id) are left out:
+#: ``Job.restore`` reads an absent field as it reads an empty one. SADD first: under maxmemory a
+#: script is refused at its first write or not at all; the ids before the hashes, so a queue key of
+#: the wrong type fails the script before it writes a hash.
+WRITE_JOBS_SCRIPT: Final = """
+redis.call('SADD', KEYS[1], KEYS[2])
+local per_job, first = 5, 3
+for from = first, #KEYS, 1000 do
+  local ids = {}
+  for i = from, math.min(from + 999, #KEYS) do
+    ids[#ids + 1] = ARGV[first + (i - first) * per_job]
+  end
+  redis.call('RPUSH', KEYS[2], unpack(ids))
+end
+local stamp, origin = ARGV[1], ARGV[2]
+for i = first, #KEYS do
+  local a = first + (i - first) * per_job
+  if ARGV[a + 4] == '' then
+    redis.call('HSET', KEYS[i], 'status', 'queued', 'created_at', stamp, 'data', ARGV[a + 1],
+      'origin', origin, 'description', ARGV[a + 2], 'enqueued_at', stamp, 'timeout', ARGV[a + 3])
+  else
+    redis.call('HSET', KEYS[i], 'status', 'queued', 'created_at', stamp, 'data', ARGV[a + 1],
+      'origin', origin, 'description', ARGV[a + 2], 'enqueued_at', stamp, 'timeout', ARGV[a + 3],
+      'meta', ARGV[a + 4])
+  end
+end
+return #KEYS - 2
+"""
 
 
 def _timeout(seconds: int | None, default: int) -> int:

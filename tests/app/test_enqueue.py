@@ -109,7 +109,7 @@ def test_all_jobs_of_a_transaction_reach_redis_in_one_round_trip(connection, mon
         round_trips.append(command)
         return original(self, command, check_health)
 
-    exec_calls_before = _exec_calls(connection)
+    exec_calls_before = _calls(connection)["exec"]
     monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
 
     # When one transaction produces jobs for three queues
@@ -122,15 +122,43 @@ def test_all_jobs_of_a_transaction_reach_redis_in_one_round_trip(connection, mon
     monkeypatch.undo()
     # Then they were sent in one MULTI/EXEC, one round trip
     assert len(round_trips) == 1
-    assert _exec_calls(connection) - exec_calls_before == 1
+    assert _calls(connection)["exec"] - exec_calls_before == 1
     assert (
         sum(connection.llen(f"rq:queue:{name}") for name in ("high", "default", "low")) == 1 + 5 + 2 + 2
     )  # warm-up, saves, m2m pre/post_add, payment (two receivers)
 
 
-def _exec_calls(connection: redis.Redis) -> int:
+def test_the_jobs_of_a_transaction_for_one_queue_are_one_command(connection, monkeypatch):
+    # Given warm queues
+    Invoice.objects.create(reference="warm-up")
+    connection.delete("rq:queue:high")
+    round_trips = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        round_trips.append(command)
+        return original(self, command, check_health)
+
+    before = _calls(connection)
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+
+    # When one transaction saves 20 invoices (one receiver, one queue)
+    with transaction.atomic():
+        invoices = [Invoice.objects.create(reference=f"INV-{number}") for number in range(20)]
+
+    monkeypatch.undo()
+    # Then one request carried one script, no MULTI/EXEC, and the jobs wait in order
+    assert len(round_trips) == 1
+    calls = _calls(connection)
+    assert calls["eval"] - before["eval"] == 1
+    assert calls["exec"] == before["exec"]
+    pks = [job.args[2]["kwargs"]["instance"]["v"]["pk"] for job in jobs_on(connection, "high")]
+    assert pks == [invoice.pk for invoice in invoices]
+
+
+def _calls(connection: redis.Redis) -> dict[str, int]:
     stats = connection.info("commandstats")
-    return int(stats.get("cmdstat_exec", {}).get("calls", 0))
+    return {name: int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("eval", "exec")}
 
 
 def test_on_commit_false_enqueues_inside_the_transaction(connection):

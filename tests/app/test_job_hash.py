@@ -1,7 +1,12 @@
-"""The job hashes we write directly are the ones rq's ``Queue.enqueue_many`` writes, and workers run them."""
+"""The job hashes we write directly read back as those rq's ``Queue.enqueue_many`` writes; workers run them.
+
+We leave out the fields rq writes empty for a job that has not run; everything else is rq's, and
+``Job.fetch`` (what workers and django-rq's dashboard use) builds the same job from both.
+"""
 
 from __future__ import annotations
 
+import json
 import zlib
 from datetime import datetime, timedelta, timezone
 
@@ -21,6 +26,42 @@ from worker.backoff import Backoff
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TIMESTAMPS = ("created_at", "enqueued_at")
+#: What rq's ``Job.to_dict`` writes empty for a job not run yet (``Job.restore`` reads absent ones alike).
+EMPTY_UNTIL_RUN = {
+    "success_callback_name",
+    "failure_callback_name",
+    "stopped_callback_name",
+    "started_at",
+    "ended_at",
+    "last_heartbeat",
+    "worker_name",
+    "group_id",
+}
+#: What rq builds from a job hash, beyond the call itself: all should match between ours and rq's.
+RESTORED = (
+    "func_name",
+    "args",
+    "kwargs",
+    "description",
+    "origin",
+    "timeout",
+    "meta",
+    "result_ttl",
+    "failure_ttl",
+    "ttl",
+    "worker_name",
+    "started_at",
+    "ended_at",
+    "last_heartbeat",
+    "group_id",
+    "_success_callback_name",
+    "_failure_callback_name",
+    "_stopped_callback_name",
+    "_dependency_ids",
+    "enqueue_at_front",
+    "retries_left",
+    "number_of_retries",
+)
 
 
 def spec(queue: str = "default", **overrides) -> enqueue.JobSpec:
@@ -28,7 +69,9 @@ def spec(queue: str = "default", **overrides) -> enqueue.JobSpec:
         "queue": queue,
         "receiver_id": "tests.receivers.record_payment",
         "signal_path": "tests.signals.invoice_paid",
-        "payload": {"kwargs": {"amount": 3, "note": "é ünïcode"}, "sender": "checkout"},
+        "payload_json": enqueue.payload_text(
+            {"kwargs": {"amount": 3, "note": "é ünïcode"}, "sender": "checkout"}
+        ),
         "description": "tests.signals.invoice_paid sender='checkout' → tests.receivers.record_payment",
         "meta": {"retry_policy": Backoff(max_retries=2, base=0.5).to_dict()},
         "timeout": None,
@@ -52,27 +95,37 @@ def enqueue_with_rq(queue: Queue, job: enqueue.JobSpec, job_id: str) -> None:
 
 
 def enqueue_directly(queue: Queue, job: enqueue.JobSpec) -> None:
-    with queue.connection.pipeline() as pipe:
-        queues.write_jobs(pipe, queue, defaults.JOB_FUNCTION, [job], now=datetime.now(timezone.utc))
-        pipe.execute()
+    queues.write_jobs(queue.connection, queue, defaults.JOB_FUNCTION, [job], now=datetime.now(timezone.utc))
 
 
-def assert_same_hash(connection: redis.Redis, ours: str, theirs: str) -> None:
+def assert_same_hash(connection: redis.Redis, ours: str, theirs: str, serializer=None) -> None:
     mine = connection.hgetall(Job.key_for(ours))
     rqs = connection.hgetall(Job.key_for(theirs))
-    # the same fields, in the same order (Redis keeps a small hash's insertion order)
-    assert list(mine) == list(rqs)
-    for name, value in rqs.items():
+    # rq's fields but those it writes empty until the job runs
+    assert {name.decode() for name in mine} == {name.decode() for name in rqs} - EMPTY_UNTIL_RUN
+    assert all(rqs[name.encode()] == b"" for name in EMPTY_UNTIL_RUN)
+    for name, value in mine.items():
         if name.decode() in TIMESTAMPS:
             # the same format, a moment apart
-            delta = utcparse(mine[name].decode()) - utcparse(value.decode())
+            delta = utcparse(value.decode()) - utcparse(rqs[name].decode())
             assert abs(delta) < timedelta(seconds=5), name
         elif name == b"data":
-            assert zlib.decompress(mine[name]) == zlib.decompress(value)
+            # compressed as rq does; the same call (JSON spacing aside)
+            ours_data, rq_data = zlib.decompress(value), zlib.decompress(rqs[name])
+            if serializer is None:
+                assert ours_data == rq_data
+            else:
+                assert json.loads(ours_data) == json.loads(rq_data)
         else:
-            assert mine[name] == value, name
+            assert value == rqs[name], name
     # both live until a worker runs them
     assert connection.ttl(Job.key_for(ours)) == connection.ttl(Job.key_for(theirs)) == -1
+    # and rq reads ours back as the job it would have built
+    mine_job, rq_job = Job.fetch(ours, connection, serializer), Job.fetch(theirs, connection, serializer)
+    for attribute in RESTORED:
+        assert getattr(mine_job, attribute) == getattr(rq_job, attribute), attribute
+    assert mine_job.get_status() == rq_job.get_status() == JobStatus.QUEUED
+    assert mine_job.created_at.tzinfo is not None and mine_job.enqueued_at is not None
 
 
 @pytest.mark.parametrize(
@@ -86,7 +139,7 @@ def assert_same_hash(connection: redis.Redis, ours: str, theirs: str) -> None:
     ids=["defaults", "timeout", "no-meta", "no-description"],
 )
 @pytest.mark.parametrize("serializer", [None, JSONSerializer], ids=["pickle", "json"])
-def test_a_directly_written_job_is_field_for_field_the_job_rq_writes(connection, variant, serializer):
+def test_a_directly_written_job_reads_back_as_the_job_rq_writes(connection, variant, serializer):
     # Given a queue with its own default timeout and serializer
     queue = Queue("equivalence", connection=connection, default_timeout=77, serializer=serializer)
     job = spec(queue="equivalence", **variant)
@@ -95,28 +148,11 @@ def test_a_directly_written_job_is_field_for_field_the_job_rq_writes(connection,
     enqueue_with_rq(queue, job, job_id="enqueued-by-rq")
     enqueue_directly(queue, job)
 
-    # Then both hashes hold the same fields, both ids wait on the queue, the queue is known to rq
-    assert_same_hash(connection, job.job_id, "enqueued-by-rq")
+    # Then both ids wait on the queue, the queue is known to rq, and both jobs read back the same
     assert queue.job_ids == ["enqueued-by-rq", job.job_id]
     assert queue.count == 2
     assert connection.smembers(Queue.redis_queues_keys) == {queue.key.encode()}
-    # and rq reads ours back as the job it would have built
-    ours, theirs = (
-        Job.fetch(job.job_id, connection, serializer),
-        Job.fetch("enqueued-by-rq", connection, serializer),
-    )
-    for attribute in (
-        "func_name",
-        "args",
-        "kwargs",
-        "description",
-        "origin",
-        "timeout",
-        "meta",
-        "result_ttl",
-    ):
-        assert getattr(ours, attribute) == getattr(theirs, attribute), attribute
-    assert ours.get_status() == theirs.get_status() == JobStatus.QUEUED
+    assert_same_hash(connection, job.job_id, "enqueued-by-rq", serializer)
 
 
 def test_a_committed_transaction_writes_each_job_as_rq_would(connection):
@@ -136,13 +172,33 @@ def test_a_committed_transaction_writes_each_job_as_rq_would(connection):
                 queue=name,
                 receiver_id=job.args[0],
                 signal_path=job.args[1],
-                payload=job.args[2],
+                payload_json=enqueue.payload_text(job.args[2]),
                 description=job.description,
                 meta=job.meta,
                 timeout=None if job.timeout == 60 else job.timeout,  # 60: RQ_QUEUES' DEFAULT_TIMEOUT
             )
             enqueue_with_rq(queue, again, job_id=f"rq-{job_id}")
-            assert_same_hash(connection, job_id, f"rq-{job_id}")
+            assert_same_hash(connection, job_id, f"rq-{job_id}", queue.serializer)
+
+
+def test_thousands_of_jobs_go_out_in_one_request_in_order(connection):
+    # Given more jobs than one RPUSH of the script takes, two receivers' metas among them
+    queue = Queue("many", connection=connection, serializer=JSONSerializer)
+    jobs = [spec(queue="many", meta={} if n % 2 else spec().meta, timeout=n % 3 or None) for n in range(2500)]
+
+    # When they are written in one call
+    with connection.pipeline(transaction=False) as pipe:
+        queues.write_jobs(pipe, queue, defaults.JOB_FUNCTION, jobs, now=datetime.now(timezone.utc))
+        assert len(pipe.command_stack) == 1
+        pipe.execute()
+
+    # Then every one waits on the queue in order, with its own timeout and meta
+    assert queue.job_ids == [job.job_id for job in jobs]
+    for job in (jobs[0], jobs[1], jobs[1001], jobs[2499]):
+        fetched = Job.fetch(job.job_id, connection, JSONSerializer)
+        assert fetched.args == list(job.job_args())
+        assert fetched.meta == job.meta
+        assert fetched.timeout == (job.timeout or queue._default_timeout)
 
 
 def test_a_queue_class_of_its_own_or_a_synchronous_queue_still_goes_through_rq(connection):
