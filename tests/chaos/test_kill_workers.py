@@ -84,7 +84,10 @@ def test_workers_killed_mid_job_lose_no_job_and_never_run_one_twice_at_once(
             )
             gone_at = redis_time(connection)
             deaths.update(dict.fromkeys(pids, gone_at))
-            killed_tags.append(tag)
+            # The work horse dies a moment after its worker: a job in its last instant may end first.
+            # It was killed mid-job only if it had not ended (its retry waits for the lease to expire).
+            if Ledger.read(connection).ended.get(tag, 0) == 0:
+                killed_tags.append(tag)
             replacement = worker_pool.start(chaos_redis, KINDS[(number + 2) % len(KINDS)], wait=False)
         sent = feeder.stop()
 
@@ -103,12 +106,13 @@ def test_workers_killed_mid_job_lose_no_job_and_never_run_one_twice_at_once(
             sent,
             began=began,
             overlaps=len(overlapping),
-            note=f"{kills} kills",
+            note=f"{kills} kills, {len(killed_tags)} of them mid-job",
         )
     )
     assert ledger.missing(sent) == []
     # ... each killed job had started, was cut off, and ran again to its end ...
     assert set(killed_tags) <= set(sent)
+    assert len(killed_tags) >= kills // 2, f"only {len(killed_tags)} of {kills} kills landed mid-job"
     for tag in killed_tags:
         assert ledger.started[tag] >= 2, f"{tag} was killed mid-job but never started again"
     # ... never while another run of it was under way ...
