@@ -33,6 +33,8 @@ KINDS = ("fork", "simple", "prefork")
 HOLD_SECONDS = 0.25
 FEED_INTERVAL_SECONDS = 0.15
 JOBS_BETWEEN_KILLS = 5
+#: A horse dies with its worker (PR_SET_PDEATHSIG): a job ending later than this after the kill outlived it.
+HORSE_DEATH_SECONDS = 0.2
 
 
 def test_workers_killed_mid_job_lose_no_job_and_never_run_one_twice_at_once(
@@ -76,6 +78,7 @@ def test_workers_killed_mid_job_lose_no_job_and_never_run_one_twice_at_once(
             )
             victim, tag = wait_until(worker_mid_job, timeout=60, what="a worker in the middle of a job")
             pids = process_tree(victim.pid)
+            killed_at = redis_time(connection)
             victim.kill()
             wait_until(
                 lambda pids=pids: not any(is_running(pid) for pid in pids),
@@ -86,8 +89,12 @@ def test_workers_killed_mid_job_lose_no_job_and_never_run_one_twice_at_once(
             deaths.update(dict.fromkeys(pids, gone_at))
             # The work horse dies a moment after its worker: a job in its last instant may end first.
             # It was killed mid-job only if it had not ended (its retry waits for the lease to expire).
-            if Ledger.read(connection).ended.get(tag, 0) == 0:
+            ledger = Ledger.read(connection)
+            if ledger.ended.get(tag, 0) == 0:
                 killed_tags.append(tag)
+            else:  # it ended in that moment, not later: no horse outlives its worker
+                ends = [run.end for run in ledger.runs[tag] if run.pid in pids and run.end is not None]
+                assert ends and max(ends) < killed_at + HORSE_DEATH_SECONDS, (tag, ends, killed_at)
             replacement = worker_pool.start(chaos_redis, KINDS[(number + 2) % len(KINDS)], wait=False)
         sent = feeder.stop()
 
