@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -33,27 +34,31 @@ def die_with_parent(parent_pid: int) -> None:
         _die(parent_pid)
 
 
-def _load_libc() -> ctypes.CDLL | None:
-    """libc, looked up once per worker process: `find_library` runs `ldconfig -p`, which a horse
-    forked per job must not pay again (it cost ~20% of RetryWorker's throughput)."""
+def _load_prctl() -> Any:
+    """libc's `prctl`, looked up once per worker process and inherited by every horse it forks.
+
+    `find_library` runs `ldconfig -p`, which a horse forked per job must not pay again (it cost ~20%
+    of RetryWorker's throughput); resolving the symbol and its argument types here, not on a horse's
+    first call, also spares each horse ctypes' lookup (~0.1 ms of its start, before the job runs).
+    """
     if not sys.platform.startswith("linux"):
         return None
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    except OSError:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).prctl
+    except (OSError, AttributeError):
         return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
 
 
-_LIBC = _load_libc()
+_PRCTL = _load_prctl()
 
 
 def _set_parent_death_signal() -> bool:
-    if _LIBC is None:
+    if _PRCTL is None:
         return False
-    try:
-        return int(_LIBC.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)) == 0
-    except AttributeError:
-        return False
+    return int(_PRCTL(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)) == 0
 
 
 def _watch_parent(parent_pid: int) -> None:
