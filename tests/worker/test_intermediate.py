@@ -2,9 +2,11 @@
 
 The job then sits in `rq:queue:<name>:intermediate` with no lease and no started-registry entry;
 every worker's recovery scan puts it back at the front of its queue once it has been seen stuck
-`lease_ttl + fence_margin` seconds (`worker.intermediate`). The kill window is simulated
-deterministically: the test makes the dying worker's LMOVE itself. Real redis-server, real worker
-subprocesses with a 5 s lease (`tests.worker.crash_jobs`).
+`lease_ttl + fence_margin` seconds (`worker.intermediate`). For a worker of one queue the kill
+window is simulated deterministically: the test makes the dying worker's LMOVE itself. A worker of
+several queues is really killed there: a subprocess worker SIGKILLs itself right after its dequeue
+(`crash_jobs.KilledAfterDequeue*`). Real redis-server, real worker subprocesses with a 5 s lease
+(`tests.worker.crash_jobs`).
 """
 
 from __future__ import annotations
