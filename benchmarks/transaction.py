@@ -3,12 +3,13 @@
 In-process, as the request-overhead benchmark. One transaction is `with transaction.atomic():`
 around N `Order.objects.create()` calls (N = 1 or 100), measured with no receiver and with one
 `@async_receiver`, interleaved. Our app encodes each call at send time and pushes all of a
-transaction's jobs after commit in one pipeline. The hand-written receiver (`on_commit` +
-`queue.enqueue` on the app's queue, JSON like ours, one request per job) is measured too, for its
-round trips. Round trips are the
-requests the process sent (redis-py's `send_packed_command` calls, counted in-process: a
-100-job pipeline outgrows the server's 16 KiB read buffer, so server read events overcount it);
-commands are the server's counter delta over one transaction. "Added"
+transaction's jobs after commit in one request (one script per queue). The hand-written receiver
+(`on_commit` + `queue.enqueue` on the app's queue, JSON like ours, one request per job) is measured
+too, for its round trips. Round trips are the requests the process sent (redis-py's
+`send_packed_command` calls, counted in-process: a 100-job request outgrows the server's 16 KiB
+read buffer, so server read events overcount it); commands are the server's counter delta over one
+transaction, the commands a script runs included (our 100 jobs: the `EVAL`, then `SADD`, `RPUSH`
+and one `HSET` per job inside it). "Added"
 is the with-receiver time minus the no-receiver time of the same repeat: what the app costs,
 without the database's own time for N inserts.
 
@@ -22,7 +23,7 @@ With `RQ_SIGNALS["FLUSH"] = "background"` the same transactions are timed again:
 the jobs to the writer thread and `atomic()` returns; after each timed transaction (outside the
 timing) `rq_signals.flush_jobs()` waits for the writer, and the time from the end of `atomic()` to
 its return is the commit→in-Redis window of that transaction's jobs. Its round trips are counted
-with the writer's pipeline included.
+with the writer's request included.
 """
 
 from __future__ import annotations
