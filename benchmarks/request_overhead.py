@@ -33,8 +33,8 @@ the writer costs when it is (commit mode keeps its goal row on the tight loop, a
 
 The commit→Redis window, and the writer's CPU, from separate instrumented passes (wrappers around
 `flusher.submit` and `enqueue.enqueue_group`, outside the timed loops): per job, from the moment the
-committed job is handed to the writer (background) or its pipeline starts inside `create()`
-(commit) to the moment Redis acknowledged the pipeline, p50 and p99, paced and tight. A process
+committed job is handed to the writer (background) or its write starts inside `create()`
+(commit) to the moment Redis acknowledged the write (one request), p50 and p99, paced and tight. A process
 killed hard in that window loses the job (unless `OUTBOX = "always"`). The writer's CPU is its
 thread's own CPU time (`/proc/self/task/<tid>/schedstat`) over those passes, per job written.
 """
@@ -121,10 +121,10 @@ def paced(name: str, count: int) -> list[float]:
 
 @dataclass
 class Window:
-    """Per job, seconds from commit (handed over, or pipeline started) to Redis's reply; writer CPU."""
+    """Per job, seconds from commit (handed over, or write started) to Redis's reply; writer CPU."""
 
     seconds: list[float] = field(default_factory=list)
-    pipelines: int = 0
+    writes: int = 0
     writer_cpu: float = 0.0  # seconds of the writer thread's CPU over the pass
 
 
@@ -146,7 +146,7 @@ def window(name: str, count: int, *, pace: float) -> Window:
         job_ids = enqueue_group(specs)
         done = time.perf_counter()
         result.seconds += [done - handed.pop(job_id, began) for job_id in job_ids]
-        result.pipelines += 1
+        result.writes += 1
         return job_ids
 
     flusher.submit, enqueue.enqueue_group = timed_submit, timed_group
@@ -270,7 +270,7 @@ def window_rows(windows: dict[tuple[str, str], Window], loops: dict[str, list[Lo
         )
         jobs = len(measured.seconds)
         row.note = f"p99 {p99 * 1e6:.0f} µs; max {max(measured.seconds) * 1e6:.0f} µs; "
-        row.note += f"{jobs / measured.pipelines:.1f} jobs per pipeline"
+        row.note += f"{jobs / measured.writes:.1f} jobs per write (request)"
         rows.append(row)
     for loop in ("paced", "tight"):
         measured = windows[("background", loop)]
