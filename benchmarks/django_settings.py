@@ -2,7 +2,9 @@
 
 `benchmarks.django_setup.setup()` fills the environment this module reads (`BENCH_REDIS_URL`,
 `BENCH_SQLITE`, and `BENCH_CONN_MAX_AGE` for one run of the receiver-throughput benchmark) before
-Django starts; worker subprocesses inherit it.
+Django starts; worker subprocesses inherit it. In the PostgreSQL pass (`benchmarks/postgres.py`)
+the suite sets `BENCH_DJANGO_DATABASE_URL` in that pass's subprocess, and the database is that
+PostgreSQL instead of SQLite, with the same `CONN_MAX_AGE`.
 
 As the README's quickstart: the queue's jobs are JSON (`SERIALIZER`), and every worker started in a
 Django process (django-rq's `rqworker`, or one built in-process after `django.setup()`) sits behind
@@ -32,15 +34,24 @@ INSTALLED_APPS = [
     "benchmarks",  # so rq_signals autodiscovers benchmarks/receivers.py in web and worker processes alike
 ]
 
+# Django's default is 0 (a new connection per job in run_receiver); 60 for the run that compares.
+CONN_MAX_AGE = int(os.environ.get("BENCH_CONN_MAX_AGE", "0"))
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("BENCH_SQLITE")
         or os.path.join(tempfile.gettempdir(), "rq-signals-bench.sqlite3"),
-        # Django's default is 0 (a new connection per job in run_receiver); 60 for the run that compares.
-        "CONN_MAX_AGE": int(os.environ.get("BENCH_CONN_MAX_AGE", "0")),
+        "CONN_MAX_AGE": CONN_MAX_AGE,
     }
 }
+if os.environ.get("BENCH_DJANGO_DATABASE_URL"):  # the PostgreSQL pass only
+    import dj_database_url
+
+    DATABASES = {
+        "default": dict(
+            dj_database_url.parse(os.environ["BENCH_DJANGO_DATABASE_URL"], conn_max_age=CONN_MAX_AGE)
+        )
+    }
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:1/0")  # port 1: fail fast if unset
 RQ_QUEUES = {

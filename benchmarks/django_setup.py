@@ -1,4 +1,5 @@
-"""Starting Django in the benchmark process against the private Redis and a fresh SQLite file."""
+"""Starting Django in the benchmark process against the private Redis and a fresh SQLite file (or, in
+the PostgreSQL pass, the database `benchmarks.postgres` recreated for it)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from benchmarks import postgres
 from benchmarks.harness import Context
 
 SETTINGS = "benchmarks.django_settings"
@@ -16,9 +18,9 @@ _env: dict[str, str] = {}
 def setup(ctx: Context) -> dict[str, str]:
     """Configure and start Django once per process; returns the environment a worker subprocess needs."""
     if not _env:
-        _env.update(
-            DJANGO_SETTINGS_MODULE=SETTINGS, BENCH_REDIS_URL=ctx.redis_url, BENCH_SQLITE=sqlite_path(ctx)
-        )
+        _env.update(DJANGO_SETTINGS_MODULE=SETTINGS, BENCH_REDIS_URL=ctx.redis_url)
+        if not postgres.is_pass():
+            _env.update(BENCH_SQLITE=sqlite_path(ctx))
         os.environ.update(_env)
         import django
         from django.core.management import call_command

@@ -6,9 +6,11 @@ in the same run (interleaved where it can), against `ctx.redis_url`, a private r
 
 from __future__ import annotations
 
+import json
 import resource
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,25 @@ class Section:
     rows: list[Row] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def dump_sections(sections: Sequence[Section]) -> str:
+    """Sections as JSON, for a subprocess of the suite to hand its results back (the PostgreSQL pass)."""
+    return json.dumps([asdict(section) for section in sections])
+
+
+def load_sections(text: str) -> list[Section]:
+    """The sections `dump_sections` wrote."""
+    sections = []
+    for fields in json.loads(text):
+        rows = [load_row(row) for row in fields.pop("rows")]
+        sections.append(Section(**fields, rows=rows))
+    return sections
+
+
+def load_row(fields: dict[str, Any]) -> Row:
+    summary, ratio = fields.pop("summary"), fields.pop("ratio")
+    return Row(**fields, summary=summary and Summary(**summary), ratio=ratio and Summary(**ratio))
 
 
 def unavailable(name: str, title: str, method: str, why: str) -> Section:
