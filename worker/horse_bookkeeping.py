@@ -32,7 +32,7 @@ from rq.utils import now
 from rq.worker import WorkerStatus
 
 from worker.dequeue import OneTripDequeueMixin
-from worker.lean import ExecutionStartMixin, queue_job_preparation, runs_rq_perform_job
+from worker.lean import ExecutionStartMixin, runs_rq_perform_job
 
 if TYPE_CHECKING:
     from redis.client import Pipeline
@@ -84,10 +84,7 @@ class LeanBookkeepingMixin(OneTripDequeueMixin, ExecutionStartMixin, _WorkerBase
     def prepare_execution(self, job: Job) -> Execution:
         if not self._starting_for_horse or not runs_rq_perform_job(self):
             return super().prepare_execution(job)
-        with self.connection.pipeline() as pipeline:
-            execution = self.queue_execution_start(job, pipeline)
-            queue_job_preparation(self, job, pipeline)
-            pipeline.execute()
+        execution = self.start_with_preparation(job)
         self._prepared_job_id = job.id
         return execution
 

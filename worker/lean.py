@@ -87,6 +87,15 @@ class ExecutionStartMixin(BaseWorker):
             pipeline.execute()
         return execution
 
+    def start_with_preparation(self, job: Job) -> Execution:
+        """Start `job` in one transaction that also carries what `prepare_job_execution` would send
+        next (`queue_job_preparation`); the caller makes sure that it then sends nothing more."""
+        with self.connection.pipeline() as pipeline:
+            execution = self.queue_execution_start(job, pipeline)
+            queue_job_preparation(self, job, pipeline)
+            pipeline.execute()
+        return execution
+
     def queue_execution_start(self, job: Job, pipeline: Pipeline[Any]) -> Execution:
         """rq's `prepare_execution`, its commands queued on `pipeline`; mixins add theirs after super()."""
         execution = Execution.create(
@@ -164,10 +173,7 @@ class LeanRoundTripsMixin(OneTripDequeueMixin, ExecutionStartMixin):
     def prepare_execution(self, job: Job) -> Execution:
         if not self._lean_in_job or not runs_rq_perform_job(self):
             return super().prepare_execution(job)
-        with self.connection.pipeline() as pipeline:
-            execution = self.queue_execution_start(job, pipeline)
-            queue_job_preparation(self, job, pipeline)
-            pipeline.execute()
+        execution = self.start_with_preparation(job)
         self._lean_prepared_job_id = job.id
         return execution
 
