@@ -49,6 +49,20 @@ def timestamp(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
+def settle(connection: redis.Redis, queue: Queue, job: Job, *, timeout: float) -> JobStatus:
+    """Promote due retries (as the retry promoter does) until the job finished or failed for good."""
+
+    def settled() -> JobStatus | None:
+        promote_due(connection, [queue])
+        status = job.get_status()
+        return status if status in (JobStatus.FINISHED, JobStatus.FAILED) else None
+
+    status: JobStatus = wait_until(
+        settled, timeout=timeout, what=f"job {job.id} to finish or fail", interval=0.05
+    )
+    return status
+
+
 def run_until_settled(
     queues: Sequence[Queue], job: Job, *, worker_class: type = SimpleRetryWorker, timeout: float = 10.0
 ) -> JobStatus:

@@ -25,13 +25,12 @@ from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until
 from tests.worker import crash_jobs
 from tests.worker.crash_jobs import key, wait_started
-from tests.worker.retry_support import attempts
+from tests.worker.retry_support import attempts, settle
 from worker import Backoff, leases
 from worker.backoff import POLICY_META_KEY
 from worker.connection import retry_forever
 from worker.fencing import FENCED_EXIT_STATUS, Fence
 from worker.recovery import RecoveryMixin
-from worker.scheduler import promote_due
 from worker.workers import RetryWorker
 
 WORKERS = {
@@ -53,15 +52,6 @@ def enqueue(queue: Queue) -> Job:
 def redis_now(connection) -> float:
     seconds, micros = connection.time()
     return seconds + micros / 1e6
-
-
-def settle(connection, queue: Queue, job: Job, *, timeout: float) -> JobStatus:
-    def settled():
-        promote_due(connection, [queue])
-        status = job.get_status()
-        return status if status in (JobStatus.FINISHED, JobStatus.FAILED) else None
-
-    return wait_until(settled, timeout=timeout, what=f"job {job.id} to finish or fail", interval=0.05)
 
 
 # -- the watchdog on its own --------------------------------------------------------------------------

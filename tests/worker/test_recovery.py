@@ -20,10 +20,9 @@ from tests.support.processes import start_worker
 from tests.support.waiting import wait_until
 from tests.worker import crash_jobs
 from tests.worker.crash_jobs import key, wait_started
-from tests.worker.retry_support import attempts
+from tests.worker.retry_support import attempts, settle
 from worker import Backoff, leases
 from worker.backoff import POLICY_META_KEY
-from worker.scheduler import promote_due
 
 DETECTION_BOUND_SECONDS = 60.0
 WORKERS = {
@@ -39,17 +38,6 @@ def enqueue(queue: Queue, func, *, policy: Backoff | None) -> Job:
 
 def gone(pid: int) -> bool:
     return not crash_jobs.is_running(pid)
-
-
-def settle(connection, queue: Queue, job: Job, *, timeout: float) -> JobStatus:
-    """Promote due retries (as the retry promoter does) until the job finished or failed for good."""
-
-    def settled():
-        promote_due(connection, [queue])
-        status = job.get_status()
-        return status if status in (JobStatus.FINISHED, JobStatus.FAILED) else None
-
-    return wait_until(settled, timeout=timeout, what=f"job {job.id} to finish or fail", interval=0.05)
 
 
 @pytest.mark.parametrize("worker_class", sorted(WORKERS))
