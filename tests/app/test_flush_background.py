@@ -12,6 +12,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -284,22 +285,21 @@ print("committed 20, exiting", flush=True)
 """
 
 
-def test_a_process_that_exits_normally_leaves_every_committed_job_in_redis(connection, redis_url, tmp_path):
-    # When a process commits 20 transactions in background mode while Redis holds writes, then exits
-    proc = Proc(
-        [
-            sys.executable,
-            str(REPO_ROOT / "tests" / "manage.py"),
-            "shell",
-            "-c",
-            SUBPROCESS_EXITS_AFTER_COMMIT,
-        ],
+def django_shell(script: str, redis_url: str, log_path: Path) -> Proc:
+    """`tests/manage.py shell -c script` as a subprocess on the test database and `redis_url`."""
+    return Proc(
+        [sys.executable, str(REPO_ROOT / "tests" / "manage.py"), "shell", "-c", script],
         env={
             "RQ_SIGNALS_TEST_DB_NAME": str(connections["default"].settings_dict["NAME"]),
             "RQ_SIGNALS_TEST_REDIS_URL": redis_url,
         },
-        log_path=tmp_path / "exit.log",
+        log_path=log_path,
     )
+
+
+def test_a_process_that_exits_normally_leaves_every_committed_job_in_redis(connection, redis_url, tmp_path):
+    # When a process commits 20 transactions in background mode while Redis holds writes, then exits
+    proc = django_shell(SUBPROCESS_EXITS_AFTER_COMMIT, redis_url, tmp_path / "exit.log")
     code, output = proc.wait(60), proc.log_path.read_text()
     assert code == 0, output[-2000:]
     assert "committed 20, exiting" in output
@@ -387,14 +387,7 @@ def test_a_job_whose_receiver_commits_leaves_its_jobs_in_redis_before_a_work_hor
 ):
     # When a job's receiver saves an invoice in background mode, in a process that then leaves
     # with os._exit() (rq's work horse) while Redis holds writes
-    proc = Proc(
-        [sys.executable, str(REPO_ROOT / "tests" / "manage.py"), "shell", "-c", HORSE],
-        env={
-            "RQ_SIGNALS_TEST_DB_NAME": str(connections["default"].settings_dict["NAME"]),
-            "RQ_SIGNALS_TEST_REDIS_URL": redis_url,
-        },
-        log_path=tmp_path / "horse.log",
-    )
+    proc = django_shell(HORSE, redis_url, tmp_path / "horse.log")
     code, output = proc.wait(60), proc.log_path.read_text()
     assert code == 0 and "job done" in output, output[-2000:]
 
@@ -423,14 +416,7 @@ with override_settings(RQ_SIGNALS={"FLUSH": "background", "OUTBOX": "always"}):
 
 def test_with_outbox_always_a_process_killed_after_commit_loses_nothing(connection, redis_url, tmp_path):
     # When a process commits in background mode with OUTBOX="always" and is killed (SIGKILL) at once
-    proc = Proc(
-        [sys.executable, str(REPO_ROOT / "tests" / "manage.py"), "shell", "-c", KILLED_AFTER_COMMIT],
-        env={
-            "RQ_SIGNALS_TEST_DB_NAME": str(connections["default"].settings_dict["NAME"]),
-            "RQ_SIGNALS_TEST_REDIS_URL": redis_url,
-        },
-        log_path=tmp_path / "killed.log",
-    )
+    proc = django_shell(KILLED_AFTER_COMMIT, redis_url, tmp_path / "killed.log")
     assert proc.wait(60) == -9, proc.log_path.read_text()[-2000:]
     invoice = Invoice.objects.get(reference="INV-killed")
 
