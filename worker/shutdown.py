@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from datetime import datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.rate_limit import release_slot
@@ -32,7 +34,7 @@ from worker import leases
 from worker.attempts import ATTEMPTS_META_KEY, BUDGET_START_META_KEY, Attempt, iso, utcnow
 
 if TYPE_CHECKING:
-    from redis.client import Pipeline
+    from redis.client import Pipeline, PubSub, PubSubWorkerThread
     from rq.executions import Execution
     from rq.queue import Queue
     from rq.worker import BaseWorker as _WorkerBase
@@ -40,6 +42,10 @@ else:
     _WorkerBase = object
 
 logger = logging.getLogger(__name__)
+
+#: Longest the worker's pub/sub thread reads before it looks whether it should stop, in seconds.
+#: It bounds how long a worker takes to exit after its last job (no Redis command is sent per poll).
+PUBSUB_POLL_SECONDS = 0.25
 
 
 def signal_name(signum: int) -> str:
@@ -74,14 +80,41 @@ class ShutdownMixin(_WorkerBase):
         logging.shutdown()
         os._exit(0)
 
+    def subscribe(self) -> None:
+        """rq's, with the pub/sub thread reading in short polls instead of one 60 s blocking read.
+
+        redis-py 8.2 made `PubSubWorkerThread.stop()` join the thread until it exits; a thread blocked
+        in a long read then held every worker exit (burst end, warm shutdown) for up to a minute.
+        With a poll the thread sees the stop within `PUBSUB_POLL_SECONDS` on every redis-py version.
+        """
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=PUBSUB_POLL_SECONDS, daemon=True, exception_handler=self.pubsub_failed
+        )
+
+    def pubsub_failed(self, exc: BaseException, pubsub: PubSub, thread: PubSubWorkerThread) -> None:
+        """The pub/sub thread outlives a lost connection (redis-py resubscribes once it is back)."""
+        if not isinstance(exc, RedisConnectionError):
+            self.log.warning("Worker %s: pubsub thread exiting on %r", self.name, exc)
+            raise exc
+        self.log.error(
+            "Worker %s: pubsub lost its Redis connection (%s); retrying in %.1fs",
+            self.name,
+            exc,
+            PUBSUB_POLL_SECONDS,
+        )
+        time.sleep(PUBSUB_POLL_SECONDS)
+
     def unsubscribe(self) -> None:
-        """rq's, with the pub/sub thread stopped first: it then exits on the UNSUBSCRIBE reply instead
-        of being joined for a whole second, which every stop of rq's worker pays."""
+        """Stop the pub/sub thread in a bounded time: at most one poll, whatever redis-py does in stop()."""
         if self.pubsub_thread:
+            self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
             self.pubsub_thread.stop()
-            self.pubsub.unsubscribe()
-            self.pubsub_thread.join(timeout=1)
+            self.pubsub_thread.join(timeout=PUBSUB_POLL_SECONDS * 2)
             self.pubsub.close()
+            self.pubsub_thread = None
 
 
 def requeue_interrupted(worker: _WorkerBase, execution: Execution, *, reason: str) -> bool:

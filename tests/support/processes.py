@@ -76,7 +76,8 @@ class Proc:
             self.popen.wait(10)
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
 
