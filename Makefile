@@ -4,19 +4,25 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
+PINS   := requirements/pinned.txt
+# The newest-releases pass: its own environment, installed with no constraints.
+NEWEST := .venv-newest
 
-.PHONY: install test lint typecheck format check demo bench bench-quick chaos compat clean
+.PHONY: install test test-pinned test-newest pins lint typecheck format check demo bench bench-quick chaos compat clean
 
-$(STAMP): setup.cfg pyproject.toml
-	@echo "==> creating $(VENV) and installing rq-signals with its test, dev and demo extras"
+$(STAMP): setup.cfg pyproject.toml $(PINS)
+	@echo "==> creating $(VENV) and installing rq-signals with its test, dev and demo extras, pinned by $(PINS)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --progress-bar off --upgrade pip
-	$(PY) -m pip install --progress-bar off -e '.[test,dev,demo]'
+	$(PY) -m pip install --progress-bar off -c $(PINS) -e '.[test,dev,demo]'
 	@touch $(STAMP)
 
 install: $(STAMP)
 
-test: install
+# The whole suite on the pinned set, then a quick pass on the newest releases setup.cfg admits.
+test: test-pinned test-newest
+
+test-pinned: install
 	@bash scripts/ensure-chromium.sh
 	@echo "==> pytest (SQLite)"
 	env -u TEST_DATABASE_URL $(BIN)/pytest
@@ -24,6 +30,25 @@ test: install
 		echo "==> pytest (PostgreSQL: $$TEST_DATABASE_URL), database-backed tests"; \
 		$(BIN)/pytest -m "not browser" tests/app; \
 	fi
+
+# Reinstalled every run (no stamp): "newest" means what the package index serves today.
+test-newest:
+	@echo "==> installing the newest releases into $(NEWEST) (no constraints)"
+	@test -x $(NEWEST)/bin/python || $(PYTHON) -m venv $(NEWEST)
+	$(NEWEST)/bin/python -m pip install --progress-bar off --quiet --upgrade pip
+	$(NEWEST)/bin/python -m pip install --progress-bar off --quiet --upgrade --upgrade-strategy eager -e '.[test]'
+	env -u TEST_DATABASE_URL $(NEWEST)/bin/python scripts/newest.py
+
+# Refresh the pins: the newest releases setup.cfg admits, resolved in a scratch environment.
+pins:
+	rm -rf .venv-pins
+	$(PYTHON) -m venv .venv-pins
+	.venv-pins/bin/python -m pip install --progress-bar off --quiet --upgrade pip
+	.venv-pins/bin/python -m pip install --progress-bar off --quiet '.[test,dev,demo]'
+	{ sed -n '/^#/p' $(PINS); .venv-pins/bin/python -m pip freeze --exclude-editable | grep -v '^rq-signals'; } > $(PINS).new
+	mv $(PINS).new $(PINS)
+	rm -rf .venv-pins
+	@echo "==> $(PINS) refreshed; run make test, then commit it"
 
 lint: install
 	$(BIN)/ruff check .
@@ -56,5 +81,5 @@ compat: install
 	$(PY) scripts/compat/rq_suite.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis .demo example_project/var
+	rm -rf $(VENV) $(NEWEST) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis .demo example_project/var
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -74,6 +74,7 @@ class Proc:
         if self.alive():
             os.kill(self.pid, signal.SIGKILL)
             self.popen.wait(10)
+        self._log.close()
 
     def output(self) -> str:
         if not self._log.closed:

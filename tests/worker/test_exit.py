@@ -51,7 +51,9 @@ def test_a_burst_worker_exits_within_a_second_of_done_quitting(connection, redis
     # When a burst worker runs it
     worker = start_worker(redis_url, ["exit"], tmp_path=tmp_path, worker_class=worker_class, burst=True)
     try:
-        wait_until(lambda: "done, quitting" in worker.output(), timeout=30, what="the worker to say it is done")
+        wait_until(
+            lambda: "done, quitting" in worker.output(), timeout=30, what="the worker to say it is done"
+        )
         done = time.monotonic()
 
         # Then the process is gone within the bound, its job finished
@@ -82,7 +84,9 @@ def test_an_idle_worker_exits_within_a_second_of_sigterm(connection, redis_url, 
 
 
 @pytest.mark.parametrize("worker_class", CLASSES)
-def test_a_warm_shutdown_exits_within_a_second_of_the_job_ending(connection, redis_url, tmp_path, worker_class):
+def test_a_warm_shutdown_exits_within_a_second_of_the_job_ending(
+    connection, redis_url, tmp_path, worker_class
+):
     # Given a worker busy with a job that runs until released
     job = Queue("exit", connection=connection).enqueue(crash_jobs.hang_first_run)
     worker = start_worker(redis_url, ["exit"], tmp_path=tmp_path, worker_class=worker_class)

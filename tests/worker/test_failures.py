@@ -12,13 +12,15 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from django_rq.utils import get_jobs
-from rq import Queue, SimpleWorker, Worker, get_current_job
+from rq import Queue, get_current_job
 from rq.defaults import DEFAULT_FAILURE_TTL
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.results import Result
 from rq.utils import utcformat
 
+from tests.support.upstream import RqSimpleWorker as SimpleWorker
+from tests.support.upstream import RqWorker as Worker
 from worker import ATTEMPTS_META_KEY, Attempt, NoSuchFailedJob
 from worker.attempts import BUDGET_START_META_KEY, retries_used, utcnow
 from worker.failures import ErrorSummary, FailedJob, FailureRegistry

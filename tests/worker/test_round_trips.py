@@ -11,9 +11,10 @@ import redis
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.suspension import resume, suspend
-from rq.worker import SimpleWorker, Worker
 
 from tests.support.round_trips import noop, per_job
+from tests.support.upstream import RqSimpleWorker as SimpleWorker
+from tests.support.upstream import RqWorker as Worker
 from worker import RetryWorker, SimpleRetryWorker
 from worker.prefork import PreforkRetryWorker
 
