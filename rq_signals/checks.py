@@ -178,6 +178,8 @@ _VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "DEFAULT_RETRY": (_is_retry, "a rq_signals.Backoff, or None/False for no retries"),
     "EAGER": (_is_bool, "True or False"),
     "FLUSH": (_is_flush_mode, " or ".join(map(repr, defaults.FLUSH_MODES))),
+    "MAX_JOB_DATA_BYTES": (_is_positive_int, "a whole number of bytes > 0"),
+    "MAX_JOB_META_BYTES": (_is_positive_int, "a whole number of bytes > 0"),
     "MAX_PAYLOAD_BYTES": (_is_positive_int, "a whole number of bytes > 0"),
     "MISSING_INSTANCE": (_is_missing_policy, " or ".join(map(repr, defaults.MISSING_INSTANCE_POLICIES))),
     "OUTBOX": (_is_outbox_mode, " or ".join(map(repr, defaults.OUTBOX_MODES))),
