@@ -50,7 +50,7 @@ def test_the_job_page_of_a_bomb_shows_it_raw_with_a_note_and_memory_stays_bounde
     # Then the page answers, says which limit the data exceeds, and the bomb was never decompressed
     assert page.status_code == 200
     text = page.content.decode()
-    assert f"Job {job_id}: cannot load its data: it decompresses past 1048576 bytes" in text
+    assert f"Job {job_id}: cannot load its data: it decompresses past 2097152 bytes" in text
     assert "RQ_SIGNALS[&quot;MAX_JOB_DATA_BYTES&quot;]" in text
     assert rss.peak - baseline < GROWTH_LIMIT_BYTES, f"grew {(rss.peak - baseline) / 2**20:.0f} MiB"
     assert connection.hget(f"rq:job:{job_id}", "data") == bomb
