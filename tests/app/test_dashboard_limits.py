@@ -47,6 +47,7 @@ def test_the_job_page_of_a_bomb_shows_it_raw_with_a_note_and_memory_stays_bounde
     with PeakRss() as rss:
         baseline = rss.process.memory_info().rss
         page = staff.get(f"{prefix}/queues/0/{job_id}/")
+    print(f"job page {prefix}: RSS grew {(rss.peak - baseline) / 2**20:.1f} MiB")
     # Then the page answers, says which limit the data exceeds, and the bomb was never decompressed
     assert page.status_code == 200
     text = page.content.decode()

@@ -68,6 +68,7 @@ def test_a_zlib_bomb_fails_at_once_and_the_worker_stays_small_and_goes_on(
             )
     finally:
         proc.stop()
+    print(f"{worker_class}: peak RSS {rss.peak / 2**20:.0f} MiB")
     # Then the worker never held the bomb, the bomb failed at once naming the field and the limit
     assert rss.peak < RSS_LIMIT_BYTES, f"peak RSS {rss.peak / 2**20:.0f} MiB"
     assert broken.id in queue.failed_job_registry
@@ -95,6 +96,7 @@ def test_a_bomb_left_in_the_started_registry_does_not_kill_the_worker_at_start(
         assert proc.alive(), proc.output()[-3000:]
     finally:
         proc.stop()
+    print(f"start-up cleanup: peak RSS {rss.peak / 2**20:.0f} MiB")
     # Then it survived the cleanup, stayed small, and the abandoned bomb is failed, data as stored
     assert rss.peak < RSS_LIMIT_BYTES, f"peak RSS {rss.peak / 2**20:.0f} MiB"
     assert broken.get_status() == JobStatus.FAILED
