@@ -17,7 +17,8 @@ from tests.support.processes import start_worker
 from tests.support.waiting import wait_until
 from tests.worker import jobs
 from tests.worker.retry_support import enqueue
-from worker.limits import JobLimits, decompress_bounded, oversize
+from worker.dequeue import uses_rq_dequeue
+from worker.limits import JobLimits, bounded_job_class, decompress_bounded, oversize
 from worker.workers import SimpleRetryWorker
 
 WORKER_CLASSES = ["worker.RetryWorker", "worker.SimpleRetryWorker", "worker.PreforkRetryWorker"]
@@ -126,3 +127,15 @@ def test_a_worker_class_attribute_sets_the_limits(connection, queue):
     assert "decompresses past 64 bytes" in failure_text(connection, broken)
     job = SmallJobsWorker([queue], connection=connection).job_class.fetch(broken.id, connection=connection)
     assert oversize(job) is not None and oversize(job).field_name == "data"
+
+
+def test_a_bounded_job_class_still_dequeues_in_one_round_trip():
+    assert uses_rq_dequeue(Queue, bounded_job_class(Job, JobLimits()))
+
+
+def test_failure_text_past_its_limit_is_shown_as_a_note_not_decompressed(connection, queue, bomb):
+    job = enqueue(queue, jobs.succeed)
+    connection.hset(job.key, "exc_info", bomb)
+    loaded = bounded_job_class(Job, JobLimits()).fetch(job.id, connection=connection)
+    assert loaded.exc_info == "(failure text over 1048576 bytes; not loaded)"
+    assert oversize(loaded) is None  # the job itself still loads and runs
