@@ -6,6 +6,8 @@
 - ``rq_signals.W001``: django-rq's ``RQ["WORKER_CLASS"]`` does not honour retry policies.
 - ``rq_signals.W002``: a queue we write to has no JSON ``SERIALIZER`` in RQ_QUEUES, so django-rq's
   dashboard (which reads jobs with it) cannot show our jobs, and with pickle unpickles forged ones.
+- ``rq_signals.W003``: ``RQ_SIGNALS["MAX_JOB_DATA_BYTES"]`` is not above ``["MAX_PAYLOAD_BYTES"]``, so
+  workers refuse jobs whose payload a send accepted (the job's data is the payload and its envelope).
 """
 
 from __future__ import annotations
@@ -116,6 +118,23 @@ def check_dashboard_serializers(
             )
         )
     return messages
+
+
+@register(Tags.compatibility)
+def check_job_limits(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    data, payload = conf.max_job_data_bytes, conf.max_payload_bytes
+    if not (_is_positive_int(data) and _is_positive_int(payload)) or data > payload:
+        return []  # a bad value is E003's to report
+    return [
+        Warning(
+            f'RQ_SIGNALS["MAX_JOB_DATA_BYTES"] is {data}, not above RQ_SIGNALS["MAX_PAYLOAD_BYTES"] '
+            f"({payload}), so workers refuse the jobs of the largest payloads a send accepts "
+            "(a job's data is its payload and an envelope).",
+            hint=f'Set RQ_SIGNALS["MAX_JOB_DATA_BYTES"] to at least {2 * payload}, '
+            "or lower MAX_PAYLOAD_BYTES.",
+            id="rq_signals.W003",
+        )
+    ]
 
 
 def _reads_json(serializer: Any) -> bool:

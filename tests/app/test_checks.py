@@ -148,3 +148,17 @@ def test_w002_a_queue_we_write_to_without_a_json_serializer_names_the_line_to_ad
 def test_w001_is_quiet_for_the_retry_workers(worker_class):
     with override_settings(RQ={"WORKER_CLASS": worker_class}):
         assert checks.check_worker_class() == []
+
+
+def test_w003_job_data_limit_not_above_the_payload_limit():
+    with override_settings(RQ_SIGNALS={"MAX_JOB_DATA_BYTES": 1024 * 1024}):
+        [message] = checks.check_job_limits()
+    assert message.id == "rq_signals.W003"
+    assert message.msg.startswith('RQ_SIGNALS["MAX_JOB_DATA_BYTES"] is 1048576, not above')
+    assert (
+        message.hint
+        == 'Set RQ_SIGNALS["MAX_JOB_DATA_BYTES"] to at least 2097152, or lower MAX_PAYLOAD_BYTES.'
+    )
+    assert checks.check_job_limits() == []
+    with override_settings(RQ_SIGNALS={"MAX_JOB_DATA_BYTES": 4096, "MAX_PAYLOAD_BYTES": 1024}):
+        assert checks.check_job_limits() == []
