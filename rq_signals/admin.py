@@ -11,6 +11,7 @@ from django_rq.admin import QueueAdmin
 from django_rq.models import Dashboard
 
 from rq_signals.dashboard import gate_mutations
+from rq_signals.dashboard_limits import note_oversize_jobs
 from rq_signals.models import OutboxEntry
 
 
@@ -34,7 +35,8 @@ class DashboardAdmin(QueueAdmin):
     def get_urls(self) -> list[URLPattern]:
         own = admin.ModelAdmin.get_urls(self)  # the changelist (django-rq's home) and the rest, last
         dashboard = super().get_urls()[: -len(own)]  # type: ignore[no-untyped-call]  # django-rq's is untyped
-        return [*gate_mutations(dashboard, name_prefix="django_rq_"), *own]
+        noted = note_oversize_jobs(dashboard, name_prefix="django_rq_")
+        return [*gate_mutations(noted, name_prefix="django_rq_"), *own]
 
 
 if admin.site.is_registered(Dashboard):  # unless RQ_SHOW_ADMIN_LINK = False

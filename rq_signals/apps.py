@@ -23,9 +23,16 @@ class RqSignalsConfig(AppConfig):
 
         register_relay()  # every retry worker in this process drains the outbox (worker.hooks)
 
-        from rq_signals.queues import job_gate
+        from rq_signals.queues import job_gate, job_limits
         from worker.gate import install_job_gate
+        from worker.limits import install_job_limits
 
         # Every retry worker built in this process runs only run_receiver (and ALLOWED_JOB_FUNCTIONS),
         # loading jobs as JSON (pickle only under ACCEPT_PICKLE); the settings are read per worker.
         install_job_gate(job_gate)
+        # ... and loads no job data or meta past RQ_SIGNALS["MAX_JOB_DATA_BYTES"] / ["MAX_JOB_META_BYTES"].
+        install_job_limits(job_limits)
+
+        from rq_signals.dashboard_limits import bound_dashboard_jobs
+
+        bound_dashboard_jobs()  # django-rq's pages load jobs within those limits too

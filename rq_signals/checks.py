@@ -6,6 +6,8 @@
 - ``rq_signals.W001``: django-rq's ``RQ["WORKER_CLASS"]`` does not honour retry policies.
 - ``rq_signals.W002``: a queue we write to has no JSON ``SERIALIZER`` in RQ_QUEUES, so django-rq's
   dashboard (which reads jobs with it) cannot show our jobs, and with pickle unpickles forged ones.
+- ``rq_signals.W003``: ``RQ_SIGNALS["MAX_JOB_DATA_BYTES"]`` is not above ``["MAX_PAYLOAD_BYTES"]``, so
+  workers refuse jobs whose payload a send accepted (the job's data is the payload and its envelope).
 """
 
 from __future__ import annotations
@@ -118,6 +120,23 @@ def check_dashboard_serializers(
     return messages
 
 
+@register(Tags.compatibility)
+def check_job_limits(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    data, payload = conf.max_job_data_bytes, conf.max_payload_bytes
+    if not (_is_positive_int(data) and _is_positive_int(payload)) or data > payload:
+        return []  # a bad value is E003's to report
+    return [
+        Warning(
+            f'RQ_SIGNALS["MAX_JOB_DATA_BYTES"] is {data}, not above RQ_SIGNALS["MAX_PAYLOAD_BYTES"] '
+            f"({payload}), so workers refuse the jobs of the largest payloads a send accepts "
+            "(a job's data is its payload and an envelope).",
+            hint=f'Set RQ_SIGNALS["MAX_JOB_DATA_BYTES"] to at least {2 * payload}, '
+            "or lower MAX_PAYLOAD_BYTES.",
+            id="rq_signals.W003",
+        )
+    ]
+
+
 def _reads_json(serializer: Any) -> bool:
     """Whether `serializer` (as RQ_QUEUES gives it: a dotted path, a class or None) loads a JSON job."""
     try:
@@ -178,6 +197,8 @@ _VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "DEFAULT_RETRY": (_is_retry, "a rq_signals.Backoff, or None/False for no retries"),
     "EAGER": (_is_bool, "True or False"),
     "FLUSH": (_is_flush_mode, " or ".join(map(repr, defaults.FLUSH_MODES))),
+    "MAX_JOB_DATA_BYTES": (_is_positive_int, "a whole number of bytes > 0"),
+    "MAX_JOB_META_BYTES": (_is_positive_int, "a whole number of bytes > 0"),
     "MAX_PAYLOAD_BYTES": (_is_positive_int, "a whole number of bytes > 0"),
     "MISSING_INSTANCE": (_is_missing_policy, " or ".join(map(repr, defaults.MISSING_INSTANCE_POLICIES))),
     "OUTBOX": (_is_outbox_mode, " or ".join(map(repr, defaults.OUTBOX_MODES))),

@@ -24,6 +24,8 @@ KNOWN_KEYS: Final = frozenset(
         "DEFAULT_RETRY",
         "EAGER",
         "FLUSH",
+        "MAX_JOB_DATA_BYTES",
+        "MAX_JOB_META_BYTES",
         "MAX_PAYLOAD_BYTES",
         "MISSING_INSTANCE",
         "OUTBOX",
@@ -78,6 +80,18 @@ class Settings:
     def flush(self) -> FlushMode:
         """Who writes a transaction's jobs to Redis after commit: ``"commit"`` or ``"background"``."""
         value: FlushMode = self.user_settings().get("FLUSH", defaults.DEFAULT_FLUSH)
+        return value
+
+    @property
+    def max_job_data_bytes(self) -> int:
+        """The largest job data (decompressed, in bytes) a worker or a dashboard page loads."""
+        value: int = self.user_settings().get("MAX_JOB_DATA_BYTES", defaults.DEFAULT_MAX_JOB_DATA_BYTES)
+        return value
+
+    @property
+    def max_job_meta_bytes(self) -> int:
+        """The largest job meta (as stored, in bytes) a worker or a dashboard page loads."""
+        value: int = self.user_settings().get("MAX_JOB_META_BYTES", defaults.DEFAULT_MAX_JOB_META_BYTES)
         return value
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Final, Literal
 
 from worker.backoff import Backoff
+from worker.limits import DEFAULT_MAX_DATA_BYTES, DEFAULT_MAX_META_BYTES
 
 MissingPolicy = Literal["skip", "snapshot", "fail"]
 OutboxMode = Literal["on_failure", "always", "off"]
@@ -27,6 +28,11 @@ DEFAULT_RETRY: Final = Backoff(max_retries=5, base=1.0, factor=2.0, max_delay=60
 DEFAULT_EAGER: Final = False
 #: ``RQ_SIGNALS["MAX_PAYLOAD_BYTES"]``: the largest encoded payload a send may enqueue, in bytes of JSON.
 DEFAULT_MAX_PAYLOAD_BYTES: Final = 1024 * 1024
+#: ``RQ_SIGNALS["MAX_JOB_DATA_BYTES"]``: the largest job data, decompressed, a worker or a dashboard
+#: page loads; larger data (a zlib bomb) is never decompressed past it and the job fails at once.
+DEFAULT_MAX_JOB_DATA_BYTES: Final = DEFAULT_MAX_DATA_BYTES
+#: ``RQ_SIGNALS["MAX_JOB_META_BYTES"]``: the largest job meta, as stored, a worker or page loads.
+DEFAULT_MAX_JOB_META_BYTES: Final = DEFAULT_MAX_META_BYTES
 #: ``RQ_SIGNALS["MISSING_INSTANCE"]``: what a job does when an instance it refers to is gone.
 DEFAULT_MISSING_INSTANCE: Final[MissingPolicy] = "skip"
 

@@ -19,12 +19,16 @@ with a snapshot, refetched on the worker, the ``missing`` policy) is in `rq_sign
 This module walks lists, dicts, tuples and sets down to those leaves and reports what it cannot
 encode: anything else (a queryset, a request, a file, a connection, a function...) raises
 `SerializationError` at send time naming the signal, receiver, argument path and type. An
-undecodable payload raises `PayloadError`, which is permanent: the job is not retried.
+undecodable payload raises `PayloadError`, which is permanent: the job is not retried. A forged
+payload is refused the same way when it nests deeper than `MAX_DEPTH` (never a ``RecursionError``)
+or when a set or tagged dict holds more than `MAX_SAME_HASH` items of one hash, which would take
+quadratic time to build.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -58,6 +62,11 @@ from rq_signals.values import (
 __all__ = ["Missing", "decode_arguments", "decode_value", "encode_arguments", "encode_value"]
 
 FORMAT_VERSION: Final = 1
+#: Deepest nesting of lists, dicts and tagged values a payload may have (JSON levels).
+MAX_DEPTH: Final = 100
+#: Most items of a set (or keys of a tagged dict) that may share one hash; distinct values of a real
+#: set almost never do, and building a set of n colliding items takes n * n / 2 comparisons.
+MAX_SAME_HASH: Final = 64
 
 
 def encode_arguments(
@@ -209,17 +218,22 @@ class _Decoder(InstanceDecoding):
             return self.decode(data)
         except Undecodable as exc:
             raise PayloadError(f"{where}: {exc}") from None
+        except RecursionError:
+            raise PayloadError(f"{where}: nested too deeply to decode") from None
 
-    def decode(self, data: Any) -> Any:
+    def decode(self, data: Any, depth: int = 0) -> Any:
         kind = type(data)
         if kind in PLAIN_TYPES or kind is float:
             return data
+        if depth >= MAX_DEPTH:
+            raise Undecodable(f"nested deeper than {MAX_DEPTH} lists, dicts and tagged values")
+        depth += 1
         if kind is list:
-            return [self.decode(item) for item in data]
+            return [self.decode(item, depth) for item in data]
         if kind is not dict:
             raise Undecodable(f"a JSON value expected, got {kind.__qualname__} {short_repr(data)}")
         if TAG not in data:
-            return {key: self.decode(item) for key, item in data.items()}
+            return {key: self.decode(item, depth) for key, item in data.items()}
         if len(data) != 2 or "v" not in data:
             raise Undecodable(f"a tagged value has exactly the keys {TAG!r} and 'v', got {short_repr(data)}")
         tag, value = data[TAG], data["v"]
@@ -231,17 +245,32 @@ class _Decoder(InstanceDecoding):
         if tag == "model":
             return self._instance(expect(value, dict, "an instance object"))
         if tag in CONTAINERS:
-            items: list[Any] = [self.decode(item) for item in expect(value, list, f"a list for {tag!r}")]
+            listed = expect(value, list, f"a list for {tag!r}")
+            items: list[Any] = [self.decode(item, depth) for item in listed]
         elif tag == "dict":
             pairs = [
                 expect(pair, list, "a [key, value] pair") for pair in expect(value, list, "a list of pairs")
             ]
             if any(len(pair) != 2 for pair in pairs):
                 raise Undecodable(f"a [key, value] pair expected, got {short_repr(value)}")
-            items = [(self.decode(key), self.decode(item)) for key, item in pairs]
+            items = [(self.decode(key, depth), self.decode(item, depth)) for key, item in pairs]
         else:
             raise Undecodable(f"unknown tag {short_repr(tag)} in {short_repr(data)}")
         try:
+            if tag in ("dict", "set", "frozenset"):
+                _check_hashes([item[0] for item in items] if tag == "dict" else items, tag, value)
             return dict(items) if tag == "dict" else CONTAINERS[tag](items)
         except TypeError as exc:  # an unhashable set item or dict key
             raise Undecodable(f"bad {tag!r} value {short_repr(value)}: {error_reason(exc)}") from None
+
+
+def _check_hashes(keys: list[Any], tag: str, value: Any) -> None:
+    """Refuse `keys` of a set or dict if more than `MAX_SAME_HASH` share a hash (quadratic to build)."""
+    if len(keys) <= MAX_SAME_HASH:
+        return
+    shared, count = Counter(map(hash, keys)).most_common(1)[0]
+    if count > MAX_SAME_HASH:
+        raise Undecodable(
+            f"bad {tag!r} value {short_repr(value)}: {count} of its {len(keys)} items share the hash "
+            f"{shared} (at most {MAX_SAME_HASH} may), which would take quadratic time to build"
+        )

@@ -39,6 +39,7 @@ from rq.utils import get_call_string, parse_timeout, utcformat
 from rq_signals import defaults
 from rq_signals.conf import conf
 from worker.gate import JobGate
+from worker.limits import JobLimits
 from worker.serializers import JSONOrPickleSerializer, JSONSerializer
 
 _lock = threading.Lock()
@@ -92,6 +93,20 @@ def job_gate() -> JobGate:
         pickle_setting='RQ_SIGNALS["ACCEPT_PICKLE"] = True',
         allowed_webhook_urls=conf.allowed_webhook_urls,
         webhooks_setting='RQ_SIGNALS["ALLOWED_WEBHOOK_URLS"]',
+    )
+
+
+def job_limits() -> JobLimits:
+    """How large a job's data and meta may be where this process loads one (workers, dashboard):
+    ``RQ_SIGNALS["MAX_JOB_DATA_BYTES"]`` and ``["MAX_JOB_META_BYTES"]``.
+
+    Installed for every worker by ``AppConfig.ready()`` (`worker.limits.install_job_limits`).
+    """
+    return JobLimits(
+        max_data_bytes=conf.max_job_data_bytes,
+        max_meta_bytes=conf.max_job_meta_bytes,
+        data_setting='RQ_SIGNALS["MAX_JOB_DATA_BYTES"]',
+        meta_setting='RQ_SIGNALS["MAX_JOB_META_BYTES"]',
     )
 
 

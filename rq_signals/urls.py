@@ -9,6 +9,7 @@ from __future__ import annotations
 from django_rq.urls import urlpatterns as django_rq_urlpatterns
 
 from rq_signals.dashboard import gate_mutations
+from rq_signals.dashboard_limits import note_oversize_jobs
 
 app_name = "django_rq"
-urlpatterns = gate_mutations(django_rq_urlpatterns)
+urlpatterns = gate_mutations(note_oversize_jobs(django_rq_urlpatterns))

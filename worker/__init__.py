@@ -10,8 +10,9 @@ from worker.backoff import POLICY_META_KEY, Backoff
 from worker.exceptions import JobLoadError, NoSuchFailedJob, PermanentJobError, WorkerCrashed, WorkerError
 from worker.failures import ErrorSummary, FailedJob, FailureRegistry
 from worker.gate import JobGate, JobRefused, install_job_gate
+from worker.limits import JobLimits, JobTooLarge, install_job_limits
 from worker.prefork import PreforkRetryWorker
-from worker.serializers import JSONOrPickleSerializer, JSONSerializer, PickleRefused
+from worker.serializers import JSONOrPickleSerializer, JSONRefused, JSONSerializer, PickleRefused
 from worker.workers import RetryWorker, SimpleRetryWorker
 
 __all__ = [
@@ -23,10 +24,13 @@ __all__ = [
     "FailedJob",
     "FailureRegistry",
     "JSONOrPickleSerializer",
+    "JSONRefused",
     "JSONSerializer",
     "JobGate",
+    "JobLimits",
     "JobLoadError",
     "JobRefused",
+    "JobTooLarge",
     "NoSuchFailedJob",
     "PermanentJobError",
     "PickleRefused",
@@ -36,4 +40,5 @@ __all__ = [
     "WorkerCrashed",
     "WorkerError",
     "install_job_gate",
+    "install_job_limits",
 ]

@@ -23,21 +23,24 @@ from rq.utils import as_text, now, utcformat
 from rq.worker import BaseWorker, WorkerStatus
 
 from worker.leases import script_text
+from worker.limits import BoundedJob
 
 if TYPE_CHECKING:
     from redis.commands.core import Script
 
 # rq's own dequeue and fetch: the script does what they do, and only that, so it stands aside
-# for a queue or job class that overrides them (or a test that patches them).
+# for a queue or job class that overrides them (or a test that patches them). The bounded restore of
+# `worker.limits` is rq's within limits: the script's reply goes through it as rq's would.
 _RQ_DEQUEUE = (Queue.__dict__["dequeue_any"], Queue.__dict__["lmove"], Queue.__dict__["lpop"])
-_RQ_FETCH = (Job.__dict__["fetch"], Job.__dict__["refresh"], Job.__dict__["restore"])
+_RQ_FETCH = (Job.__dict__["fetch"], Job.__dict__["refresh"])
+_RQ_RESTORES = (Job.__dict__["restore"], BoundedJob.__dict__["restore"])
 
 
 def uses_rq_dequeue(queue_class: type[Queue], job_class: type[Job]) -> bool:
     """Whether `queue_class` and `job_class` dequeue and fetch jobs with rq's own code."""
     dequeue = tuple(class_attr(queue_class, name) for name in ("dequeue_any", "lmove", "lpop"))
-    fetch = tuple(class_attr(job_class, name) for name in ("fetch", "refresh", "restore"))
-    return dequeue == _RQ_DEQUEUE and fetch == _RQ_FETCH
+    fetch = tuple(class_attr(job_class, name) for name in ("fetch", "refresh"))
+    return dequeue == _RQ_DEQUEUE and fetch == _RQ_FETCH and class_attr(job_class, "restore") in _RQ_RESTORES
 
 
 def class_attr(cls: type, name: str) -> object:

@@ -170,7 +170,8 @@ class JobGate:
     def refusal(self, job: Job) -> JobRefused | None:
         """Why `job` must not run here, or None. Decodes its data (never unpickling unless accepted),
         never imports its function. Data that cannot be decoded for another reason is not refused
-        here: the attempt fails as a `JobLoadError`, as for any worker."""
+        here (the attempt fails as a `JobLoadError`, as for any worker), but its callbacks and
+        webhooks are still checked."""
         if not self.accept_pickle and is_pickle(job._unreadable_meta or b""):
             return self._pickled(job, "meta")
         try:
@@ -179,7 +180,7 @@ class JobGate:
         except DeserializationError as exc:
             if isinstance(exc.__cause__, PickleRefused):
                 return self._pickled(job, "data (function name and arguments)")
-            return None
+            function = instance = None  # undecodable: its callbacks and webhooks are still checked
         if function is not None and instance is not None:
             function = f"{type(instance).__module__}.{type(instance).__qualname__}.{function}"
         for what, name in (

@@ -3,8 +3,9 @@
 rq resolves a job's function and decodes its arguments lazily, inside the attempt, so an
 unimportable function or undecodable data shows up as an ordinary exception of the attempt. No
 retry can mend either; `load_error` recognises them so the worker fails the job at once. A job hash
-rq cannot read back, and a job the worker's `worker.gate.JobGate` refuses, never reach an attempt:
-`UnreadableJobMixin` fails them right after the dequeue (`fail_at_once`).
+rq cannot read back, a job over the worker's `worker.limits.JobLimits` and a job the worker's
+`worker.gate.JobGate` refuses never reach an attempt: `UnreadableJobMixin` fails them right after
+the dequeue (`fail_at_once`), by id, without putting them back on a queue.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from rq.utils import current_timestamp, now, utcformat
 from rq.worker import BaseWorker
 
 from worker.exceptions import JobLoadError
-from worker.gate import JobGate, JobRefused, gated_job_class, installed_job_gate
+from worker.gate import JobGate, gated_job_class, installed_job_gate
+from worker.limits import JobLimits, bounded_job_class, installed_job_limits, oversize
 
 if TYPE_CHECKING:
     from rq.queue import Queue
@@ -46,6 +48,8 @@ def load_error(job: Job, exc: BaseException | None) -> JobLoadError | None:
         job.args  # noqa: B018 - decoding is the check
         job.kwargs  # noqa: B018
     except DeserializationError as error:
+        if isinstance(error.__cause__, JobLoadError):  # over a limit (worker.limits): it says which
+            return error.__cause__
         return JobLoadError(job.id, "its data (function name and arguments)", error.__cause__ or error)
     if func_name is None:
         return JobLoadError(job.id, "its function (no function name stored)")
@@ -73,8 +77,9 @@ def fail_unreadable(worker: BaseWorker, job_id: str, queue: Queue, cause: BaseEx
     return error
 
 
-def fail_refused(worker: BaseWorker, job_id: str, queue: Queue, error: JobRefused) -> None:
-    """Fail a job the worker's gate refused, as an unreadable one: no retry, no callback, no import."""
+def fail_refused(worker: BaseWorker, job_id: str, queue: Queue, error: JobLoadError) -> None:
+    """Fail a job the worker's gate or limits refused, as an unreadable one: no retry, no callback,
+    no import."""
     fail_at_once(worker, job_id, queue, error)
     logger.error("%s; moved to the failed registry of %r", error, queue.name)
 
@@ -100,21 +105,31 @@ def fail_at_once(worker: BaseWorker, job_id: str, queue: Queue, error: JobLoadEr
 
 class UnreadableJobMixin(BaseWorker):
     """Jobs that must not run fail alone, and the worker goes on: a job hash rq cannot read back (rq
-    would stop the work loop), and a job the worker's `JobGate` refuses (checked right after the
-    dequeue, before rq imports its function; see `worker.gate`).
+    would stop the work loop), a job over the worker's `JobLimits` and a job its `JobGate` refuses
+    (checked right after the dequeue, before rq imports its function; see `worker.gate`).
 
+    `job_limits` (else `worker.limits.install_job_limits`'s, else the defaults) bound what loading
+    a job may cost, wherever this worker and its queues load one (registry cleanup at start included).
     `job_gate` (else the gate `worker.gate.install_job_gate` installed) also sets the serializer the
     worker and its queues load and save jobs with; with no gate, the worker is rq's, serializer included.
     """
 
     job_gate: JobGate | None = None
+    job_limits: JobLimits | None = None
 
-    def __init__(self, *args: Any, job_gate: JobGate | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, job_gate: JobGate | None = None, job_limits: JobLimits | None = None, **kwargs: Any
+    ) -> None:
         gate = job_gate if job_gate is not None else installed_job_gate()
         if gate is not None:
             kwargs["serializer"] = gate.serializer  # django-rq's rqworker passes pickle explicitly
         super().__init__(*args, **kwargs)
         self.job_gate = gate
+        limits = job_limits or self.job_limits or installed_job_limits()
+        self.job_limits = limits
+        self.job_class = bounded_job_class(self.job_class, limits)
+        for queue in self.queues:
+            queue.job_class = bounded_job_class(queue.job_class, limits)
         if gate is not None:
             # Whatever reads jobs later (registries, recovery, the prefork horse) imports nothing the
             # gate refuses; queues built by the caller (django-rq's get_worker) included.
@@ -140,9 +155,14 @@ class UnreadableJobMixin(BaseWorker):
                 return found
             fail_refused(self, refused[0].id, refused[1], refused[2])
 
-    def _refusal(self, found: tuple[Job, Queue] | None) -> tuple[Job, Queue, JobRefused] | None:
+    def _refusal(self, found: tuple[Job, Queue] | None) -> tuple[Job, Queue, JobLoadError] | None:
+        if found is None:
+            return None
+        too_large = oversize(found[0])
+        if too_large is not None:
+            return (*found, too_large)
         gate = self.job_gate
-        if found is None or gate is None or gate.is_open:
+        if gate is None or gate.is_open:
             return None
         error = gate.refusal(found[0])
         return None if error is None else (*found, error)

@@ -59,6 +59,8 @@ def test_e003_a_value_of_the_wrong_type():
         "DEFAULT_RETRY": {"max_retries": 3},
         "EAGER": "yes",
         "FLUSH": "later",
+        "MAX_JOB_DATA_BYTES": "1 MiB",
+        "MAX_JOB_META_BYTES": -1,
         "MAX_PAYLOAD_BYTES": 0,
         "MISSING_INSTANCE": "ignore",
         "OUTBOX": True,
@@ -66,9 +68,20 @@ def test_e003_a_value_of_the_wrong_type():
     with override_settings(RQ_SIGNALS=bad):
         messages = checks.check_settings()
 
-    assert ids(messages) == ["rq_signals.E003"] * 10
+    assert ids(messages) == ["rq_signals.E003"] * 12
     assert [message.msg.split(" must")[0] for message in messages] == [f'RQ_SIGNALS["{key}"]' for key in bad]
     with override_settings(RQ_SIGNALS={"DEFAULT_RETRY": Backoff(max_retries=1), "MISSING_INSTANCE": "fail"}):
+        assert checks.check_settings() == []
+
+
+def test_e003_job_size_limits_are_whole_numbers_of_bytes():
+    with override_settings(RQ_SIGNALS={"MAX_JOB_DATA_BYTES": 1.5, "MAX_JOB_META_BYTES": True}):
+        messages = checks.check_settings()
+    assert [message.msg for message in messages] == [
+        'RQ_SIGNALS["MAX_JOB_DATA_BYTES"] must be a whole number of bytes > 0, got 1.5.',
+        'RQ_SIGNALS["MAX_JOB_META_BYTES"] must be a whole number of bytes > 0, got True.',
+    ]
+    with override_settings(RQ_SIGNALS={"MAX_JOB_DATA_BYTES": 4 * 2**20, "MAX_JOB_META_BYTES": 2**16}):
         assert checks.check_settings() == []
 
 
@@ -135,3 +148,17 @@ def test_w002_a_queue_we_write_to_without_a_json_serializer_names_the_line_to_ad
 def test_w001_is_quiet_for_the_retry_workers(worker_class):
     with override_settings(RQ={"WORKER_CLASS": worker_class}):
         assert checks.check_worker_class() == []
+
+
+def test_w003_job_data_limit_not_above_the_payload_limit():
+    with override_settings(RQ_SIGNALS={"MAX_JOB_DATA_BYTES": 1024 * 1024}):
+        [message] = checks.check_job_limits()
+    assert message.id == "rq_signals.W003"
+    assert message.msg.startswith('RQ_SIGNALS["MAX_JOB_DATA_BYTES"] is 1048576, not above')
+    assert (
+        message.hint
+        == 'Set RQ_SIGNALS["MAX_JOB_DATA_BYTES"] to at least 2097152, or lower MAX_PAYLOAD_BYTES.'
+    )
+    assert checks.check_job_limits() == []
+    with override_settings(RQ_SIGNALS={"MAX_JOB_DATA_BYTES": 4096, "MAX_PAYLOAD_BYTES": 1024}):
+        assert checks.check_job_limits() == []

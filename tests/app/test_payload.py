@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from rq_signals.exceptions import MissingInstance, PayloadError, SerializationError, SkipReceiver
 from rq_signals.payload import decode_arguments, decode_value, encode_arguments, encode_value
+from rq_signals.values import TAG
 from tests.testapp.models import Article, Customer, Order, Tag, Token
 from worker import PermanentJobError
 
@@ -517,3 +518,23 @@ def test_an_undecodable_payload_is_a_permanent_payload_error_saying_what_was_wro
 def test_an_unknown_missing_policy_is_refused():
     with pytest.raises(ValueError, match="missing must be 'skip', 'snapshot' or 'fail', not 'ignore'"):
         decode_arguments(payload_with(1), missing="ignore")
+
+
+def test_a_set_of_ints_with_colliding_hashes_is_refused_at_once_not_built_in_quadratic_time():
+    # Given a forged payload: a set of 20,000 ints that all hash to 0 (building it: ~2 s, quadratic)
+    modulus = 2**61 - 1  # CPython hashes an int modulo this prime
+    forged = {TAG: "set", "v": [i * modulus for i in range(20_000)]}
+    # Then decoding refuses it, naming why, before building the set
+    with pytest.raises(PayloadError, match=r"20000 of its 20000 items share the hash 0 \(at most 64 may\)"):
+        decode_value(forged)
+    # And a real set of as many ints still decodes
+    assert decode_value({TAG: "set", "v": list(range(20_000))}) == set(range(20_000))
+
+
+def test_a_payload_nested_900_deep_is_a_payload_error_not_a_recursion_error():
+    nested: object = 1
+    for _ in range(900):
+        nested = [nested]
+    with pytest.raises(PayloadError, match="argument 'value': nested deeper than 100"):
+        decode_arguments({"format": 1, "signal": "post_save", "receiver": "r", "kwargs": {"value": nested}})
+    assert issubclass(PayloadError, PermanentJobError)  # so the worker never retries it

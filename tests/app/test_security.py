@@ -442,7 +442,9 @@ def test_every_django_rq_view_but_the_read_only_ones_wants_the_permission():
     pairs = zip(django_rq.urls.urlpatterns, gated_urls.urlpatterns, strict=True)
     for theirs, ours in pairs:
         assert (str(ours.pattern), ours.name) == (str(theirs.pattern), theirs.name)
-        assert (ours.callback is theirs.callback) == (ours.name in dashboard.READ_ONLY), ours.name
+        # (the job page only gains the note on a job over a size limit: rq_signals.dashboard_limits)
+        view = ours.callback.__wrapped__ if ours.name == "job_detail" else ours.callback
+        assert (view is theirs.callback) == (ours.name in dashboard.READ_ONLY), ours.name
     assert gated_urls.app_name == "django_rq"
 
 

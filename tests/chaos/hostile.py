@@ -7,11 +7,14 @@ must fail (failed registry, an error that says what was wrong) and run nothing. 
 try to run code outside the registered receivers: a job naming another function (a canary,
 ``os.system``) or callback, in JSON or pickled by a plain rq `Queue`, or data and meta whose
 unpickling calls a function; the workers' job gate must refuse each one before it runs.
+`costly_jobs` would cost a worker its memory or its time: zlib bombs in data and meta, a payload
+nested 900 deep, a set of ints whose hashes collide; each must fail at once, naming the limit.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import pickle
 import random
 import zlib
@@ -183,6 +186,44 @@ corrupt_hashes: tuple[Hostile, ...] = (
 )
 
 
+@functools.cache
+def zlib_bomb() -> bytes:
+    """~300 KB of zlib that decompresses to 300 MiB: what rq's restore used to decompress in full."""
+    compressor = zlib.compressobj(9)
+    chunk = bytes(1024 * 1024)
+    return b"".join(compressor.compress(chunk) for _ in range(300)) + compressor.flush()
+
+
+def _bomb(field: str) -> Callable[[Queue, Path], str]:
+    def push(queue: Queue, sentinels: Path) -> str:
+        return _corrupt(**{field: zlib_bomb()})(queue, sentinels)
+
+    return push
+
+
+#: CPython hashes an int modulo this prime: its multiples all hash to 0.
+_HASH_MODULUS = 2**61 - 1
+
+costly_jobs: tuple[Hostile, ...] = (
+    Hostile("data is a zlib bomb", "cannot load its data: it decompresses past 2097152 bytes", _bomb("data")),
+    Hostile("meta is a zlib bomb", "cannot load its meta: it is larger than 262144 bytes", _bomb("meta")),
+    Hostile(
+        "payload nested 900 deep",
+        "nests deeper than the limit of 100",
+        _call(RECEIVER, SIGNAL, _payload({"tag": _deep(900)})),
+    ),
+    Hostile(
+        "set of ints with colliding hashes",
+        "20000 of its 20000 items share the hash 0",
+        _call(
+            RECEIVER,
+            SIGNAL,
+            _payload({"tag": {"__rqs__": "set", "v": [i * _HASH_MODULUS for i in range(20000)]}}),
+        ),
+    ),
+)
+
+
 def _other_function(function: str, *args: Any, **options: Any) -> Callable[[Queue, Path], str]:
     def push(queue: Queue, sentinels: Path) -> str:
         resolved = [arg(sentinels) if callable(arg) else arg for arg in args]
@@ -247,6 +288,11 @@ code_running_jobs: tuple[Hostile, ...] = (
     ),
     Hostile("job data unpickles a call", _PICKLED, _pickled("data"), envelope="pickle"),
     Hostile("job meta unpickles a call", "its meta " + _PICKLED, _pickled("meta")),
+    Hostile(
+        "undecodable data with a failure callback",
+        f"failure callback '{_CANARY}' " + _NOT_ALLOWED,
+        _corrupt(data=zlib.compress(b"{not json"), failure_callback_name=_CANARY.encode()),
+    ),
 )
 
 

@@ -63,7 +63,7 @@ def test_hostile_jobs_on_the_signal_path_fail_clearly_and_run_nothing(
     began = time.monotonic()
     connection = redis.Redis.from_url(chaos_redis.url)
     procs = start_workers(worker_pool, chaos_redis)
-    kinds = hostile.signal_path_jobs + hostile.corrupt_hashes
+    kinds = hostile.signal_path_jobs + hostile.corrupt_hashes + hostile.costly_jobs
 
     # When hostile jobs are pushed straight onto the queues
     pushed = list(hostile.push_all(connection, kinds, count, sentinel_dir, QUEUE_NAMES))
@@ -82,7 +82,7 @@ def test_hostile_jobs_on_the_signal_path_fail_clearly_and_run_nothing(
         ran = Ledger.read(connection).started
         report(
             Outcome(
-                "hostile jobs (signal path, corrupt)",
+                "hostile jobs (signal path, corrupt, costly)",
                 sent=len(pushed),
                 ran=sum(ran.values()),
                 lost=0,
@@ -92,7 +92,7 @@ def test_hostile_jobs_on_the_signal_path_fail_clearly_and_run_nothing(
                 note=f"{len(kinds)} kinds; canary files: {len(list(sentinel_dir.iterdir()))}",
             )
         )
-    # ... with an error that says what was wrong (the receiver id, the payload, the stored hash) ...
+    # ... with an error that says what was wrong (receiver id, payload, stored hash, limit) ...
     assert not unclear, dict(unclear)
     samples = {
         kind.kind: failure_text(connection, job_id).strip().splitlines()[-1] for kind, job_id in pushed

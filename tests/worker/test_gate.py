@@ -131,6 +131,20 @@ def test_a_callback_outside_the_allow_list_is_refused_too(connection, json_queue
     assert list(sentinels.iterdir()) == []
 
 
+@all_workers
+def test_undecodable_data_does_not_hide_a_refused_callback(connection, json_queue, sentinels, worker_class):
+    # Given a job whose data cannot be decoded, with a failure callback outside the allow list
+    hostile = json_queue.enqueue(jobs.succeed, on_failure=Callback(unregistered_canary))
+    connection.hset(hostile.key, "data", zlib.compress(b"{not json"))
+    good = json_queue.enqueue(jobs.succeed)
+    # When a gated worker works the queue
+    worker_class([json_queue], connection=connection, job_gate=GATE).work(burst=True)
+    # Then the job is refused for its callback (not a traceback of its data), and nothing ran
+    assert_refused(connection, json_queue, hostile.id, f"failure callback '{CANARY}' is not allowed")
+    assert list(sentinels.iterdir()) == []
+    assert good.get_status() == JobStatus.FINISHED
+
+
 def test_a_gate_that_accepts_pickle_runs_pickled_jobs_of_allowed_functions(connection, pickle_queue):
     gate = JobGate(("tests.worker.jobs.succeed", "tests.worker.jobs.fail_times"), accept_pickle=True)
     job = pickle_queue.enqueue(jobs.succeed, meta={POLICY_META_KEY: FAST.to_dict()})

@@ -13,7 +13,16 @@ from rq.serializers import JSONSerializer as RqJSONSerializer
 from rq.serializers import resolve_serializer
 
 from tests.chaos.canary import SENTINEL_DIR_ENV, Boom
-from worker.serializers import JSONOrPickleSerializer, JSONSerializer, PickleRefused, is_pickle
+from worker.gate import JobGate
+from worker.serializers import (
+    JSONOrPickleSerializer,
+    JSONRefused,
+    JSONSerializer,
+    PickleRefused,
+    is_pickle,
+    json_depth,
+)
+from worker.workers import SimpleRetryWorker
 
 VALUES = [{"retry_policy": {"max_retries": 5, "base": 1.0}}, ["a", 1, None, True, 2.5], "text", {}]
 
@@ -73,3 +82,43 @@ def test_rq_unpacks_a_json_job_envelope_and_runs_the_same_call(connection):
 def test_the_serializers_are_rq_serializers_by_dotted_path():
     assert resolve_serializer("worker.serializers.JSONSerializer") is JSONSerializer
     assert resolve_serializer("worker.serializers.JSONOrPickleSerializer") is JSONOrPickleSerializer
+
+
+@pytest.mark.parametrize("serializer", [JSONSerializer, JSONOrPickleSerializer])
+def test_json_nested_past_the_limit_is_refused_before_decoding(serializer):
+    # Given JSON nested 900 deep, which would make a decoder walking it recurse past Python's limit
+    deep = b"[" * 900 + b"]" * 900
+    # Then it is refused, saying why, and brackets inside strings do not count
+    with pytest.raises(JSONRefused, match="nests deeper than the limit of 100"):
+        serializer.loads(deep)
+    assert serializer.loads(json.dumps(["[" * 900, {"a": [[1]]}]).encode()) == ["[" * 900, {"a": [[1]]}]
+    assert json_depth(b'[[{"a": "]]]]"}]]') == 3
+
+
+def test_json_longer_than_the_limit_is_refused_before_decoding():
+    class Small(JSONSerializer):
+        max_json_bytes = 100
+
+    with pytest.raises(JSONRefused, match="is 102 bytes long, more than the limit of 100"):
+        Small.loads(json.dumps("x" * 100).encode())
+
+
+def test_a_job_whose_data_nests_900_deep_fails_at_once_as_a_load_error(connection):
+    # Given a JSON job whose arguments nest 900 deep
+    queue = Queue("default", connection=connection, serializer=JSONSerializer)
+    nested: list[object] = []
+    for _ in range(899):
+        nested = [nested]
+    job = queue.enqueue("tests.worker.jobs.succeed")
+    connection.hset(
+        job.key, "data", zlib.compress(json.dumps(["tests.worker.jobs.succeed", None, [nested], {}]).encode())
+    )
+    # When a JSON worker works it, then it failed once, permanently, naming the limit (never retried)
+    SimpleRetryWorker([queue], connection=connection, job_gate=JobGate(("tests.worker.jobs.*",))).work(
+        burst=True
+    )
+    assert job.id in queue.failed_job_registry
+    text = Job.fetch(job.id, connection=connection, serializer=JSONSerializer).latest_result().exc_string
+    assert f"JobLoadError: Job {job.id}: cannot load its data" in text
+    assert "nests deeper than the limit of 100" in text
+    assert job.id not in queue.scheduled_job_registry
