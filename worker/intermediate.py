@@ -35,7 +35,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rq import worker_registration
 from rq.executions import ExecutionRegistry
+from rq.registry import clean_registries
+from rq.utils import now
+from rq.worker import BaseWorker
 
 from worker import job_ids, leases
 
@@ -99,3 +103,21 @@ def rescue_stuck(connection: Redis[Any], queue: Queue, *, after: float, limit: i
         logger.error("%s; moved to the failed registry of %r", error, queue.name)
         failed.append(job_ids.as_text(raw))
     return Rescued(requeued=requeued, removed=removed, gone=gone, failed=failed)
+
+
+class IntermediateCleanupMixin(BaseWorker):
+    """rq's registry maintenance without rq's `IntermediateQueue.cleanup`, which `rescue_stuck` (every
+    recovery scan) replaces: rq's builds a `Job` for every id in the list, so one id rq refuses
+    (``"*"``, pushed by whoever can write to Redis) raised out of the work loop and stopped the
+    worker; it also reads the whole started registry for each id, and fails a stuck job a minute
+    after the rescue would have put it back."""
+
+    def clean_registries(self) -> None:
+        # rq's `BaseWorker.clean_registries`, less its last step.
+        for queue in self.queues:
+            if queue.acquire_maintenance_lock():
+                self.log.info("Worker %s: cleaning registries for queue: %s", self.name, queue.name)
+                clean_registries(queue, self._exc_handlers)  # rq's private list of exception handlers
+                worker_registration.clean_worker_registry(queue)
+                queue.release_maintenance_lock()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
+        self.last_cleaned_at = now()  # type: ignore[assignment]  # rq annotates it None, sets datetimes

@@ -382,3 +382,32 @@ def test_junk_that_stays_in_the_list_does_not_hide_a_stuck_job_behind_it(connect
     assert requeued == [stuck.id]
     assert ids(connection, queue.key) == [stuck.id]
     assert connection.llen(queue.intermediate_queue_key) == intermediate.SCAN_BATCH + 50
+
+
+@pytest.mark.parametrize("worker_class", sorted(WORKERS))
+def test_a_worker_starting_with_an_id_rq_refuses_in_the_intermediate_list_stays_up(
+    connection, redis_url, tmp_path, worker_class
+):
+    # Given an id rq refuses left in the intermediate list (rq's own cleanup of that list, which a
+    # worker runs as it starts, builds a Job of each id and stopped the worker with a ValueError)
+    queue = Queue("refused", connection=connection)
+    forge_job(connection, queue, "*")
+    connection.rpush(queue.intermediate_queue_key, "*")
+    job = queue.enqueue(crash_jobs.quick)
+    # When a worker starts on the queue
+    proc = start_worker(
+        redis_url, ["refused"], tmp_path=tmp_path, worker_class=class_path(WORKERS[worker_class])
+    )
+    try:
+        # Then it stays up, runs the queue's job, and fails the id under its raw id
+        def settled():
+            assert proc.alive(), proc.output()[-3000:]
+            return job.get_status() == JobStatus.FINISHED and connection.zscore(
+                queue.failed_job_registry.key, "*"
+            )
+
+        wait_until(settled, timeout=RESCUE_BOUND_SECONDS, what="the job to run and '*' to be failed")
+        assert "Job '*': invalid job id found in the intermediate list of 'refused'" in proc.output()
+        assert ids(connection, queue.intermediate_queue_key) == []
+    finally:
+        proc.stop()
