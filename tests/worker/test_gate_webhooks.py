@@ -11,16 +11,14 @@ entry does not name, is refused like one to a URL not allowed.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from rq import Queue
 from rq.job import JobStatus
 from rq.webhook import Webhook
 
+from tests.support.http_sink import Sink, serve_sink
 from tests.support.processes import start_worker
 from tests.worker import gated_workers, jobs
 from tests.worker.retry_support import runs
@@ -33,50 +31,9 @@ from worker.workers import RetryWorker, SimpleRetryWorker
 all_workers = pytest.mark.parametrize("worker_class", [SimpleRetryWorker, RetryWorker, PreforkRetryWorker])
 
 
-@dataclass
-class Sink:
-    """An HTTP server on loopback that records the paths it is asked for, and their headers; it
-    answers a path in `redirects` with a 302 to the URL given there."""
-
-    url: str
-    paths: list[str] = field(default_factory=list)
-    headers: dict[str, dict[str, str]] = field(default_factory=dict)
-    redirects: dict[str, str] = field(default_factory=dict)
-    received: threading.Event = field(default_factory=threading.Event)
-
-
 @pytest.fixture
 def json_queue(connection) -> Queue:
     return Queue("default", connection=connection, serializer=JSONSerializer)
-
-
-def serve_sink() -> Iterator[Sink]:
-    sink = Sink("")
-
-    class Handler(BaseHTTPRequestHandler):
-        def _record(self) -> None:
-            sink.paths.append(self.path)
-            sink.headers[self.path] = dict(self.headers.items())
-            sink.received.set()
-            location = sink.redirects.get(self.path)
-            self.send_response(302 if location else 204)
-            if location:
-                self.send_header("Location", location)
-            self.end_headers()
-
-        do_GET = do_POST = _record  # noqa: N815 - http.server's names
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    sink.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, name="webhook-sink", daemon=True)
-    thread.start()
-    yield sink
-    server.shutdown()
-    server.server_close()
-    thread.join(10)
 
 
 @pytest.fixture
