@@ -217,7 +217,8 @@ class JobGate:
 
     def _webhook_refusal(self, url: str, headers: Mapping[str, str] | None) -> str | None:
         if any(target.matches(url) for target in self._webhook_targets):
-            return webhooks.refusal(url, headers, self._webhook_targets)
+            reason = webhooks.refusal(url, headers, self._webhook_targets)
+            return None if reason is None else f"{reason} (see {self.webhooks_setting})"
         allowed = ", ".join(target.url for target in self._webhook_targets) or "none"
         return (
             f"webhook to {url!r} is not allowed on this worker (allowed: {allowed}); "

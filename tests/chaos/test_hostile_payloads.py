@@ -214,7 +214,9 @@ def test_edge_webhooks_forged_ids_and_junk_fail_clearly_and_block_nothing(
             wait_until(
                 lambda: ids <= failed_ids(connection) | dropped(), timeout=60, what="every edge job to fail"
             )
-            wait_until(lambda: junk_left() == 0, timeout=60, what="the junk to be dropped")
+            wait_until(
+                lambda: junk_left() == 0, timeout=300 if full_size else 60, what="the junk to be dropped"
+            )
         finally:
             landed = ids & failed_ids(connection)
             unclear = Counter(
