@@ -191,7 +191,9 @@ _VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "ALLOWED_WEBHOOK_URLS": (
         _is_webhook_url_patterns,
-        'None, or a list of http(s) URL prefixes ("https://hooks.example.com/rq/"), or "*" for any URL',
+        'None, or a list of http(s) URL prefixes ("https://hooks.example.com/rq/"), of {"url": ..., '
+        '"headers": ["Authorization"]} (an entry and the Host or credential headers sent there), '
+        'or "*" for any URL',
     ),
     "DEFAULT_QUEUE": (_is_queue_name, "the name of an RQ_QUEUES entry"),
     "DEFAULT_RETRY": (_is_retry, "a rq_signals.Backoff, or None/False for no retries"),

@@ -52,10 +52,11 @@ class Settings:
         return value
 
     @property
-    def allowed_webhook_urls(self) -> tuple[str, ...] | None:
-        """Where jobs' rq webhooks may go: http(s) URL prefixes or ``"*"``; None: anywhere only when
-        every job function is allowed."""
-        value: tuple[str, ...] | None = self.user_settings().get(
+    def allowed_webhook_urls(self) -> tuple[str | dict[str, Any], ...] | None:
+        """Where jobs' rq webhooks may go: http(s) URL prefixes, ``{"url": ..., "headers": [...]}`` (the
+        ``Host`` or credential headers sent there) or ``"*"``; None: anywhere only when every job
+        function is allowed."""
+        value: tuple[str | dict[str, Any], ...] | None = self.user_settings().get(
             "ALLOWED_WEBHOOK_URLS", defaults.DEFAULT_ALLOWED_WEBHOOK_URLS
         )
         return value

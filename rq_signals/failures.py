@@ -2,11 +2,14 @@
 
 What ``manage.py rqsignals failures|requeue|purge`` does; the command only parses and prints.
 A receiver call's job runs `rq_signals.jobs.run_receiver`, whose first argument is the receiver id.
+An entry of a failed registry whose id rq would not accept is skipped (or, by `purge`, removed) and
+`on_skip` is told, a line naming it (by default a warning is logged); the rest are listed and acted on.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -31,11 +34,17 @@ class FailedCall:
     failure: FailedJob
 
 
-def failed_calls(queue: str | None = None, receiver_id: str | None = None) -> list[FailedCall]:
+#: Told of each failed-registry entry skipped because rq cannot read its id: a line naming it.
+OnSkip = Callable[[str], None]
+
+
+def failed_calls(
+    queue: str | None = None, receiver_id: str | None = None, *, on_skip: OnSkip | None = None
+) -> list[FailedCall]:
     """Failed receiver calls, newest first; `queue` and `receiver_id` narrow the search."""
     calls: list[FailedCall] = []
     for name in _queue_names(queue):
-        registry = _registry(name)
+        registry = _registry(name, on_skip)
         failures = registry.list(func=defaults.JOB_FUNCTION)
         rq_queue = queues.get_queue(name)
         ids = [failure.job_id for failure in failures]
@@ -58,10 +67,12 @@ def requeue(job_id: str) -> str:
     raise NoSuchFailedJob(job_id, ", ".join(sorted(conf.queues)))
 
 
-def requeue_all(queue: str | None = None, receiver_id: str | None = None) -> int:
+def requeue_all(
+    queue: str | None = None, receiver_id: str | None = None, *, on_skip: OnSkip | None = None
+) -> int:
     """Requeue every failed receiver call matching the filters; returns how many were requeued."""
     requeued = 0
-    for call in failed_calls(queue, receiver_id):
+    for call in failed_calls(queue, receiver_id, on_skip=on_skip):
         try:
             _registry(call.queue).requeue(call.failure.job_id)
         except NoSuchFailedJob:
@@ -70,9 +81,11 @@ def requeue_all(queue: str | None = None, receiver_id: str | None = None) -> int
     return requeued
 
 
-def purge(older_than: timedelta | None = None, queue: str | None = None) -> int:
+def purge(
+    older_than: timedelta | None = None, queue: str | None = None, *, on_skip: OnSkip | None = None
+) -> int:
     """Delete the failed jobs (of any function) that failed more than `older_than` ago, or all of them."""
-    return sum(_registry(name).purge(older_than) for name in _queue_names(queue))
+    return sum(_registry(name, on_skip).purge(older_than) for name in _queue_names(queue))
 
 
 def parse_age(text: str) -> timedelta:
@@ -91,8 +104,8 @@ def _queue_names(queue: str | None) -> list[str]:
     return [queue]
 
 
-def _registry(name: str) -> FailureRegistry:
-    return FailureRegistry(queues.get_queue(name))
+def _registry(name: str, on_skip: OnSkip | None = None) -> FailureRegistry:
+    return FailureRegistry(queues.get_queue(name), on_skip=on_skip)
 
 
 def _receiver_of(job: Job | None) -> str | None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from redis.exceptions import ConnectionError, TimeoutError
 from rq.exceptions import StopRequested
-from rq.job import Job, parse_job_id
+from rq.job import Job
 from rq.logutils import blue, green
 from rq.queue import Queue
 from rq.suspension import WORKERS_SUSPENDED
@@ -138,7 +138,9 @@ class OneTripDequeueMixin(BaseWorker):
         )
         job_id = as_text(job_id)
         try:
-            job = self.job_class(parse_job_id(job_id), connection=self.connection, serializer=self.serializer)
+            # The raw id, not rq's parse_job_id: "x:y" would become job "x", whose start never takes
+            # "x:y" off the intermediate list. rq refuses such an id here; worker.loading fails it.
+            job = self.job_class(job_id, connection=self.connection, serializer=self.serializer)
             job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))
         except Exception as exc:
             # As rq's `Queue._fetch_dequeued_job`: say which job and queue (worker.loading reads them).

@@ -5,6 +5,10 @@ django-rq's dashboard shows), the history is `job.meta["attempts"]` (written
 by `RetryMixin`), and for jobs failed by plain rq the error comes from rq's
 latest `Result`. Requeueing goes through rq's `requeue`, so statuses and
 registries stay right; it resets the retry budget, never the history.
+
+An entry whose id rq would not accept (``"*"``, ``"a b"``, ``"x:y"``: whoever can write to Redis
+can put one there, and a worker fails such a job under its raw id, `worker.job_ids`) is skipped by
+every listing and bulk action with a warning naming it, and removed from the registry by `purge`.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import builtins
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -28,6 +32,7 @@ from rq.serializers import Serializer
 
 from worker.attempts import ATTEMPTS_META_KEY, BUDGET_START_META_KEY, Attempt, utcnow
 from worker.exceptions import NoSuchFailedJob
+from worker.job_ids import RQ_RULE, as_text, id_repr, is_valid_job_id
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +76,12 @@ class FailureRegistry:
         queue: Queue | str,
         connection: Redis[bytes] | None = None,
         serializer: Serializer | str | None = None,
+        on_skip: Callable[[str], None] | None = None,
     ) -> None:
         """`queue` by name needs its `connection`; jobs are read with `serializer` (rq's pickle when
-        None), or with the queue's own when a `Queue` is given."""
+        None), or with the queue's own when a `Queue` is given. `on_skip` is told of each entry skipped
+        or removed because rq cannot read its id (a line naming it); by default it is logged as a warning."""
+        self._on_skip = on_skip
         if isinstance(queue, Queue):
             self._registry = FailedJobRegistry(queue=queue, job_class=queue.job_class)
         elif connection is None:
@@ -102,6 +110,11 @@ class FailureRegistry:
         """Put a failed job back on its queue with a fresh retry budget; its attempt history is kept."""
         if job_id not in self._registry:
             raise NoSuchFailedJob(job_id, self.queue_name)
+        if not is_valid_job_id(job_id):
+            raise ValueError(
+                f"Job {id_repr(job_id)}: in the failed registry of {self.queue_name!r}, but not a job id "
+                f"rq accepts ({RQ_RULE}), so it cannot be requeued; purge removes it"
+            )
         try:
             job = self._registry.job_class.fetch(
                 job_id, connection=self._registry.connection, serializer=self._registry.serializer
@@ -135,13 +148,23 @@ class FailureRegistry:
         Returns how many jobs were deleted.
         """
         cutoff = None if older_than is None else utcnow() - older_than
-        doomed = [job for job, entry in self._entries() if cutoff is None or entry.failed_at < cutoff]
+        job_ids, unreadable_entries = self._ids()
+        doomed = [job for job, entry in self._entries(job_ids) if cutoff is None or entry.failed_at < cutoff]
+        unreadable = [
+            raw
+            for raw, score in unreadable_entries
+            if cutoff is None or datetime.fromtimestamp(score - DEFAULT_FAILURE_TTL, timezone.utc) < cutoff
+        ]
+        for raw in unreadable:
+            # The entry only: the hash under an id rq refuses may be another job's key ("<id>:dependents").
+            self._registry.connection.zrem(self._registry.key, raw)
+            self._skip(raw, "removed from the registry (its hash, if any, expires on its own)")
         for start in range(0, len(doomed), FETCH_CHUNK_JOBS):
             with self._registry.connection.pipeline() as pipeline:
                 for job in doomed[start : start + FETCH_CHUNK_JOBS]:
                     job.delete(pipeline=pipeline)  # rq's delete: hash, results, executions, registry entry
                 pipeline.execute()
-        return len(doomed)
+        return len(doomed) + len(unreadable)
 
     def _requeue(self, job: Job) -> Job:
         if set(job.meta) == {"unserialized"}:  # rq could not read the meta; writing it back would lose it
@@ -158,7 +181,10 @@ class FailureRegistry:
         self, func: str | None, exc_type: str | None, since: datetime | None
     ) -> Iterator[tuple[Job, FailedJob]]:
         since = None if since is None else _aware(since)
-        for job, entry in self._entries():
+        job_ids, unreadable = self._ids()
+        for raw, _ in unreadable:
+            self._skip(raw, "skipped")
+        for job, entry in self._entries(job_ids):
             if func is not None and entry.func != func:
                 continue
             if exc_type is not None and not _type_matches(entry.last_error, exc_type):
@@ -167,9 +193,9 @@ class FailureRegistry:
                 continue
             yield job, entry
 
-    def _entries(self) -> Iterator[tuple[Job, FailedJob]]:
-        """Every failed job with its entry; hashes, latest results and scores, one round trip a chunk."""
-        job_ids = self._registry.get_job_ids()
+    def _entries(self, job_ids: builtins.list[str]) -> Iterator[tuple[Job, FailedJob]]:
+        """The failed jobs of `job_ids` with their entries; hashes, latest results and scores, one
+        round trip a chunk."""
         for start in range(0, len(job_ids), FETCH_CHUNK_JOBS):
             chunk = job_ids[start : start + FETCH_CHUNK_JOBS]
             with self._registry.connection.pipeline(transaction=False) as pipeline:
@@ -190,6 +216,31 @@ class FailureRegistry:
                     yield job, self._entry(job, self._result(job_id, raw_results), score)
             if expired:  # as django-rq's failed-jobs page does
                 self._registry.connection.zrem(self._registry.key, *expired)
+
+    def _ids(self) -> tuple[builtins.list[str], builtins.list[tuple[bytes, float]]]:
+        """The registry's job ids, and the entries (raw id, score) whose id rq would not accept (no
+        `Job` can be built for them), after rq's cleanup of expired entries, oldest first. Read here,
+        not with rq's `get_job_ids`, which fails on an entry that is not UTF-8."""
+        self._registry.cleanup()
+        job_ids: builtins.list[str] = []
+        unreadable: builtins.list[tuple[bytes, float]] = []
+        for raw, score in self._registry.connection.zrange(self._registry.key, 0, -1, withscores=True):
+            text = as_text(raw)
+            if is_valid_job_id(text):
+                job_ids.append(text)
+            else:
+                unreadable.append((raw, score))
+        return job_ids, unreadable
+
+    def _skip(self, raw_id: bytes, what: str) -> None:
+        message = (
+            f"Job {id_repr(as_text(raw_id))}: in the failed registry of {self.queue_name!r}, "
+            f"but not a job id rq accepts ({RQ_RULE}); {what}"
+        )
+        if self._on_skip is None:
+            logger.warning("%s", message)
+        else:
+            self._on_skip(message)
 
     def _restore(self, job_id: str, raw_job: dict[bytes, bytes]) -> Job | None:
         job = self._registry.job_class(

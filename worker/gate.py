@@ -14,7 +14,11 @@ callbacks, and unpickles the hash's data and meta. A `JobGate` says what a worke
   ends) may go: ``"*"`` (anywhere, as rq), or URLs whose scheme and host must match and whose path
   must start with the entry's (``"https://hooks.example.com/rq/"``). None (the default): anywhere if
   every function is allowed, nowhere otherwise, so a gate that limits functions also keeps whoever
-  can write to Redis from making workers send requests to hosts of their choosing.
+  can write to Redis from making workers send requests to hosts of their choosing. Behind URL
+  entries a webhook is sent without following redirects, and refused if its path has a ``..``
+  segment (percent-encoded too), its URL a user or password, or it carries ``Host``, credential or
+  framing headers its entry does not name: ``{"url": "https://hooks.example.com/rq/", "headers":
+  ["Authorization"]}`` (see `worker.webhooks`).
 
 A worker checks each job against its gate right after dequeueing it, before rq imports the function
 (`worker.loading.UnreadableJobMixin`); a refused job fails at once, without retries or callbacks,
@@ -30,13 +34,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
-from urllib.parse import urlsplit
 
 from rq.exceptions import DeserializationError
 
+from worker import webhooks
 from worker.exceptions import JobLoadError
 from worker.serializers import JSONOrPickleSerializer, JSONSerializer, PickleRefused, is_pickle
 
@@ -68,27 +72,9 @@ class JobRefused(JobLoadError):
 
 
 def is_webhook_url_pattern(entry: object) -> bool:
-    """Whether `entry` is a valid `allowed_webhook_urls` entry: ``"*"`` or an http(s) URL with a host."""
-    if entry == ANY_FUNCTION:
-        return True
-    if not isinstance(entry, str):
-        return False
-    parts = urlsplit(entry)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
-def _url_matches(url: str, entry: str) -> bool:
-    """`url` goes where `entry` allows: same scheme, host and port, and a path under the entry's."""
-    try:
-        target, allowed = urlsplit(url), urlsplit(entry)
-        same_place = (target.scheme, target.hostname, target.port) == (
-            allowed.scheme,
-            allowed.hostname,
-            allowed.port,
-        )
-    except ValueError:  # an unparsable port
-        return False
-    return same_place and (target.path or "/").startswith(allowed.path or "/")
+    """Whether `entry` is a valid `allowed_webhook_urls` entry: ``"*"``, an http(s) URL with a host,
+    or ``{"url": <such a URL>, "headers": [<header names sent there>]}``."""
+    return entry == ANY_FUNCTION or webhooks.is_target_entry(entry)
 
 
 def is_function_pattern(entry: object) -> bool:
@@ -112,10 +98,11 @@ class JobGate:
     accept_pickle: bool = False
     functions_setting: str = "allowed_functions of the worker's JobGate"
     pickle_setting: str = "accept_pickle=True on the worker's JobGate"
-    allowed_webhook_urls: tuple[str, ...] | None = None
+    allowed_webhook_urls: tuple[str | Mapping[str, Any] | webhooks.WebhookTarget, ...] | None = None
     webhooks_setting: str = "allowed_webhook_urls of the worker's JobGate"
     _exact: frozenset[str] = field(init=False, repr=False, compare=False)
     _prefixes: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _webhook_targets: tuple[webhooks.WebhookTarget, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         entries = tuple(self.allowed_functions)
@@ -131,12 +118,19 @@ class JobGate:
         object.__setattr__(self, "_prefixes", prefixes)
         urls = self.allowed_webhook_urls
         if urls is not None:
-            bad = [entry for entry in urls if not is_webhook_url_pattern(entry)]
-            if bad or isinstance(urls, str):
+            bad_urls = [entry for entry in urls if not is_webhook_url_pattern(entry)]
+            if bad_urls or isinstance(urls, str):
                 raise ValueError(
-                    f"JobGate: allowed_webhook_urls must be http(s) URLs or '*', got {bad or urls!r}"
+                    f"JobGate: allowed_webhook_urls must be http(s) URLs, {{'url': ..., 'headers': [...]}} "
+                    f"or '*', got {bad_urls or urls!r}"
                 )
-            object.__setattr__(self, "allowed_webhook_urls", tuple(urls))
+            # Mapping entries as WebhookTarget: the gate stays hashable (gated_job_class keys on it).
+            url_entries = tuple(
+                entry if isinstance(entry, str) else webhooks.WebhookTarget.of(entry) for entry in urls
+            )
+            object.__setattr__(self, "allowed_webhook_urls", url_entries)
+        targets = [webhooks.WebhookTarget.of(entry) for entry in urls or () if entry != ANY_FUNCTION]
+        object.__setattr__(self, "_webhook_targets", tuple(targets))
 
     @property
     def allows_any_function(self) -> bool:
@@ -162,10 +156,13 @@ class JobGate:
         return self.allows_any_function or function in self._exact or function.startswith(self._prefixes)
 
     def allows_webhook(self, url: str) -> bool:
-        """Whether a job may have the worker send a webhook to `url`."""
-        if self.allows_any_webhook:
-            return True
-        return any(_url_matches(url, entry) for entry in self.allowed_webhook_urls or ())
+        """Whether a job may have the worker send a webhook to `url` (carrying no guarded header)."""
+        return self.allows_any_webhook or self._webhook_refusal(url, None) is None
+
+    def webhook_refusal(self, job: Job, webhook: Webhook) -> JobRefused | None:
+        """Why the worker must not send `job`'s `webhook` (its URL, its headers), or None."""
+        reason = None if self.allows_any_webhook else self._webhook_refusal(webhook.url, webhook.headers)
+        return None if reason is None else JobRefused(job.id, reason)
 
     def refusal(self, job: Job) -> JobRefused | None:
         """Why `job` must not run here, or None. Decodes its data (never unpickling unless accepted),
@@ -192,16 +189,19 @@ class JobGate:
             if name is not None and not self.allows(name):
                 return self._not_allowed(job, what, name)
         for webhook in job.webhooks:
-            if not self.allows_webhook(webhook.url):
-                return self._webhook_not_allowed(job, webhook.url)
+            if (refused := self.webhook_refusal(job, webhook)) is not None:
+                return refused
         return None
 
-    def allowed_webhooks(self, job: Job, webhooks: Sequence[Webhook]) -> list[Webhook]:
-        """`webhooks` of `job` that this gate lets the worker send; a refusal is logged."""
-        allowed = [webhook for webhook in webhooks if self.allows_webhook(webhook.url)]
-        for webhook in webhooks:
-            if webhook not in allowed:
-                logger.error("%s; not sent", self._webhook_not_allowed(job, webhook.url))
+    def allowed_webhooks(self, job: Job, hooks: Sequence[Webhook]) -> list[Webhook]:
+        """`hooks` of `job` that this gate lets the worker send; a refusal is logged."""
+        allowed = []
+        for webhook in hooks:
+            refused = self.webhook_refusal(job, webhook)
+            if refused is None:
+                allowed.append(webhook)
+            else:
+                logger.error("%s; not sent", refused)
         return allowed
 
     def check_import(self, job: Job, what: str, name: str | None) -> None:
@@ -216,12 +216,14 @@ class JobGate:
             f"to run it, add it to {self.functions_setting}",
         )
 
-    def _webhook_not_allowed(self, job: Job, url: str) -> JobRefused:
-        allowed = ", ".join(self.allowed_webhook_urls or ()) or "none"
-        return JobRefused(
-            job.id,
+    def _webhook_refusal(self, url: str, headers: Mapping[str, str] | None) -> str | None:
+        if any(target.matches(url) for target in self._webhook_targets):
+            reason = webhooks.refusal(url, headers, self._webhook_targets)
+            return None if reason is None else f"{reason} (see {self.webhooks_setting})"
+        allowed = ", ".join(target.url for target in self._webhook_targets) or "none"
+        return (
             f"webhook to {url!r} is not allowed on this worker (allowed: {allowed}); "
-            f"to send it, add its URL to {self.webhooks_setting}",
+            f"to send it, add its URL to {self.webhooks_setting}"
         )
 
     def _pickled(self, job: Job, field_name: str) -> JobRefused:
@@ -284,12 +286,13 @@ def _gate_class(job_class: type[Job], gate: JobGate) -> type[Job]:
 
         def send_webhooks(self, status: Any, *, exc_string: str | None = None) -> None:
             # A refused job never gets here; rq's cleanup of abandoned jobs and crash recovery may.
-            webhooks: list[Webhook] = getattr(self, "webhooks", [])
-            self.webhooks = gate.allowed_webhooks(self, webhooks)
-            try:
+            if gate.allows_any_webhook:
                 super().send_webhooks(status, exc_string=exc_string)
-            finally:
-                self.webhooks = webhooks
+                return
+            for webhook in gate.allowed_webhooks(self, getattr(self, "webhooks", [])):
+                if webhook.job_status == status:  # as rq's send_webhooks, without following redirects
+                    self.log.debug("Job %s: sending %s webhook to %s", self.id, status, webhook.url)
+                    webhooks.send(webhook, self, exc_string=exc_string)
 
     GatedJob.__name__ = GatedJob.__qualname__ = f"Gated{job_class.__name__}"
     return GatedJob

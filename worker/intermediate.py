@@ -15,7 +15,10 @@ Every recovery scan runs `scripts/rescue_intermediate.lua` once per queue: an id
 in the started registry nor holds a lease is noted in rq's own first-seen key (Redis clock, so rq's
 cleanup and ours count from the same sighting), and once it has been there `lease_ttl +
 fence_margin` seconds, the one worker whose LREM removed it puts it back at the front of its
-queue, where the next dequeue takes it. It never started, so no retry attempt is used.
+queue, where the next dequeue takes it. It never started, so no retry attempt is used. An id rq
+would not accept as a job id (``"x:y"``, ``"*"``, ``"a b"``: `worker.job_ids`) is never put back: it
+is failed at once under its raw id. Each call does bounded work whatever junk Redis holds (see the
+script): a scan blocks Redis for milliseconds, not seconds, with 100,000 junk ids in the list.
 
 The threshold leaves a live worker time to start what it dequeued, even one slowed by a Redis
 outage shorter than a lease. Residual risk: a worker stalled between its LMOVE and its start
@@ -28,23 +31,33 @@ from a stale sighting.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rq import worker_registration
 from rq.executions import ExecutionRegistry
-from rq.utils import as_text
+from rq.registry import clean_registries
+from rq.utils import now
+from rq.worker import BaseWorker
 
-from worker import leases
+from worker import job_ids, leases
 
 if TYPE_CHECKING:
     from redis import Redis
     from rq.queue import Queue
 
+logger = logging.getLogger("rq.worker.retries")  # under rq's worker logger, as worker.loading's
+
 SCRIPT = "rescue_intermediate.lua"
 #: Seconds a first-seen key lives, as rq sets it (`IntermediateQueue.set_first_seen`).
 FIRST_SEEN_SECONDS = 24 * 3600
-#: Most ids of one intermediate list looked at per scan; the next scan takes the rest.
+#: Most ids of one intermediate list looked at per scan; the next scan takes the next ones.
 SCAN_BATCH = 100
+#: Most executions of one job (its newest) the scan looks at to tell whether it started.
+EXECUTIONS_LOOKED_AT = 16
+#: Most entries of a queue compared when the scan looks for a stuck id there before putting it back.
+QUEUE_ENTRIES_LOOKED_AT = 1000
 
 
 def first_seen_key(intermediate_key: str, job_id: str) -> str:
@@ -59,6 +72,7 @@ class Rescued:
     requeued: list[str] = field(default_factory=list)  # put back at the front of the queue
     removed: list[str] = field(default_factory=list)  # taken off the list only: no longer queued
     gone: list[str] = field(default_factory=list)  # taken off the list: the job hash was gone
+    failed: list[str] = field(default_factory=list)  # ids rq would not accept: failed, not put back
 
 
 def rescue_stuck(connection: Redis[Any], queue: Queue, *, after: float, limit: int = SCAN_BATCH) -> Rescued:
@@ -78,7 +92,32 @@ def rescue_stuck(connection: Redis[Any], queue: Queue, *, after: float, limit: i
             executions_prefix,
             FIRST_SEEN_SECONDS,
             limit,
+            EXECUTIONS_LOOKED_AT,
+            QUEUE_ENTRIES_LOOKED_AT,
         ],
     )
-    requeued, removed, gone = ([as_text(item) for item in part] for part in reply)
-    return Rescued(requeued=requeued, removed=removed, gone=gone)
+    requeued, removed, gone = ([job_ids.as_text(item) for item in part] for part in reply[:3])
+    failed = []
+    for raw in reply[3]:  # bytes, kept as they are: a forged id need not even be UTF-8
+        error = job_ids.fail_invalid(connection, queue, raw, f"the intermediate list of {queue.name!r}")
+        logger.error("%s; moved to the failed registry of %r", error, queue.name)
+        failed.append(job_ids.as_text(raw))
+    return Rescued(requeued=requeued, removed=removed, gone=gone, failed=failed)
+
+
+class IntermediateCleanupMixin(BaseWorker):
+    """rq's registry maintenance without rq's `IntermediateQueue.cleanup`, which `rescue_stuck` (every
+    recovery scan) replaces: rq's builds a `Job` for every id in the list, so one id rq refuses
+    (``"*"``, pushed by whoever can write to Redis) raised out of the work loop and stopped the
+    worker; it also reads the whole started registry for each id, and fails a stuck job a minute
+    after the rescue would have put it back."""
+
+    def clean_registries(self) -> None:
+        # rq's `BaseWorker.clean_registries`, less its last step.
+        for queue in self.queues:
+            if queue.acquire_maintenance_lock():
+                self.log.info("Worker %s: cleaning registries for queue: %s", self.name, queue.name)
+                clean_registries(queue, self._exc_handlers)  # rq's private list of exception handlers
+                worker_registration.clean_worker_registry(queue)
+                queue.release_maintenance_lock()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
+        self.last_cleaned_at = now()  # type: ignore[assignment]  # rq annotates it None, sets datetimes

@@ -22,6 +22,7 @@ from rq.job import Job, JobStatus
 from rq.utils import current_timestamp, now, utcformat
 from rq.worker import BaseWorker
 
+from worker import job_ids
 from worker.exceptions import JobLoadError
 from worker.gate import JobGate, gated_job_class, installed_job_gate
 from worker.limits import JobLimits, bounded_job_class, installed_job_limits, oversize
@@ -63,7 +64,14 @@ def load_error(job: Job, exc: BaseException | None) -> JobLoadError | None:
 
 
 def fail_unreadable(worker: BaseWorker, job_id: str, queue: Queue, cause: BaseException) -> JobLoadError:
-    """Fail a job whose hash rq could not read back, by id: there is no `Job` to hand to rq."""
+    """Fail a job whose hash rq could not read back, by id: there is no `Job` to hand to rq.
+
+    An id rq would not accept (``"*"``, ``"a b"``, ``"x:y"``) is failed under that raw id by
+    `worker.job_ids.fail_invalid`, its hash expiring with its entry in the failed registry."""
+    if not job_ids.is_valid_job_id(job_id):
+        error: JobLoadError = job_ids.fail_invalid(worker.connection, queue, job_id, f"queue {queue.name!r}")
+        logger.error("%s; moved to the failed registry of %r", error, queue.name)
+        return error
     error = JobLoadError(job_id, "its stored job hash", cause)
     error.__cause__ = cause
     fail_at_once(worker, job_id, queue, error)

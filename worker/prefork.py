@@ -34,6 +34,7 @@ from rq.worker.base import SHUTDOWN_SIGNAL
 from worker.hooks import MaintenanceMixin
 from worker.horse import ExitStatus, Horse, Order, Report
 from worker.horse_bookkeeping import LeanBookkeepingMixin
+from worker.intermediate import IntermediateCleanupMixin
 from worker.recovery import RecoveryMixin
 from worker.retry import RetryMixin
 from worker.shutdown import ShutdownMixin
@@ -285,5 +286,7 @@ def _job_hash(worker: Worker, job: Job) -> dict[bytes, bytes] | None:
         return None
 
 
-class PreforkRetryWorker(MaintenanceMixin, RecoveryMixin, ShutdownMixin, RetryMixin, PreforkMixin, Worker):
+class PreforkRetryWorker(
+    MaintenanceMixin, RecoveryMixin, IntermediateCleanupMixin, ShutdownMixin, RetryMixin, PreforkMixin, Worker
+):
     """A long-lived forked work horse runs job after job, with our retry policy and crash recovery."""

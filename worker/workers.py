@@ -14,17 +14,32 @@ from __future__ import annotations
 from rq.worker import SimpleWorker, Worker
 
 from worker.hooks import MaintenanceMixin
+from worker.intermediate import IntermediateCleanupMixin
 from worker.lean import LeanRoundTripsMixin
 from worker.recovery import RecoveryMixin
 from worker.retry import RetryMixin
 from worker.shutdown import ShutdownMixin
 
 
-class RetryWorker(MaintenanceMixin, RecoveryMixin, ShutdownMixin, RetryMixin, LeanRoundTripsMixin, Worker):
+class RetryWorker(
+    MaintenanceMixin,
+    RecoveryMixin,
+    IntermediateCleanupMixin,
+    ShutdownMixin,
+    RetryMixin,
+    LeanRoundTripsMixin,
+    Worker,
+):
     """rq's forking worker (a fresh work horse per job) with our retry policy and crash recovery."""
 
 
 class SimpleRetryWorker(
-    MaintenanceMixin, RecoveryMixin, ShutdownMixin, RetryMixin, LeanRoundTripsMixin, SimpleWorker
+    MaintenanceMixin,
+    RecoveryMixin,
+    IntermediateCleanupMixin,
+    ShutdownMixin,
+    RetryMixin,
+    LeanRoundTripsMixin,
+    SimpleWorker,
 ):
     """rq's SimpleWorker (jobs run in the worker process) with our retry policy and crash recovery."""

@@ -98,13 +98,22 @@ def test_e003_allowed_job_functions_takes_dotted_paths_prefixes_or_a_star(entry)
         assert checks.check_settings() == []
 
 
-@pytest.mark.parametrize("urls", [["ftp://hooks.example.com/"], "https://hooks.example.com/", [None]])
+@pytest.mark.parametrize(
+    "urls",
+    [
+        ["ftp://hooks.example.com/"],
+        "https://hooks.example.com/",
+        [None],
+        [{"url": "https://a.test/", "headers": "Cookie"}],
+    ],
+)
 def test_e003_allowed_webhook_urls_takes_http_urls_or_a_star(urls):
     with override_settings(RQ_SIGNALS={"ALLOWED_WEBHOOK_URLS": urls}):
         [message] = checks.check_settings()
     assert message.id == "rq_signals.E003"
     assert message.msg.startswith('RQ_SIGNALS["ALLOWED_WEBHOOK_URLS"] must be None, or a list of http(s) URL')
-    for good in (None, ["https://hooks.example.com/rq/", "http://127.0.0.1:8000/"], ("*",)):
+    entry = {"url": "https://hooks.example.com/auth/", "headers": ["Authorization"]}
+    for good in (None, ["https://hooks.example.com/rq/", "http://127.0.0.1:8000/", entry], ("*",)):
         with override_settings(RQ_SIGNALS={"ALLOWED_WEBHOOK_URLS": good}):
             assert checks.check_settings() == []
 

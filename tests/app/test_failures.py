@@ -17,9 +17,9 @@ from tests.testapp.models import Effect
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def rqsignals(*args: str) -> str:
+def rqsignals(*args: str, stderr: StringIO | None = None) -> str:
     out = StringIO()
-    call_command("rqsignals", *args, stdout=out)
+    call_command("rqsignals", *args, stdout=out, stderr=stderr or StringIO())
     return out.getvalue()
 
 
@@ -94,6 +94,48 @@ def test_requeue_all_puts_every_failed_call_back(failed_job_id, connection):
     assert rqsignals("requeue", "--all") == "Requeued 1 failed call(s).\n"
 
     assert connection.lrange("rq:queue:default", 0, -1) == [failed_job_id.encode()]
+
+
+BAD_IDS = ["*", "a b", "x:y"]
+
+
+def test_jobs_with_ids_rq_refuses_fail_and_the_commands_skip_them_naming_each(
+    failed_job_id, run_worker, connection
+):
+    # Given jobs pushed past the app under ids rq would not accept, each with a job hash (a copy of
+    # a proper one), which a real worker fails under its raw id
+    proper = connection.hgetall(f"rq:job:{failed_job_id}")
+    for job_id in BAD_IDS:
+        connection.hset(f"rq:job:{job_id}", mapping=proper)
+        connection.rpush("rq:queue:default", job_id)
+    run_worker()
+    failed = {member.decode() for member in connection.zrange("rq:failed:default", 0, -1)}
+    assert failed == {failed_job_id, *BAD_IDS}
+
+    # When the operator lists the failures
+    warnings = StringIO()
+    listing = rqsignals("failures", stderr=warnings)
+    # Then the proper failure is listed, and each bad entry is named in a warning, not an abort
+    assert f"{failed_job_id}  default  tests.receivers.always_fails" in listing
+    assert listing.endswith("1 failed call(s).\n")
+    for job_id in BAD_IDS:
+        assert f"Job {job_id!r}: in the failed registry of 'default', but not a job id rq accepts" in (
+            warnings.getvalue()
+        )
+    # ... one of them asked for by id is refused with a reason, not rq's bare validation error
+    with pytest.raises(CommandError, match=r"Job '\*': .* cannot be requeued; purge removes it"):
+        rqsignals("requeue", "*")
+    # ... requeue --all puts the proper one back and goes on past the rest
+    warnings = StringIO()
+    assert rqsignals("requeue", "--all", stderr=warnings) == "Requeued 1 failed call(s).\n"
+    assert "Job 'a b': in the failed registry of 'default'" in warnings.getvalue()
+    assert connection.lrange("rq:queue:default", 0, -1) == [failed_job_id.encode()]
+    # ... and purge removes the bad entries, naming each
+    warnings = StringIO()
+    assert rqsignals("purge", stderr=warnings) == f"Purged {len(BAD_IDS)} failed job(s).\n"
+    assert "Job 'x:y': in the failed registry of 'default'" in warnings.getvalue()
+    assert "removed from the registry" in warnings.getvalue()
+    assert connection.zcard("rq:failed:default") == 0
 
 
 def test_list_shows_each_receiver_with_signal_sender_queue_and_policy():

@@ -110,6 +110,8 @@ class WorkerPool:
         self.sentinel_dir = sentinel_dir
         self.db_name = db_name
         self.procs: list[Proc] = []
+        #: More environment for the workers started from now on (a scenario's RQ_SIGNALS_TEST_SETTINGS).
+        self.env: dict[str, str] = {}
 
     def start(
         self, server: RedisServer, kind: str = "fork", *, wait: bool = True, via: str | None = None
@@ -130,6 +132,7 @@ class WorkerPool:
             "RQ_SIGNALS_CHAOS_REDIS_URL": via or server.url,
             "RQ_SIGNALS_TEST_DB_NAME": self.db_name,  # PostgreSQL: pytest-django's test database
             SENTINEL_DIR_ENV: str(self.sentinel_dir),
+            **self.env,
         }
         log = self.tmp_path / f"worker-{len(self.procs)}-{kind}.log"
         proc = Proc([*args, *QUEUE_NAMES], env=env, log_path=log)

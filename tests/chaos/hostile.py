@@ -296,6 +296,81 @@ code_running_jobs: tuple[Hostile, ...] = (
 )
 
 
+def _forged_id(make_id: Callable[[str], str]) -> Callable[[Queue, Path], str]:
+    """A proper job of `run_receiver`, its hash copied under an id rq would not accept, pushed there."""
+
+    def push(queue: Queue, sentinels: Path) -> str:
+        args = (RECEIVER, SIGNAL, _payload({"tag": "forged id"}))
+        job = Job.create(JOB_FUNCTION, args=args, connection=queue.connection, serializer=queue.serializer)
+        job.origin = queue.name
+        job.save()
+        job_id = make_id(job.id)
+        queue.connection.hset(
+            Job.redis_job_namespace_prefix + job_id, mapping=queue.connection.hgetall(job.key)
+        )
+        queue.connection.delete(job.key)
+        queue.connection.rpush(queue.key, job_id)
+        return job_id
+
+    return push
+
+
+def _with_webhook(
+    url: str, headers: dict[str, str] | None = None, receiver: str = RECEIVER
+) -> Callable[[Queue, Path], str]:
+    return _other_function(
+        JOB_FUNCTION,
+        receiver,
+        SIGNAL,
+        _payload({"tag": "webhook"}),
+        webhooks=[Webhook(url, "finished", headers=headers), Webhook(url, "failed", headers=headers)],
+    )
+
+
+INVALID_ID = "invalid job id found in queue"
+#: Where the redirect kind's webhook goes (under the allowed prefix); the sink answers it with a 302.
+REDIRECTED_PATH = "/rq/redirect"
+
+
+def edge_jobs(sink_url: str) -> tuple[Hostile, ...]:
+    """Jobs at the edges of the gate and of rq's job ids, for workers allowing webhooks to
+    ``<sink_url>/rq/``: a redirect, paths climbing out of it, Host and credential headers, ids with
+    ``:``, ``*`` or a space. The redirect kind fails for its unknown receiver; its webhook must not
+    reach where the redirect points."""
+    allowed = f"{sink_url}/rq"
+    return (
+        Hostile(
+            "webhook: allowed URL answering 302",
+            _UNKNOWN,
+            _with_webhook(sink_url + REDIRECTED_PATH, receiver="tests.chaos.receivers.nope"),
+        ),
+        Hostile("webhook: '..' path", "'..' path segment", _with_webhook(f"{allowed}/../admin/secret")),
+        Hostile(
+            "webhook: '%2e%2e' path", "'..' path segment", _with_webhook(f"{allowed}/%2e%2e/admin/secret")
+        ),
+        Hostile(
+            "webhook: Host header", "header(s) Host", _with_webhook(f"{allowed}/x", {"Host": "internal"})
+        ),
+        Hostile(
+            "webhook: Authorization header",
+            "header(s) Authorization",
+            _with_webhook(f"{allowed}/x", {"Authorization": "Bearer stolen"}),
+        ),
+        Hostile("job id with ':'", INVALID_ID, _forged_id(lambda job_id: f"{job_id}:forged")),
+        Hostile("job id '*'", INVALID_ID, _forged_id(lambda job_id: f"*{job_id[:8]}")),
+        Hostile("job id 'a b'", INVALID_ID, _forged_id(lambda job_id: f"a b{job_id[:8]}")),
+    )
+
+
+def push_junk(connection: redis.Redis, queue_names: tuple[str, ...], count: int) -> None:
+    """`count` junk ids spread over the queues' intermediate lists, as if dequeued by workers that
+    died: no job hashes, some with glob characters (``*``, ``[``); the rescue must drop them."""
+    for n, name in enumerate(queue_names):
+        ids = [f"junk-{n}-{i}" if i % 2 else f"*junk[{n}]{i}" for i in range(n, count, len(queue_names))]
+        for start in range(0, len(ids), 10_000):
+            connection.rpush(f"rq:queue:{name}:intermediate", *ids[start : start + 10_000])
+
+
 def push_all(
     connection: redis.Redis,
     kinds: tuple[Hostile, ...],

@@ -2,22 +2,25 @@
 
 A gate that limits functions sends none unless their URL is allowed (so whoever can write a job to
 Redis cannot make workers call hosts of their choosing): a job carrying one fails at once, like a
-job naming a function that is not allowed, and nothing is sent. Allowed URLs are sent as rq sends them.
+job naming a function that is not allowed, and nothing is sent. Allowed URLs are sent as rq sends
+them, except that a redirect is not followed, and a webhook whose path climbs out of its entry's
+(``..``, ``%2e%2e``), whose URL carries a user, or which carries ``Host`` or credential headers its
+entry does not name, is refused like one to a URL not allowed.
 """
 
 from __future__ import annotations
 
-import threading
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from rq import Queue
 from rq.job import JobStatus
 from rq.webhook import Webhook
 
-from tests.worker import jobs
+from tests.support.http_sink import Sink, serve_sink
+from tests.support.processes import start_worker
+from tests.worker import gated_workers, jobs
 from tests.worker.retry_support import runs
 from tests.worker.test_gate import GATE, assert_refused
 from worker.gate import JobGate
@@ -28,15 +31,6 @@ from worker.workers import RetryWorker, SimpleRetryWorker
 all_workers = pytest.mark.parametrize("worker_class", [SimpleRetryWorker, RetryWorker, PreforkRetryWorker])
 
 
-@dataclass
-class Sink:
-    """An HTTP server on loopback that records the paths it is asked for."""
-
-    url: str
-    paths: list[str] = field(default_factory=list)
-    received: threading.Event = field(default_factory=threading.Event)
-
-
 @pytest.fixture
 def json_queue(connection) -> Queue:
     return Queue("default", connection=connection, serializer=JSONSerializer)
@@ -44,28 +38,13 @@ def json_queue(connection) -> Queue:
 
 @pytest.fixture
 def sink() -> Iterator[Sink]:
-    sink = Sink("")
+    yield from serve_sink()
 
-    class Handler(BaseHTTPRequestHandler):
-        def _record(self) -> None:
-            sink.paths.append(self.path)
-            sink.received.set()
-            self.send_response(204)
-            self.end_headers()
 
-        do_GET = do_POST = _record  # noqa: N815 - http.server's names
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    sink.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, name="webhook-sink", daemon=True)
-    thread.start()
-    yield sink
-    server.shutdown()
-    server.server_close()
-    thread.join(10)
+@pytest.fixture
+def other_sink() -> Iterator[Sink]:
+    """A second loopback server: where a redirect points, so nothing must arrive here."""
+    yield from serve_sink()
 
 
 @all_workers
@@ -135,3 +114,95 @@ def test_rqs_cleanup_of_a_forged_abandoned_job_sends_no_webhook_the_gate_refuses
     # Then the job is failed, as rq fails it, and no request was sent
     assert job.id in json_queue.failed_job_registry
     assert sink.paths == []
+
+
+def test_a_path_that_climbs_out_of_its_entry_or_a_url_with_a_user_is_not_allowed():
+    gate = JobGate(("*",), allowed_webhook_urls=("https://hooks.example.com/rq/",))
+    assert gate.allows_webhook("https://hooks.example.com/rq/a%20b/done")
+    for url in (
+        "https://hooks.example.com/rq/../admin/secret",
+        "https://hooks.example.com/rq/%2e%2e/admin/secret",
+        "https://hooks.example.com/rq/%2E%2E%2Fadmin",
+        "https://hooks.example.com/rq/%252e%252e/admin",  # decoded twice by a proxy and a server
+        "https://hooks.example.com/rq/./x",
+        "https://hooks.example.com/rq/..\\admin",
+        "https://admin:pw@hooks.example.com/rq/x",
+    ):
+        assert not gate.allows_webhook(url), url
+
+
+def test_a_gate_takes_entries_naming_the_guarded_headers_sent_there():
+    entry = {"url": "https://hooks.example.com/auth/", "headers": ["Authorization"]}
+    gate = JobGate(("*",), allowed_webhook_urls=("https://hooks.example.com/rq/", entry))
+    assert hash(gate)  # a dict entry is kept as a WebhookTarget: gated_job_class keys on the gate
+    with pytest.raises(ValueError, match="allowed_webhook_urls must be http"):
+        JobGate(("*",), allowed_webhook_urls=({"url": "https://a.test/", "header": ["Cookie"]},))
+
+
+GATED_WORKERS = {
+    "RetryWorker": gated_workers.GatedRetryWorker,
+    "SimpleRetryWorker": gated_workers.GatedSimpleRetryWorker,
+    "PreforkRetryWorker": gated_workers.GatedPreforkRetryWorker,
+}
+
+
+def run_gated_worker(redis_url, tmp_path, worker_class: str, allowed: list[object]) -> str:
+    """A burst `rq worker` subprocess of `worker_class` behind a gate allowing `allowed`; its log."""
+    cls = GATED_WORKERS[worker_class]
+    proc = start_worker(
+        redis_url,
+        ["default"],
+        tmp_path=tmp_path,
+        worker_class=f"{cls.__module__}.{cls.__qualname__}",
+        burst=True,
+        env={gated_workers.ALLOWED_WEBHOOK_URLS_ENV: json.dumps(allowed)},
+    )
+    assert proc.wait(60) == 0, proc.output()[-3000:]
+    return proc.output()
+
+
+@pytest.mark.parametrize("worker_class", sorted(GATED_WORKERS))
+def test_a_redirect_from_an_allowed_url_is_not_followed(
+    connection, redis_url, json_queue: Queue, sink: Sink, other_sink: Sink, tmp_path, worker_class
+):
+    # Given an allowed webhook URL that answers 302, pointing at another port on the host
+    sink.redirects["/rq/done"] = f"{other_sink.url}/admin/secret"
+    job = json_queue.enqueue(jobs.succeed, webhooks=[Webhook(f"{sink.url}/rq/done", "finished")])
+    # When a worker runs the job and sends its webhook
+    log = run_gated_worker(redis_url, tmp_path, worker_class, [f"{sink.url}/rq/"])
+    # Then the allowed URL is asked, and the redirect's target never is
+    assert job.get_status() == JobStatus.FINISHED
+    assert sink.paths == ["/rq/done"]
+    assert other_sink.paths == []
+    assert f"answered 302, redirecting to '{other_sink.url}/admin/secret'; not followed" in log
+
+
+@pytest.mark.parametrize("worker_class", sorted(GATED_WORKERS))
+def test_webhooks_climbing_out_of_their_entry_or_carrying_credentials_fail_at_once(
+    connection, redis_url, json_queue: Queue, sink: Sink, tmp_path, worker_class
+):
+    # Given jobs whose webhooks pass a naive prefix check, or carry a Host or credential header
+    hostile = [
+        ("'..' path segment", Webhook(f"{sink.url}/rq/../admin/secret", "finished")),
+        ("'..' path segment", Webhook(f"{sink.url}/rq/%2e%2e/admin/secret", "finished")),
+        ("header(s) Authorization", Webhook(f"{sink.url}/rq/x", "finished", headers={"Authorization": "t"})),
+        ("header(s) Host", Webhook(f"{sink.url}/rq/x", "finished", headers={"Host": "internal.example"})),
+        ("header(s) Cookie", Webhook(f"{sink.url}/auth/x", "finished", headers={"Cookie": "session=1"})),
+    ]
+    refused = [(text, json_queue.enqueue(jobs.succeed, webhooks=[hook])) for text, hook in hostile]
+    # ... and one whose Authorization header goes where an entry names it
+    credentialed = json_queue.enqueue(
+        jobs.succeed,
+        webhooks=[Webhook(f"{sink.url}/auth/done", "finished", headers={"Authorization": "Bearer ok"})],
+    )
+    # When a worker works the queue
+    entry = {"url": f"{sink.url}/auth/", "headers": ["Authorization"]}
+    run_gated_worker(redis_url, tmp_path, worker_class, [f"{sink.url}/rq/", entry])
+    # Then each hostile job failed at once, naming what was wrong, and did not run
+    for text, job in refused:
+        assert_refused(connection, json_queue, job.id, text, "webhook to")
+        assert runs(connection, job) == 0
+    # ... and only the credentialed webhook was sent, with its header
+    assert credentialed.get_status() == JobStatus.FINISHED
+    assert sink.paths == ["/auth/done"]
+    assert sink.headers["/auth/done"]["Authorization"] == "Bearer ok"

@@ -44,12 +44,13 @@ def dying_workers_lmove(connection, queue: Queue) -> str:
 def mark_started(
     connection, queue: Queue, job: Job, *, execution_id: str, started: bool, lease: bool
 ) -> None:
-    """What a live worker's start transaction writes (only the parts asked for), valid for an hour."""
+    """What a live worker's start transaction writes (the execution, and the registry entry and lease
+    asked for), valid for an hour."""
     member = f"{job.id}:{execution_id}"
     far = redis_now(connection) + 3600
+    connection.zadd(ExecutionRegistry(job.id, connection=connection).key, {execution_id: far})
     if started:
         connection.zadd(queue.started_job_registry.key, {member: far})
-        connection.zadd(ExecutionRegistry(job.id, connection=connection).key, {execution_id: far})
     if lease:
         connection.zadd(leases.leases(queue.name), {member: far})
 
@@ -147,8 +148,6 @@ def test_a_started_job_in_the_intermediate_list_is_left_alone(connection, starte
     job = queue.enqueue(crash_jobs.quick)
     dying_workers_lmove(connection, queue)
     mark_started(connection, queue, job, execution_id="e1", started=started, lease=lease)
-    if not started:  # a lease alone: found without the execution registry
-        assert not connection.exists(ExecutionRegistry(job.id, connection=connection).key)
 
     for _ in range(2):
         assert intermediate.rescue_stuck(connection, queue, after=0) == intermediate.Rescued()
@@ -226,5 +225,189 @@ def test_a_job_taken_by_a_worker_of_several_queues_killed_before_starting_it_is_
         assert int(connection.get(key(job.id, "runs"))) == 1
         assert ids(connection, low.intermediate_queue_key) == []
         assert proc.output().count("put back on im-low") == 1
+    finally:
+        proc.stop()
+
+
+def test_a_job_started_whose_execution_registry_expired_is_removed_never_put_back(connection):
+    # Given a job that started (its hash says so) and whose execution registry has since expired,
+    # or was pushed out by junk executions, with its id left in the intermediate list
+    queue = Queue("stuck", connection=connection)
+    job = queue.enqueue(crash_jobs.quick)
+    dying_workers_lmove(connection, queue)
+    job.set_status(JobStatus.STARTED)
+    # When the rescue has seen it stuck past its threshold
+    assert intermediate.rescue_stuck(connection, queue, after=0) == intermediate.Rescued()
+    # Then its id is taken off the list and it is not put back: it would run a second time
+    assert intermediate.rescue_stuck(connection, queue, after=0) == intermediate.Rescued(removed=[job.id])
+    assert ids(connection, queue.key) == []
+
+
+def forge_job(connection, queue: Queue, job_id: str) -> None:
+    """A queued job hash under `job_id` (any bytes), copied from a proper job of `crash_jobs.quick`."""
+    proper = Job.create(crash_jobs.quick, connection=connection)
+    proper.origin = queue.name
+    proper.set_status(JobStatus.QUEUED, pipeline=None)
+    proper.save()
+    connection.hset(Job.redis_job_namespace_prefix + job_id, mapping=connection.hgetall(proper.key))
+    connection.delete(proper.key)
+
+
+INVALID_IDS = ["x:y", "*", "a b", "[a-z]*"]
+
+
+def test_an_id_rq_would_not_accept_is_failed_under_its_raw_id_never_put_back(connection):
+    # Given ids rq would not accept in the intermediate list, with job hashes, and one without
+    queue = Queue("stuck", connection=connection)
+    for job_id in INVALID_IDS:
+        forge_job(connection, queue, job_id)
+        connection.rpush(queue.intermediate_queue_key, job_id)
+    connection.rpush(queue.intermediate_queue_key, "no hash:here")
+    # When the rescue scans the list, past any threshold
+    rescued = intermediate.rescue_stuck(connection, queue, after=0)
+    # Then each one with a hash is failed under its raw id, the other dropped, none put back
+    assert rescued == intermediate.Rescued(gone=["no hash:here"], failed=INVALID_IDS)
+    assert ids(connection, queue.intermediate_queue_key) == []
+    assert ids(connection, queue.key) == []
+    failed = {item.decode() for item in connection.zrange(queue.failed_job_registry.key, 0, -1)}
+    assert failed == set(INVALID_IDS)
+    for job_id in INVALID_IDS:
+        job_key = Job.redis_job_namespace_prefix + job_id
+        assert connection.hget(job_key, "status") == b"failed"
+        assert connection.ttl(job_key) > 0  # expires with its failed-registry entry
+
+
+@pytest.mark.parametrize("worker_class", sorted(WORKERS))
+def test_a_job_id_with_a_colon_is_failed_at_once_and_never_runs_again(
+    connection, redis_url, tmp_path, worker_class
+):
+    # Given a forged job "<id>:forged" (rq reads it as job <id>) pushed onto the queue beside a proper job
+    cls = WORKERS[worker_class]
+    queue = Queue("colon", connection=connection)
+    proper = queue.enqueue(crash_jobs.quick)
+    forged = f"{proper.id}:forged"
+    forge_job(connection, queue, forged)
+    connection.lpush(queue.key, forged)
+
+    # When a worker serves the queue
+    proc = start_worker(redis_url, ["colon"], tmp_path=tmp_path, worker_class=class_path(cls))
+    try:
+        # Then the forged id is failed under its raw id, naming it, and the proper job runs once
+        def settled():
+            assert proc.alive(), proc.output()[-3000:]
+            failed = connection.zrange(queue.failed_job_registry.key, 0, -1)
+            return forged.encode() in failed and proper.get_status() == JobStatus.FINISHED
+
+        wait_until(settled, timeout=RESCUE_BOUND_SECONDS, what=f"{forged} to fail and {proper.id} to run")
+        assert f"Job {forged!r}: invalid job id found in queue 'colon'" in proc.output()
+        # ... and nothing is left for the rescue to put back (the old code left the forged id in the
+        # intermediate list, and put it back on the queue every lease_ttl + fence_margin)
+        assert ids(connection, queue.intermediate_queue_key) == []
+        assert ids(connection, queue.key) == []
+        assert int(connection.get(key(proper.id, "runs"))) == 1
+    finally:
+        proc.stop()
+
+
+JUNK_IDS = 100_000
+
+
+def fill_with_junk(connection, queue: Queue, count: int) -> None:
+    """What whoever can write to Redis can leave: `count` ids in the intermediate list, each with a
+    queued job hash, and as many other members in the started registry and the lease set."""
+    prefix = Job.redis_job_namespace_prefix
+    for start in range(0, count, 10_000):
+        chunk = [f"junk-{n}" for n in range(start, min(count, start + 10_000))]
+        with connection.pipeline(transaction=False) as pipe:
+            pipe.rpush(queue.intermediate_queue_key, *chunk)
+            for job_id in chunk:
+                pipe.hset(prefix + job_id, "status", "queued")
+            pipe.zadd(queue.started_job_registry.key, {f"other-{job_id}:e": 1e12 for job_id in chunk})
+            pipe.zadd(leases.leases(queue.name), {f"other-{job_id}:e": 1e12 for job_id in chunk})
+            pipe.execute()
+
+
+def command_calls(connection) -> dict[str, int]:
+    """Commands Redis ran since the last CONFIG RESETSTAT (a script's own commands included)."""
+    stats = connection.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in stats.items()}
+
+
+def test_one_rescue_call_does_bounded_work_whatever_junk_redis_holds(connection):
+    # Given 100,000 junk ids in the intermediate list and as many junk members in the started
+    # registry and the lease set (Redis runs nothing else while the rescue script runs)
+    queue = Queue("junk", connection=connection)
+    fill_with_junk(connection, queue, JUNK_IDS)
+    connection.config_set("slowlog-max-len", 100_000)  # the script's own commands are logged too
+    connection.config_set("slowlog-log-slower-than", 0)
+    connection.slowlog_reset()
+    try:
+        for call in range(3):
+            # When the rescue scans the list
+            connection.config_resetstat()
+            intermediate.rescue_stuck(connection, queue, after=3600)
+            # Then it looked at one batch of ids and made a bounded number of commands for each,
+            # none of them a scan of a whole set
+            calls = command_calls(connection)
+            assert "zscan" not in calls
+            assert calls["lmove"] == intermediate.SCAN_BATCH
+            script_commands = sum(n for name, n in calls.items() if not name.startswith(("eval", "script")))
+            assert script_commands <= 10 * intermediate.SCAN_BATCH, calls
+            # ... and each call looked at the next batch: junk left in the list hides nothing behind it
+            noted = connection.keys(f"{queue.intermediate_queue_key}:first_seen:*")
+            assert len(noted) == (call + 1) * intermediate.SCAN_BATCH
+        log = connection.slowlog_get(100_000)
+        blocked = [entry["duration"] / 1000 for entry in log if entry["command"].upper().startswith(b"EVAL")]
+        print(f"rescue over {JUNK_IDS} junk ids: each call blocked Redis {sorted(blocked)} ms")
+    finally:
+        connection.config_set("slowlog-log-slower-than", 10000)  # Redis's defaults
+        connection.config_set("slowlog-max-len", 128)
+
+
+def test_junk_that_stays_in_the_list_does_not_hide_a_stuck_job_behind_it(connection):
+    # Given more started junk at the head of the intermediate list than one scan looks at ...
+    queue = Queue("stuck", connection=connection)
+    for n in range(intermediate.SCAN_BATCH + 50):
+        junk = queue.enqueue(crash_jobs.quick)
+        dying_workers_lmove(connection, queue)
+        mark_started(connection, queue, junk, execution_id=f"e{n}", started=True, lease=True)
+    # ... and behind it a job a worker dequeued and died before starting
+    stuck = queue.enqueue(crash_jobs.quick)
+    dying_workers_lmove(connection, queue)
+    # When the rescue has scanned the list a few times
+    requeued = []
+    for _ in range(4):
+        requeued += intermediate.rescue_stuck(connection, queue, after=0).requeued
+    # Then the stuck job is back on its queue, and the started junk is still left alone
+    assert requeued == [stuck.id]
+    assert ids(connection, queue.key) == [stuck.id]
+    assert connection.llen(queue.intermediate_queue_key) == intermediate.SCAN_BATCH + 50
+
+
+@pytest.mark.parametrize("worker_class", sorted(WORKERS))
+def test_a_worker_starting_with_an_id_rq_refuses_in_the_intermediate_list_stays_up(
+    connection, redis_url, tmp_path, worker_class
+):
+    # Given an id rq refuses left in the intermediate list (rq's own cleanup of that list, which a
+    # worker runs as it starts, builds a Job of each id and stopped the worker with a ValueError)
+    queue = Queue("refused", connection=connection)
+    forge_job(connection, queue, "*")
+    connection.rpush(queue.intermediate_queue_key, "*")
+    job = queue.enqueue(crash_jobs.quick)
+    # When a worker starts on the queue
+    proc = start_worker(
+        redis_url, ["refused"], tmp_path=tmp_path, worker_class=class_path(WORKERS[worker_class])
+    )
+    try:
+        # Then it stays up, runs the queue's job, and fails the id under its raw id
+        def settled():
+            assert proc.alive(), proc.output()[-3000:]
+            return job.get_status() == JobStatus.FINISHED and connection.zscore(
+                queue.failed_job_registry.key, "*"
+            )
+
+        wait_until(settled, timeout=RESCUE_BOUND_SECONDS, what="the job to run and '*' to be failed")
+        assert "Job '*': invalid job id found in the intermediate list of 'refused'" in proc.output()
+        assert ids(connection, queue.intermediate_queue_key) == []
     finally:
         proc.stop()

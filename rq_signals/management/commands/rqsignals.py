@@ -69,10 +69,14 @@ class Command(BaseCommand):
                 self._relay(options["once"], options["interval"])
             else:
                 older_than = failures.parse_age(options["older_than"]) if options["older_than"] else None
-                purged = failures.purge(older_than, options["queue"])
+                purged = failures.purge(older_than, options["queue"], on_skip=self._warn)
                 self.stdout.write(f"Purged {purged} failed job(s).")
         except (KeyError, ValueError, NoSuchFailedJob) as exc:
             raise CommandError(str(exc.args[0]) if exc.args else str(exc)) from exc
+
+    def _warn(self, line: str) -> None:
+        """A failed-registry entry skipped, named on stderr; the command goes on with the rest."""
+        self.stderr.write(f"Warning: {line}", style_func=self.style.WARNING)
 
     def _list(self) -> None:
         for row in receiver_rows():
@@ -83,7 +87,7 @@ class Command(BaseCommand):
             )
 
     def _failures(self, queue: str | None, receiver: str | None) -> None:
-        calls = failures.failed_calls(queue, receiver)
+        calls = failures.failed_calls(queue, receiver, on_skip=self._warn)
         for call in calls:
             failure = call.failure
             error = failure.last_error
@@ -99,7 +103,7 @@ class Command(BaseCommand):
 
     def _requeue(self, options: dict[str, Any]) -> None:
         if options["all"]:
-            count = failures.requeue_all(options["queue"], options["receiver"])
+            count = failures.requeue_all(options["queue"], options["receiver"], on_skip=self._warn)
             self.stdout.write(f"Requeued {count} failed call(s).")
         elif options["queue"] or options["receiver"]:
             raise CommandError("--queue and --receiver go with --all; a JOB_ID names one job already.")

@@ -1,0 +1,81 @@
+"""Job ids rq would not accept, found in a queue, an intermediate list or a failed registry.
+
+rq builds a `Job` only for an id of letters, digits, ``_`` and ``-`` (`rq.job.validate_job_id`), and
+reads an id with a ``:`` as ``<job_id>:<execution_id>`` (`rq.job.parse_job_id`): ``"x:y"`` becomes
+job ``x``. Whoever can write to Redis can push any bytes onto a queue, so a worker fails such an id
+at once under its raw id (never put back on a queue), and readers of the failed registry (the
+`worker.failures.FailureRegistry` behind ``manage.py rqsignals``) skip it with a warning naming it.
+"""
+
+from __future__ import annotations
+
+import traceback
+import zlib
+from typing import TYPE_CHECKING, Any
+
+from rq.defaults import DEFAULT_FAILURE_TTL
+from rq.job import JOB_ID_PATTERN, JobStatus
+from rq.utils import current_timestamp, now, utcformat
+
+from worker.exceptions import JobLoadError
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from rq.queue import Queue
+
+#: What rq's `validate_job_id` says of an id it refuses; repeated in our errors so they grep alike.
+RQ_RULE = "Job ID must only contain letters, numbers, underscores and dashes"
+#: Longest repr of a bad id in an error or a log line, in characters.
+ID_REPR_CHARS = 80
+
+
+def is_valid_job_id(job_id: object) -> bool:
+    """Whether rq accepts `job_id` as a job's id (`rq.job.validate_job_id`, without raising)."""
+    return isinstance(job_id, str) and JOB_ID_PATTERN.fullmatch(job_id) is not None
+
+
+def as_text(job_id: bytes | str) -> str:
+    """`job_id` as text; bytes that are not UTF-8 (a forged id) show as backslash escapes."""
+    return job_id.decode("utf-8", "backslashreplace") if isinstance(job_id, bytes) else job_id
+
+
+def id_repr(job_id: str) -> str:
+    """`job_id` as an error names it: repr'd (a space or a newline shows), truncated."""
+    text = repr(job_id)
+    return text if len(text) <= ID_REPR_CHARS else text[: ID_REPR_CHARS - 1] + "…"
+
+
+class InvalidJobId(JobLoadError):
+    """A job id rq would not accept: it cannot be loaded, run or put back, only failed by its raw id."""
+
+    def __init__(self, job_id: str, where: str) -> None:
+        super().__init__(job_id, "it")
+        self.args = (f"Job {id_repr(job_id)}: invalid job id found in {where} ({RQ_RULE}); failed",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def fail_invalid(connection: Redis[Any], queue: Queue, raw_id: bytes | str, where: str) -> InvalidJobId:
+    """Fail `job_id` (an id rq refuses) in `queue`'s failed registry under its raw id, as
+    `worker.loading.fail_at_once` fails an unreadable job: status, error and end time on its hash,
+    the registry entry, the id taken off the intermediate list. The hash expires with the entry,
+    so nothing a reader cannot load outlives it."""
+    error = InvalidJobId(as_text(raw_id), where)
+    text = "".join(traceback.format_exception(type(error), error, None))
+    raw = raw_id.encode() if isinstance(raw_id, str) else raw_id
+    job_key = queue.job_class.redis_job_namespace_prefix.encode() + raw  # as `Job.key_for`, in bytes
+    with connection.pipeline() as pipe:
+        pipe.hset(
+            job_key,
+            mapping={
+                "status": JobStatus.FAILED.value,
+                "exc_info": zlib.compress(text.encode()),
+                "ended_at": utcformat(now()),
+            },
+        )
+        pipe.expire(job_key, DEFAULT_FAILURE_TTL)
+        pipe.zadd(queue.failed_job_registry.key, {raw: current_timestamp() + DEFAULT_FAILURE_TTL})
+        pipe.lrem(queue.intermediate_queue_key, 1, raw)
+        pipe.execute()
+    return error
