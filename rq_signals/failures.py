@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from rq.job import Job
+from rq.queue import Queue
 
 from rq_signals import defaults, queues
 from rq_signals.conf import conf
+from rq_signals.dashboard_limits import DashboardJob
 from worker.exceptions import NoSuchFailedJob
 from worker.failures import FailedJob, FailureRegistry
 
@@ -48,7 +50,7 @@ def failed_calls(
         failures = registry.list(func=defaults.JOB_FUNCTION)
         rq_queue = queues.get_queue(name)
         ids = [failure.job_id for failure in failures]
-        jobs = Job.fetch_many(ids, connection=rq_queue.connection, serializer=rq_queue.serializer)
+        jobs = DashboardJob.fetch_many(ids, connection=rq_queue.connection, serializer=rq_queue.serializer)
         for failure, job in zip(failures, jobs, strict=True):
             receiver = _receiver_of(job)
             if receiver is not None and receiver_id in (None, receiver):
@@ -105,7 +107,12 @@ def _queue_names(queue: str | None) -> list[str]:
 
 
 def _registry(name: str, on_skip: OnSkip | None = None) -> FailureRegistry:
-    return FailureRegistry(queues.get_queue(name), on_skip=on_skip)
+    """The failed registry of queue `name`, its jobs loaded within the job size limits (MAX_JOB_*_BYTES)."""
+    queue = queues.get_queue(name)
+    bounded = Queue(
+        queue.name, connection=queue.connection, serializer=queue.serializer, job_class=DashboardJob
+    )
+    return FailureRegistry(bounded, on_skip=on_skip)
 
 
 def _receiver_of(job: Job | None) -> str | None:

@@ -12,6 +12,7 @@ from django_rq.settings import get_queues_map
 
 from rq_signals.management.commands.rqsignals import Command
 from tests.receivers import invoice_flagged
+from tests.support.memory import PeakRss, zlib_bomb
 from tests.testapp.models import Effect
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -178,3 +179,18 @@ def test_each_action_has_help(action, mentions, capsys):
         parser.parse_args([action, "--help"])
 
     assert mentions in capsys.readouterr().out
+
+
+def test_a_zlib_bomb_in_the_failed_registry_is_listed_without_decompressing_it(failed_job_id, connection):
+    # Given a failed job whose stored data was replaced by a zlib bomb (300 MB once decompressed)
+    connection.hset(f"rq:job:{failed_job_id}", "data", zlib_bomb(300 * 1024 * 1024))
+
+    # When the operator lists the failures, this process's memory watched
+    with PeakRss() as rss:
+        baseline = rss.process.memory_info().rss
+        listing = rqsignals("failures")
+
+    # Then the listing completes without decompressing the bomb (the job's receiver is unreadable,
+    # so it is not listed as a receiver call), and memory stays bounded
+    assert listing.endswith("0 failed call(s).\n"), listing
+    assert rss.peak - baseline < 50 * 2**20, f"grew {(rss.peak - baseline) / 2**20:.0f} MiB"
