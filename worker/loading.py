@@ -152,6 +152,15 @@ class UnreadableJobMixin(BaseWorker):
         while True:
             try:
                 found = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            except UnicodeDecodeError as exc:
+                # rq's own pop decodes the popped id as text: a non-UTF-8 id (no job rq can load) would
+                # end the work loop. Left in the intermediate list (one queue), it is failed by the rescue.
+                self.log.error(
+                    "Worker %s: popped a job id that is not UTF-8 (%r); no job rq can load, skipped",
+                    self.name,
+                    exc.object[:100],
+                )
+                continue
             except Exception as exc:
                 job_id, queue = getattr(exc, "job_id", None), getattr(exc, "queue", None)
                 if isinstance(exc, redis.RedisError) or not isinstance(job_id, str) or queue is None:

@@ -411,3 +411,35 @@ def test_a_worker_starting_with_an_id_rq_refuses_in_the_intermediate_list_stays_
         assert ids(connection, queue.intermediate_queue_key) == []
     finally:
         proc.stop()
+
+
+@pytest.mark.parametrize("worker_class", sorted(WORKERS))
+@pytest.mark.parametrize("queue_names", [["utf"], ["utf", "other"]], ids=["one queue", "two queues"])
+def test_an_idle_worker_given_an_id_that_is_not_utf8_stays_up_and_runs_the_next_job(
+    connection, redis_url, tmp_path, worker_class, queue_names
+):
+    # Given an idle worker blocked in rq's own pop (BLMOVE or BLPOP), which decodes the popped id as text
+    queue = Queue("utf", connection=connection)
+    proc = start_worker(
+        redis_url, queue_names, tmp_path=tmp_path, worker_class=class_path(WORKERS[worker_class])
+    )
+    try:
+        wait_until(lambda: blocked_in_a_pop(connection), timeout=30, what="the worker to block in rq's pop")
+        # When an id that is not UTF-8 is pushed onto its queue, then a good job
+        connection.rpush(queue.key, b"\xff\xfe")
+        wait_until(lambda: "not UTF-8" in proc.output(), timeout=30, what="the worker to pop the forged id")
+        job = queue.enqueue(crash_jobs.quick)
+
+        # Then the worker stays up, says what it skipped, and runs the good job
+        def finished():
+            assert proc.alive(), proc.output()[-3000:]
+            return job.get_status() == JobStatus.FINISHED
+
+        wait_until(finished, timeout=30, what=f"job {job.id} to run")
+        assert "popped a job id that is not UTF-8 (b'\\xff\\xfe')" in proc.output()
+    finally:
+        proc.stop()
+
+
+def blocked_in_a_pop(connection) -> bool:
+    return any(client.get("cmd") in ("blmove", "blpop") for client in connection.client_list())
