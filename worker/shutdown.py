@@ -31,7 +31,7 @@ from rq.worker import Worker
 from rq.worker.base import signal_name as _rq_signal_name
 
 from worker import leases
-from worker.attempts import ATTEMPTS_META_KEY, BUDGET_START_META_KEY, Attempt, iso, utcnow
+from worker.attempts import BUDGET_START_META_KEY, Attempt, append_attempt, attempt_count, iso, utcnow
 
 if TYPE_CHECKING:
     from redis.client import Pipeline, PubSub, PubSubWorkerThread
@@ -160,16 +160,15 @@ def requeue_interrupted(worker: _WorkerBase, execution: Execution, *, reason: st
 
 def record_interruption(job: Job, *, worker_name: str, started_at: datetime | None, reason: str) -> Attempt:
     """Append an "interrupted" attempt to the job's meta (in memory), not counted against its budget."""
-    history = job.meta.setdefault(ATTEMPTS_META_KEY, [])
     attempt = Attempt(
-        attempt=len(history) + 1,
+        attempt=attempt_count(job.meta) + 1,
         started_at=iso(started_at),
         ended_at=iso(utcnow()) or "",
         worker=worker_name,
         outcome="interrupted",
         message=reason,
     )
-    history.append(attempt.to_dict())
+    append_attempt(job.meta, attempt)
     job.meta[BUDGET_START_META_KEY] = int(job.meta.get(BUDGET_START_META_KEY, 0)) + 1
     return attempt
 
