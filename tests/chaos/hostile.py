@@ -250,6 +250,46 @@ code_running_jobs: tuple[Hostile, ...] = (
 )
 
 
+def _with_policy(**policy: Any) -> Callable[[Queue, Path], str]:
+    """A receiver call that fails (the receiver misses its `tag`), with `policy` as its retry policy."""
+
+    def push(queue: Queue, sentinels: Path) -> str:
+        args = (RECEIVER, SIGNAL, _payload({}))
+        return queue.enqueue_call(JOB_FUNCTION, args=args, meta={"retry_policy": policy}).id
+
+    return push
+
+
+_QUICK = {"max_retries": 1, "base": 0.05, "jitter": "none"}
+_INVALID = "invalid retry_policy in its meta, so no retries: Backoff: "
+_SECONDS = "must be a finite number of seconds"
+
+#: Retry policies in a job's meta naming modules whose import runs code (`this` prints the Zen of
+#: Python, `venv.__main__` exits the process), or numbers no clock can hold, or a spin. The module
+#: names match no class and are never imported; the numbers fail the job at once, naming the field.
+hostile_policies: tuple[Hostile, ...] = (
+    Hostile("policy give_up_on this.x", "TypeError", _with_policy(**_QUICK, give_up_on=["this.x"])),
+    Hostile(
+        "policy give_up_on venv.__main__.x",
+        "TypeError",
+        _with_policy(**_QUICK, give_up_on=["venv.__main__.x"]),
+    ),
+    Hostile("policy retry_on this.x", "TypeError", _with_policy(**_QUICK, retry_on=["this.x"])),
+    Hostile(
+        "policy retry_on venv.__main__.x", "TypeError", _with_policy(**_QUICK, retry_on=["venv.__main__.x"])
+    ),
+    Hostile("policy base 1e12", f"{_INVALID}base {_SECONDS}", _with_policy(base=1e12, max_delay=1e12)),
+    Hostile("policy max_delay inf", f"{_INVALID}max_delay {_SECONDS}", _with_policy(max_delay=float("inf"))),
+    Hostile("policy base nan", f"{_INVALID}base {_SECONDS}", _with_policy(base=float("nan"))),
+    Hostile("policy base negative", f"{_INVALID}base {_SECONDS}", _with_policy(base=-5.0)),
+    Hostile(
+        "policy max_retries 10**9, base 0",
+        f"{_INVALID}max_retries must be between 0 and 1000",
+        _with_policy(max_retries=10**9, base=0),
+    ),
+)
+
+
 def push_all(
     connection: redis.Redis,
     kinds: tuple[Hostile, ...],
