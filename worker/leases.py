@@ -267,5 +267,6 @@ class LeaseKeeper:
                 self._lock.wait(wait)
 
     def _renew_once(self, job: Job, execution: Execution) -> None:
-        with surviving(logger, f"Job {job.id}: lease renewal", f"next in {self.interval:g}s"):
+        job_id = getattr(job, "id", job)  # nothing here may raise outside the guard
+        with surviving(logger, f"Job {job_id}: lease renewal", f"next in {self.interval:g}s"):
             self._renew(job, execution)
