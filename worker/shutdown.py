@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from datetime import datetime, timedelta
 from types import FrameType
@@ -95,10 +96,19 @@ class ShutdownMixin(_WorkerBase):
         )
 
     def pubsub_failed(self, exc: BaseException, pubsub: PubSub, thread: PubSubWorkerThread) -> None:
-        """The pub/sub thread outlives a lost connection (redis-py resubscribes once it is back)."""
+        """The pub/sub thread outlives a lost connection (redis-py resubscribes once it is back) and
+        anything else (a malformed command anyone can publish): only the interpreter's exit ends it."""
         if not isinstance(exc, RedisConnectionError):
-            self.log.warning("Worker %s: pubsub thread exiting on %r", self.name, exc)
-            raise exc
+            if sys.is_finalizing():
+                raise exc
+            self.log.error(
+                "Worker %s: pubsub command: failed; carrying on (%s: %s)",
+                self.name,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+            return
         self.log.error(
             "Worker %s: pubsub lost its Redis connection (%s); retrying in %.1fs",
             self.name,

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 from rq import Queue
+from rq.command import send_shutdown_command
 
+from tests.support.processes import start_worker
 from tests.support.waiting import wait_until
 from worker import SimpleRetryWorker
 from worker.fencing import Fence
@@ -129,3 +131,21 @@ def test_the_recovery_thread_scans_again_after_a_scan_raised_system_exit(connect
             worker._recovery_stop.set()
             thread.join(5)
     assert f"Worker {worker.name}: recovery scan: failed; next in 0.05s (SystemExit: 2)" in caplog.text
+
+
+def test_the_pubsub_thread_takes_commands_after_a_malformed_one(connection, redis_url, tmp_path):
+    # Given a worker listening for rq's commands on its pub/sub channel
+    worker = start_worker(redis_url, ["default"], tmp_path=tmp_path, extra_args=["-n", "survivor"])
+    try:
+        wait_until(
+            lambda: connection.pubsub_numsub("rq:pubsub:survivor")[0][1] == 1, timeout=30, what="subscribed"
+        )
+        # When someone publishes something that is not a command, then a real shutdown command
+        connection.publish("rq:pubsub:survivor", b"not json")
+        send_shutdown_command(connection, "survivor")
+
+        # Then the thread was still listening: the worker shuts down as told
+        assert worker.wait(30) == 0, worker.output()[-3000:]
+        assert "Worker survivor: pubsub command: failed; carrying on (JSONDecodeError" in worker.output()
+    finally:
+        worker.stop()
