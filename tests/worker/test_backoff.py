@@ -12,6 +12,7 @@ import pytest
 
 from worker import Backoff
 from worker.backoff import MAX_DELAY_SECONDS, MAX_RETRIES, MIN_DELAY_SECONDS
+from worker.policy import Plan, plan_retry
 
 
 def upper(low: float, high: float) -> float:
@@ -160,3 +161,25 @@ def test_a_class_matches_by_its_dotted_name_or_through_an_imported_module():
     assert Backoff(retry_on=["json.JSONDecodeError"]).is_retryable(JSONDecodeError("x", "", 0))  # re-export
     assert Backoff(retry_on=[JSONDecodeError]).retry_on == ("json.decoder.JSONDecodeError",)
     assert not Backoff(retry_on=["json.nothing.Here"]).is_retryable(JSONDecodeError("x", "", 0))
+
+
+class ExplodingCheck(type):
+    def __instancecheck__(cls, instance: object) -> bool:
+        raise RuntimeError("isinstance exploded")
+
+
+class Booby(Exception, metaclass=ExplodingCheck):
+    pass
+
+
+def test_an_error_while_the_policy_decides_means_no_retries_and_says_why():
+    # Given a policy whose filter names (by an alias path) a class whose isinstance check raises
+    policy = Backoff(retry_on=[f"{__name__}.Booby"])
+    # When the worker asks it about a failure that no name matches
+    plan = plan_retry(policy, ValueError("x"), {})
+    # Then the job is not retried, and the plan says why (log_outcome logs it with the job id)
+    assert plan == Plan(
+        "failed",
+        None,
+        "no retries: its retry policy could not be evaluated (RuntimeError: isinstance exploded)",
+    )
