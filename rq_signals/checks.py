@@ -3,6 +3,8 @@
 - ``rq_signals.E001``: a receiver's queue (or ``RQ_SIGNALS["DEFAULT_QUEUE"]``) is not in RQ_QUEUES.
 - ``rq_signals.E002``: ``RQ_SIGNALS`` is not a dict, or holds a key we do not know.
 - ``rq_signals.E003``: a ``RQ_SIGNALS`` value has the wrong type or is out of range.
+- ``rq_signals.E004``: a receiver's retry policy is out of the bounds a worker accepts (see `Backoff`).
+- ``rq_signals.E005``: ``RQ_SIGNALS["DEFAULT_RETRY"]`` is out of the bounds a worker accepts.
 - ``rq_signals.W001``: django-rq's ``RQ["WORKER_CLASS"]`` does not honour retry policies.
 - ``rq_signals.W002``: a queue we write to has no JSON ``SERIALIZER`` in RQ_QUEUES, so django-rq's
   dashboard (which reads jobs with it) cannot show our jobs, and with pickle unpickles forged ones.
@@ -70,6 +72,45 @@ def check_receiver_queues(
             )
         )
     return messages
+
+
+@register(Tags.compatibility)
+def check_retry_policies(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """A policy travels in each job's meta and the worker reads it back with `Backoff.from_dict`,
+    which rejects what is out of bounds: one that `Backoff()` would not build (altered after it, or
+    from an older version) would fail every job it is given at its first failure."""
+    messages: list[CheckMessage] = []
+    for receiver in registration.registered():
+        problem = _policy_problem(receiver.retry)
+        if problem is not None:
+            messages.append(
+                Error(
+                    f"receiver {receiver.receiver_id} has a retry policy a worker would reject: {problem}",
+                    hint="Build it with rq_signals.Backoff(...) within the bounds its docstring gives.",
+                    obj=receiver.receiver_id,
+                    id="rq_signals.E004",
+                )
+            )
+    problem = _policy_problem(conf.user_settings().get("DEFAULT_RETRY"))
+    if problem is not None:
+        messages.append(
+            Error(
+                f'RQ_SIGNALS["DEFAULT_RETRY"] is a retry policy a worker would reject: {problem}',
+                hint="Build it with rq_signals.Backoff(...) within the bounds its docstring gives.",
+                id="rq_signals.E005",
+            )
+        )
+    return messages
+
+
+def _policy_problem(policy: Any) -> str | None:
+    if not isinstance(policy, Backoff):
+        return None  # None/False mean the default/no retries; another type is E003's to report
+    try:
+        Backoff.from_dict(policy.to_dict())
+    except Exception as exc:
+        return str(exc)
+    return None
 
 
 @register(Tags.compatibility)

@@ -20,7 +20,7 @@ from typing import Any
 from django.dispatch import Signal
 from rq.job import Job
 
-from worker.attempts import ATTEMPTS_META_KEY
+from worker.attempts import attempt_count
 from worker.policy import plan_retry, policy_of
 
 logger = logging.getLogger(__name__)
@@ -34,8 +34,7 @@ def attempt_number(job: Job | None) -> int:
     """This run's attempt number: one more than the attempts the worker has recorded so far."""
     if job is None:
         return 1
-    records = job.meta.get(ATTEMPTS_META_KEY, [])
-    return (len(records) if isinstance(records, list) else 0) + 1
+    return attempt_count(job.meta) + 1
 
 
 def will_retry(job: Job | None, exc: BaseException) -> bool:

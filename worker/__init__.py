@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from worker.attempts import ATTEMPTS_META_KEY, Attempt
 from worker.backoff import POLICY_META_KEY, Backoff
-from worker.exceptions import JobLoadError, NoSuchFailedJob, PermanentJobError, WorkerCrashed, WorkerError
+from worker.exceptions import (
+    JobLoadError,
+    NoSuchFailedJob,
+    PermanentJobError,
+    RetryPolicyError,
+    WorkerCrashed,
+    WorkerError,
+)
 from worker.failures import ErrorSummary, FailedJob, FailureRegistry
 from worker.gate import JobGate, JobRefused, install_job_gate
 from worker.limits import JobLimits, JobTooLarge, install_job_limits
@@ -35,6 +42,7 @@ __all__ = [
     "PermanentJobError",
     "PickleRefused",
     "PreforkRetryWorker",
+    "RetryPolicyError",
     "RetryWorker",
     "SimpleRetryWorker",
     "WorkerCrashed",

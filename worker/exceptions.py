@@ -24,6 +24,14 @@ class JobLoadError(PermanentJobError):
         self.what = what
 
 
+class RetryPolicyError(PermanentJobError):
+    """A job's `retry_policy` in its meta is invalid: the job fails at its first failure, no retries."""
+
+    def __init__(self, job_id: str, problem: str) -> None:
+        super().__init__(f"Job {job_id}: invalid retry_policy in its meta, so no retries: {problem}")
+        self.job_id = job_id
+
+
 class WorkerCrashed(WorkerError):
     """Recorded as an attempt's error when the process running the job died mid-job."""
 

@@ -30,7 +30,14 @@ from rq.registry import FailedJobRegistry
 from rq.results import Result
 from rq.serializers import Serializer
 
-from worker.attempts import ATTEMPTS_META_KEY, BUDGET_START_META_KEY, Attempt, utcnow
+from worker.attempts import (
+    ATTEMPTS_META_KEY,
+    BUDGET_START_META_KEY,
+    Attempt,
+    attempt_count,
+    dropped_attempts,
+    utcnow,
+)
 from worker.exceptions import NoSuchFailedJob
 from worker.job_ids import RQ_RULE, as_text, id_repr, is_valid_job_id
 
@@ -63,9 +70,16 @@ class FailedJob:
     job_id: str
     func: str | None
     args: str
-    attempts: tuple[Attempt, ...]
+    attempts: tuple[Attempt, ...]  # the first and the latest: see `attempts_dropped`
     last_error: ErrorSummary | None
     failed_at: datetime
+    #: Attempts dropped from the middle of the stored history (`worker.attempts` keeps it capped).
+    attempts_dropped: int = 0
+
+    @property
+    def attempt_count(self) -> int:
+        """How many attempts the job had, the dropped ones included."""
+        return len(self.attempts) + self.attempts_dropped
 
 
 class FailureRegistry:
@@ -171,7 +185,7 @@ class FailureRegistry:
             logger.warning("Job %s: meta unreadable, requeued without resetting its retry budget", job.id)
         else:
             # Saved by rq's enqueue in the same transaction that puts the job back on its queue.
-            job.meta[BUDGET_START_META_KEY] = len(job.meta.get(ATTEMPTS_META_KEY, []))
+            job.meta[BUDGET_START_META_KEY] = attempt_count(job.meta)
         try:
             return self._registry.requeue(job)
         except InvalidJobOperation as exc:  # someone else requeued or deleted it since we read it
@@ -283,6 +297,7 @@ class FailureRegistry:
             attempts=attempts,
             last_error=_last_error(job, attempts, result),
             failed_at=_failed_at(job, attempts, score),
+            attempts_dropped=dropped_attempts(job.meta),
         )
 
 

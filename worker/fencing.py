@@ -35,6 +35,8 @@ import time
 from collections.abc import Callable
 from typing import NoReturn
 
+from worker.threads import surviving
+
 #: Seconds between two tries to stop a fenced run whose process is not there yet (a horse being forked).
 RETRY_STOP_SECONDS = 0.01
 
@@ -133,7 +135,13 @@ class Fence:
                     if self._stopped:
                         self._lock.wait()
                     else:
-                        self._stopped = self._stop(job_id)
+                        self._stopped = False
+                        with surviving(
+                            self._log,
+                            f"Job {job_id}: stopping its fenced run",
+                            f"again in {RETRY_STOP_SECONDS}s",
+                        ):
+                            self._stopped = self._stop(job_id)
                         if not self._stopped:
                             self._lock.wait(RETRY_STOP_SECONDS)
                 else:

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from worker.threads import surviving
+
 logger = logging.getLogger(__name__)
 
 #: Longest the maintenance thread sleeps between two looks at the registry, in seconds.
@@ -95,10 +97,8 @@ def run_due_maintenance(*, force: bool = False) -> list[str]:
         with _lock:
             due = [(name, chore) for name, chore in _chores.items() if force or chore.next_due <= now]
         for name, chore in due:
-            try:
+            with surviving(logger, f"Maintenance {name}", f"next try in {chore.interval_seconds:.1f}s"):
                 chore.func()
-            except Exception:
-                logger.exception("Maintenance %s: failed; next try in %.1fs", name, chore.interval_seconds)
             chore.next_due = time.monotonic() + chore.interval_seconds
         return [name for name, _ in due]
     finally:
@@ -163,4 +163,5 @@ class MaintenanceMixin:
 
     def _maintenance_loop(self) -> None:
         while not self._maintenance_stop.wait(seconds_until_due()):
-            run_due_maintenance()
+            with surviving(logger, "Maintenance pass", "next when a chore is due"):
+                run_due_maintenance()

@@ -34,6 +34,7 @@ from redis.exceptions import WatchError
 from rq.executions import Execution
 
 from worker.keys import PREFIX
+from worker.threads import surviving
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -266,7 +267,6 @@ class LeaseKeeper:
                 self._lock.wait(wait)
 
     def _renew_once(self, job: Job, execution: Execution) -> None:
-        try:
+        job_id = getattr(job, "id", job)  # nothing here may raise outside the guard
+        with surviving(logger, f"Job {job_id}: lease renewal", f"next in {self.interval:g}s"):
             self._renew(job, execution)
-        except Exception:
-            logger.exception("Job %s: lease renewal failed; next in %gs", job.id, self.interval)

@@ -15,15 +15,16 @@ from typing import Any, Literal
 from rq.job import Job
 
 from worker.attempts import (
-    ATTEMPTS_META_KEY,
     Attempt,
+    append_attempt,
+    attempt_count,
     exc_type_name,
     iso,
     retries_used,
     traceback_tail,
 )
-from worker.backoff import POLICY_META_KEY, Backoff, Rng
-from worker.exceptions import PermanentJobError
+from worker.backoff import POLICY_META_KEY, Backoff, Rng, clamp_delay
+from worker.exceptions import PermanentJobError, RetryPolicyError
 
 logger = logging.getLogger("rq.worker.retries")  # under rq's worker logger: `rq worker` prints it
 
@@ -43,28 +44,58 @@ def policy_of(job: Job) -> Backoff | None:
     """The job's retry policy from its meta; None when it has none.
 
     A policy that cannot be read is logged and treated as "no retries" (not as "no policy"), so
-    the job still fails through our path with its attempt recorded.
+    the job still fails through our path with its attempt recorded (see `read_policy`).
+    """
+    return read_policy(job)[0]
+
+
+def read_policy(job: Job) -> tuple[Backoff | None, RetryPolicyError | None]:
+    """The job's retry policy and, when its meta holds an invalid one, the error that fails the job.
+
+    An invalid policy (wrong shape, a field out of bounds: see `Backoff`) reads as `Backoff(max_retries=0)`
+    with a `RetryPolicyError` naming the job and the field: the failure paths raise that instead of
+    the job's own error (chained to it), so the failed job says why it was not retried.
     """
     raw = job.meta.get(POLICY_META_KEY)
     if raw is None:
-        return None
+        return None, None
     try:
-        return Backoff.from_dict(raw)
-    except (ValueError, TypeError) as exc:
-        logger.warning("Job %s: unreadable %s %r (%s); no retries", job.id, POLICY_META_KEY, raw, exc)
-        return Backoff(max_retries=0)
+        return Backoff.from_dict(raw), None
+    except Exception as exc:  # data from Redis: whatever it is, it means "no retries"
+        problem = RetryPolicyError(job.id, f"{exc} (in {_truncated(raw)})")
+        logger.warning("%s", problem)
+        return Backoff(max_retries=0), problem
+
+
+def blame_policy(problem: RetryPolicyError | None, exc: BaseException) -> BaseException:
+    """`exc`, or `problem` (a job's invalid policy, see `read_policy`) chained to it."""
+    if problem is None:
+        return exc
+    problem.__cause__ = exc
+    return problem
 
 
 def plan_retry(policy: Backoff, exc: BaseException, meta: dict[str, Any], rng: Rng = random.uniform) -> Plan:
-    """Retry or fail, and after how long: `PermanentJobError` never retries, then the policy decides."""
-    used = retries_used(meta)
+    """Retry or fail, and after how long: `PermanentJobError` never retries, then the policy decides.
+
+    An error while the policy decides (it holds data from Redis) means "no retries": the plan says
+    why, and `log_outcome` logs it with the job id.
+    """
     if isinstance(exc, PermanentJobError):
         return Plan("failed", None, "permanent error")
-    if not policy.is_retryable(exc):
-        return Plan("failed", None, "not retried by its policy")
-    if not policy.has_budget(used):
-        return Plan("failed", None, f"no retries left ({used}/{policy.max_retries} used)")
-    return Plan("retrying", policy.delay(used + 1, rng), f"retry {used + 1}/{policy.max_retries}")
+    try:
+        used = retries_used(meta)
+        if not policy.is_retryable(exc):
+            return Plan("failed", None, "not retried by its policy")
+        if not policy.has_budget(used):
+            return Plan("failed", None, f"no retries left ({used}/{policy.max_retries} used)")
+        return Plan(
+            "retrying", clamp_delay(policy.delay(used + 1, rng)), f"retry {used + 1}/{policy.max_retries}"
+        )
+    except Exception as error:
+        return Plan(
+            "failed", None, f"no retries: its retry policy could not be evaluated ({_truncated(error)})"
+        )
 
 
 def record_attempt(
@@ -82,10 +113,9 @@ def record_attempt(
     when by the worker's clock; the authoritative due time is the job's score in rq's scheduled
     registry, the same moment on the Redis clock (see `worker.scheduler.schedule_retry`).
     """
-    history = job.meta.setdefault(ATTEMPTS_META_KEY, [])
     delay = plan.delay if plan is not None else None
     attempt = Attempt(
-        attempt=len(history) + 1,
+        attempt=attempt_count(job.meta) + 1,
         started_at=iso(started_at),
         ended_at=iso(ended_at) or "",
         worker=worker_name,
@@ -94,10 +124,24 @@ def record_attempt(
         message=str(exc) if exc is not None else None,
         traceback=traceback_tail(exc) if exc is not None else None,
         delay=delay,
-        retry_at=iso(ended_at + timedelta(seconds=delay)) if delay is not None else None,
+        retry_at=_retry_at(ended_at, delay),
     )
-    history.append(attempt.to_dict())
+    append_attempt(job.meta, attempt)
     return attempt
+
+
+def _retry_at(ended_at: datetime, delay: float | None) -> str | None:
+    if delay is None:
+        return None
+    try:
+        return iso(ended_at + timedelta(seconds=delay))
+    except (OverflowError, ValueError):  # delays are bounded by `Backoff`; a clock at the end of time is not
+        return None
+
+
+def _truncated(value: object, limit: int = 200) -> str:
+    text = repr(value) if not isinstance(value, BaseException) else f"{type(value).__name__}: {value}"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def format_exception(exc: BaseException) -> str:
@@ -110,5 +154,5 @@ def log_outcome(job: Job, plan: Plan, exc: BaseException, policy: Backoff) -> No
     if plan.outcome == "retrying":
         logger.info("Job %s: %s in %.3fs (%s)", job.id, plan.reason, plan.delay, name)
     else:
-        attempts = len(job.meta.get(ATTEMPTS_META_KEY, []))
+        attempts = attempt_count(job.meta)
         logger.warning("Job %s: failed after %d attempt(s) (%s): %s", job.id, attempts, name, plan.reason)

@@ -17,6 +17,7 @@ resubscribes, then promotes again (announcements may have been lost meanwhile); 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -108,7 +109,9 @@ class Promoter:
                 while not self._stopping.is_set():
                     self._cycle(pubsub)
                     errors = 0
-            except Exception as exc:  # the thread must outlive Redis hiccups; each is logged
+            except BaseException as exc:  # the thread must outlive anything (see `worker.threads`)
+                if sys.is_finalizing():
+                    raise
                 errors += 1
                 pause = min(MAX_ERROR_PAUSE_SECONDS, 0.05 * 2**errors)
                 logger.warning(

@@ -44,6 +44,7 @@ from worker.connection import ReconnectMixin
 from worker.exceptions import WorkerCrashed
 from worker.lean import ExecutionStartMixin
 from worker.orphans import die_with_parent
+from worker.threads import surviving
 
 if TYPE_CHECKING:
     from redis.client import Pipeline
@@ -270,12 +271,10 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
 
     def _recovery_loop(self) -> None:
         while not self._recovery_stop.is_set():
-            try:
+            with surviving(
+                self.log, f"Worker {self.name}: recovery scan", f"next in {self.recovery_interval:g}s"
+            ):
                 self.recover_crashed_jobs()
-            except Exception:
-                self.log.exception(
-                    "Worker %s: recovery scan failed; next in %ss", self.name, self.recovery_interval
-                )
             self._recovery_stop.wait(self.recovery_interval)
 
     def recover_crashed_jobs(self) -> int:
@@ -290,12 +289,10 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
         recovered = 0
         for queue in self.queues:
             for member in leases.expired_members(self.connection, queue.name, margin=self._fence.margin):
-                try:
+                with surviving(
+                    self.log, f"Job {member}: recovery", f"claimable again in {self.lease_ttl:g}s"
+                ):
                     recovered += self._recover(queue, member)
-                except Exception:
-                    self.log.exception(
-                        "Job %s: recovery failed; claimable again in %gs", member, self.lease_ttl
-                    )
         return recovered
 
     def rescue_dequeued_jobs(self) -> int:

@@ -21,7 +21,16 @@ from rq.rate_limit import release_slot
 from worker.attempts import ATTEMPTS_META_KEY, utcnow
 from worker.exceptions import WorkerCrashed
 from worker.loading import UnreadableJobMixin, load_error
-from worker.policy import Outcome, format_exception, log_outcome, plan_retry, policy_of, record_attempt
+from worker.policy import (
+    Outcome,
+    blame_policy,
+    format_exception,
+    log_outcome,
+    plan_retry,
+    policy_of,
+    read_policy,
+    record_attempt,
+)
 from worker.promoter import PromotionMixin
 from worker.scheduler import schedule_retry
 
@@ -62,9 +71,10 @@ def retry_or_fail(
     also webhooks and dependents). With `pipeline`: the commands are only queued on it; execute it,
     then call `after_commit(job, queue, outcome, exc)` yourself.
     """
-    policy = policy_of(job)
+    policy, problem = read_policy(job)
     if policy is None:
         return None
+    exc = blame_policy(problem, exc)
     plan = plan_retry(policy, exc, job.meta)
     ended_at = ended_at or utcnow()
     record_attempt(job, worker_name=worker.name, exc=exc, started_at=started_at, ended_at=ended_at, plan=plan)
@@ -125,12 +135,15 @@ class RetryMixin(PromotionMixin, UnreadableJobMixin):
                 problem.__cause__ = exc
             exc, exc_string = problem, format_exception(problem)
             job.retries_left = None  # nothing can mend it, not even rq's own Retry
-        policy = policy_of(job)
+        policy, bad_policy = read_policy(job)
         if policy is None or self._stopped_job_id == job.id:
             super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
             return
         if exc is None:
             exc = WorkerCrashed(f"Job {job.id}: {exc_string.strip() or 'its work horse died'}")
+        if bad_policy is not None and problem is None:  # a job that cannot load says so first
+            exc = blame_policy(bad_policy, exc)
+            exc_string = format_exception(exc)
         plan = plan_retry(policy, exc, job.meta)
         ended_at = job.ended_at or utcnow()
         record_attempt(

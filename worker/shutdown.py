@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from datetime import datetime, timedelta
 from types import FrameType
@@ -31,7 +32,7 @@ from rq.worker import Worker
 from rq.worker.base import signal_name as _rq_signal_name
 
 from worker import leases
-from worker.attempts import ATTEMPTS_META_KEY, BUDGET_START_META_KEY, Attempt, iso, utcnow
+from worker.attempts import BUDGET_START_META_KEY, Attempt, append_attempt, attempt_count, iso, utcnow
 
 if TYPE_CHECKING:
     from redis.client import Pipeline, PubSub, PubSubWorkerThread
@@ -95,10 +96,20 @@ class ShutdownMixin(_WorkerBase):
         )
 
     def pubsub_failed(self, exc: BaseException, pubsub: PubSub, thread: PubSubWorkerThread) -> None:
-        """The pub/sub thread outlives a lost connection (redis-py resubscribes once it is back)."""
+        """The pub/sub thread outlives a lost connection (redis-py resubscribes once it is back) and
+        anything else (a malformed command anyone can publish): only the interpreter's exit ends it."""
         if not isinstance(exc, RedisConnectionError):
-            self.log.warning("Worker %s: pubsub thread exiting on %r", self.name, exc)
-            raise exc
+            if sys.is_finalizing():
+                raise exc
+            self.log.error(
+                "Worker %s: pubsub command: failed; carrying on (%s: %s)",
+                self.name,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+            time.sleep(PUBSUB_POLL_SECONDS)  # an error that repeats does not spin
+            return
         self.log.error(
             "Worker %s: pubsub lost its Redis connection (%s); retrying in %.1fs",
             self.name,
@@ -160,16 +171,15 @@ def requeue_interrupted(worker: _WorkerBase, execution: Execution, *, reason: st
 
 def record_interruption(job: Job, *, worker_name: str, started_at: datetime | None, reason: str) -> Attempt:
     """Append an "interrupted" attempt to the job's meta (in memory), not counted against its budget."""
-    history = job.meta.setdefault(ATTEMPTS_META_KEY, [])
     attempt = Attempt(
-        attempt=len(history) + 1,
+        attempt=attempt_count(job.meta) + 1,
         started_at=iso(started_at),
         ended_at=iso(utcnow()) or "",
         worker=worker_name,
         outcome="interrupted",
         message=reason,
     )
-    history.append(attempt.to_dict())
+    append_attempt(job.meta, attempt)
     job.meta[BUDGET_START_META_KEY] = int(job.meta.get(BUDGET_START_META_KEY, 0)) + 1
     return attempt
 

@@ -19,7 +19,7 @@ def typo_queue_receiver(sender, **kwargs):
 
 def test_the_test_settings_pass_every_check():
     everything = checks.check_settings() + checks.check_receiver_queues() + checks.check_worker_class()
-    assert everything + checks.check_dashboard_serializers() == []
+    assert everything + checks.check_dashboard_serializers() + checks.check_retry_policies() == []
 
 
 @pytest.mark.usefixtures("forget_registrations")
@@ -171,3 +171,36 @@ def test_w003_job_data_limit_not_above_the_payload_limit():
     assert checks.check_job_limits() == []
     with override_settings(RQ_SIGNALS={"MAX_JOB_DATA_BYTES": 4096, "MAX_PAYLOAD_BYTES": 1024}):
         assert checks.check_job_limits() == []
+
+
+def out_of_bounds(**fields):
+    """A `Backoff` as `Backoff()` no longer builds one (from an older version, or altered after)."""
+    policy = Backoff()
+    for name, value in fields.items():
+        object.__setattr__(policy, name, value)
+    return policy
+
+
+def slow_receiver(sender, **kwargs):
+    pass
+
+
+@pytest.mark.usefixtures("forget_registrations")
+def test_e004_a_receiver_retry_policy_a_worker_would_reject():
+    async_receiver(invoice_noted, retry=out_of_bounds(max_delay=float("inf")))(slow_receiver)
+
+    [message] = checks.check_retry_policies()
+
+    assert message.id == "rq_signals.E004"
+    assert message.obj == "tests.app.test_checks.slow_receiver"
+    assert "max_delay" in message.msg and "inf" in message.msg
+
+
+def test_e005_a_default_retry_a_worker_would_reject():
+    with override_settings(RQ_SIGNALS={"DEFAULT_RETRY": out_of_bounds(max_retries=10**9)}):
+        [message] = checks.check_retry_policies()
+
+    assert message.id == "rq_signals.E005"
+    assert 'RQ_SIGNALS["DEFAULT_RETRY"]' in message.msg and "max_retries" in message.msg
+    with override_settings(RQ_SIGNALS={"DEFAULT_RETRY": Backoff(max_retries=1000, max_delay=365 * 86400)}):
+        assert checks.check_retry_policies() == []

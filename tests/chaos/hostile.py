@@ -315,6 +315,16 @@ def _forged_id(make_id: Callable[[str], str]) -> Callable[[Queue, Path], str]:
     return push
 
 
+def _with_policy(**policy: Any) -> Callable[[Queue, Path], str]:
+    """A receiver call that fails (the receiver misses its `tag`), with `policy` as its retry policy."""
+
+    def push(queue: Queue, sentinels: Path) -> str:
+        args = (RECEIVER, SIGNAL, _payload({}))
+        return queue.enqueue_call(JOB_FUNCTION, args=args, meta={"retry_policy": policy}).id
+
+    return push
+
+
 def _with_webhook(
     url: str, headers: dict[str, str] | None = None, receiver: str = RECEIVER
 ) -> Callable[[Queue, Path], str]:
@@ -369,6 +379,36 @@ def push_junk(connection: redis.Redis, queue_names: tuple[str, ...], count: int)
         ids = [f"junk-{n}-{i}" if i % 2 else f"*junk[{n}]{i}" for i in range(n, count, len(queue_names))]
         for start in range(0, len(ids), 10_000):
             connection.rpush(f"rq:queue:{name}:intermediate", *ids[start : start + 10_000])
+
+
+_QUICK = {"max_retries": 1, "base": 0.05, "jitter": "none"}
+_INVALID = "invalid retry_policy in its meta, so no retries: Backoff: "
+_SECONDS = "must be a finite number of seconds"
+
+#: Retry policies in a job's meta naming modules whose import runs code (`this` prints the Zen of
+#: Python, `venv.__main__` exits the process), or numbers no clock can hold, or a spin. The module
+#: names match no class and are never imported; the numbers fail the job at once, naming the field.
+hostile_policies: tuple[Hostile, ...] = (
+    Hostile("policy give_up_on this.x", "TypeError", _with_policy(**_QUICK, give_up_on=["this.x"])),
+    Hostile(
+        "policy give_up_on venv.__main__.x",
+        "TypeError",
+        _with_policy(**_QUICK, give_up_on=["venv.__main__.x"]),
+    ),
+    Hostile("policy retry_on this.x", "TypeError", _with_policy(**_QUICK, retry_on=["this.x"])),
+    Hostile(
+        "policy retry_on venv.__main__.x", "TypeError", _with_policy(**_QUICK, retry_on=["venv.__main__.x"])
+    ),
+    Hostile("policy base 1e12", f"{_INVALID}base {_SECONDS}", _with_policy(base=1e12, max_delay=1e12)),
+    Hostile("policy max_delay inf", f"{_INVALID}max_delay {_SECONDS}", _with_policy(max_delay=float("inf"))),
+    Hostile("policy base nan", f"{_INVALID}base {_SECONDS}", _with_policy(base=float("nan"))),
+    Hostile("policy base negative", f"{_INVALID}base {_SECONDS}", _with_policy(base=-5.0)),
+    Hostile(
+        "policy max_retries 10**9, base 0",
+        f"{_INVALID}max_retries must be between 0 and 1000",
+        _with_policy(max_retries=10**9, base=0),
+    ),
+)
 
 
 def push_all(

@@ -68,7 +68,7 @@ def test_hostile_jobs_on_the_signal_path_fail_clearly_and_run_nothing(
     began = time.monotonic()
     connection = redis.Redis.from_url(chaos_redis.url)
     procs = start_workers(worker_pool, chaos_redis)
-    kinds = hostile.signal_path_jobs + hostile.corrupt_hashes + hostile.costly_jobs
+    kinds = hostile.signal_path_jobs + hostile.corrupt_hashes + hostile.costly_jobs + hostile.hostile_policies
 
     # When hostile jobs are pushed straight onto the queues
     pushed = list(hostile.push_all(connection, kinds, count, sentinel_dir, QUEUE_NAMES))
@@ -106,6 +106,8 @@ def test_hostile_jobs_on_the_signal_path_fail_clearly_and_run_nothing(
     # ... no receiver ran and nothing outside the registered receivers was called ...
     assert ran == {}
     assert list(sentinel_dir.iterdir()) == []
+    # ... nothing named in a retry policy was imported (`this` would print the Zen of Python) ...
+    assert "Beautiful is better than ugly" not in worker_pool.logs()
     # ... and the workers that failed them are the ones still serving: a proper job runs.
     assert all(proc.alive() for proc in procs), worker_pool.logs()[-5000:]
     sent = send(chaos_receivers.work_default, ["after-the-storm"])

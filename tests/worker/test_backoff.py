@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import socket
+import subprocess
+import sys
 
 import pytest
 
 from worker import Backoff
+from worker.backoff import MAX_DELAY_SECONDS, MAX_RETRIES, MIN_DELAY_SECONDS
+from worker.policy import Plan, plan_retry
 
 
 def upper(low: float, high: float) -> float:
@@ -31,8 +36,8 @@ def test_huge_attempt_numbers_stay_at_the_cap():
     assert Backoff(base=1, factor=10, max_delay=60, jitter="none").delay(10_000) == 60
 
 
-@pytest.mark.parametrize(("rng", "expected"), [(lower, 0.0), (upper, 4.0)])
-def test_full_jitter_draws_between_zero_and_the_delay(rng, expected):
+@pytest.mark.parametrize(("rng", "expected"), [(lower, MIN_DELAY_SECONDS), (upper, 4.0)])
+def test_full_jitter_draws_between_the_floor_and_the_delay(rng, expected):
     assert Backoff(base=1, jitter="full").delay(3, rng=rng) == expected
 
 
@@ -88,6 +93,16 @@ def test_round_trips_through_json():
         ({"jitter": "fancy"}, "jitter"),
         ({"retry_on": [42]}, "retry_on"),
         ({"give_up_on": ["NotDotted"]}, "give_up_on"),
+        ({"max_delay": math.inf}, "max_delay"),
+        ({"max_delay": 1e12}, "max_delay"),
+        ({"base": 1e12}, "base"),
+        ({"base": math.nan}, "base"),
+        ({"base": -math.inf}, "base"),
+        ({"factor": math.inf}, "factor"),
+        ({"factor": 1e6}, "factor"),
+        ({"max_retries": 10**9}, "max_retries"),
+        ({"give_up_on": ["x." * 200]}, "give_up_on"),
+        ({"retry_on": ["builtins.Exception"] * 100}, "retry_on"),
     ],
 )
 def test_invalid_values_name_the_field(kwargs, field):
@@ -98,3 +113,73 @@ def test_invalid_values_name_the_field(kwargs, field):
 def test_from_dict_rejects_unknown_fields():
     with pytest.raises(ValueError, match="maxretries"):
         Backoff.from_dict({"maxretries": 3})
+
+
+@pytest.mark.parametrize("field", ["base", "max_delay"])
+@pytest.mark.parametrize("value", [1e12, math.inf, math.nan, -1.0])
+def test_from_dict_rejects_delays_no_clock_can_hold_naming_the_field(field, value):
+    # A policy read back from a job's meta is checked as the constructor checks it
+    data = {**Backoff().to_dict(), field: value}
+    with pytest.raises(ValueError, match=f"{field} must be a finite number of seconds"):
+        Backoff.from_dict(data)
+
+
+def test_the_largest_policy_allowed_keeps_its_delays_within_a_year():
+    policy = Backoff(max_retries=MAX_RETRIES, base=MAX_DELAY_SECONDS, factor=100, max_delay=MAX_DELAY_SECONDS)
+    assert policy.delay(MAX_RETRIES, rng=upper) == MAX_DELAY_SECONDS
+
+
+@pytest.mark.parametrize("jitter", ["none", "full", "equal"])
+def test_a_zero_base_still_waits_the_minimum_delay(jitter):
+    # base=0 must not let a job spin through its retries
+    assert Backoff(base=0, jitter=jitter).delay(1, rng=lower) == MIN_DELAY_SECONDS
+
+
+def test_filter_paths_are_matched_by_name_and_never_imported():
+    # Given a policy naming modules whose import runs code (`this` prints, venv.__main__ exits)
+    code = """
+import sys
+from worker import Backoff
+policy = Backoff(give_up_on=["this.x", "venv.__main__.x"], retry_on=["this.y", "builtins.LookupError"])
+print(policy.is_retryable(KeyError()), policy.is_retryable(ValueError()))
+print("this" in sys.modules, "venv" in sys.modules)
+"""
+    # When a process with neither imported asks it about exceptions
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    # Then it answers by the exceptions' class names, importing neither module
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["True False", "False False"]
+    assert "Beautiful" not in done.stdout + done.stderr
+
+
+def test_a_class_matches_by_its_dotted_name_or_through_an_imported_module():
+    from json import JSONDecodeError
+
+    assert Backoff(retry_on=["json.decoder.JSONDecodeError"]).is_retryable(JSONDecodeError("x", "", 0))
+    assert Backoff(retry_on=["json.JSONDecodeError"]).is_retryable(JSONDecodeError("x", "", 0))  # re-export
+    assert Backoff(retry_on=[JSONDecodeError]).retry_on == ("json.decoder.JSONDecodeError",)
+    assert not Backoff(retry_on=["json.nothing.Here"]).is_retryable(JSONDecodeError("x", "", 0))
+
+
+class ExplodingCheck(type):
+    def __instancecheck__(cls, instance: object) -> bool:
+        raise RuntimeError("isinstance exploded")
+
+
+class Booby(Exception, metaclass=ExplodingCheck):
+    pass
+
+
+def test_an_error_while_the_policy_decides_means_no_retries_and_says_why():
+    # Given a policy whose filter names (by an alias path) a class whose isinstance check raises
+    policy = Backoff(retry_on=[f"{__name__}.Booby"])
+    # When the worker asks it about a failure that no name matches
+    plan = plan_retry(policy, ValueError("x"), {})
+    # Then the job is not retried, and the plan says why (log_outcome logs it with the job id)
+    assert plan == Plan(
+        "failed",
+        None,
+        "no retries: its retry policy could not be evaluated (RuntimeError: isinstance exploded)",
+    )

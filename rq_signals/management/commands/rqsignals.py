@@ -95,9 +95,10 @@ class Command(BaseCommand):
             if error is not None:
                 reason = f"{error.exc_type or 'failed'}: {(error.message.splitlines() or [''])[0]}"
             failed_at = failure.failed_at.isoformat(timespec="seconds")
+            dropped = f" ({failure.attempts_dropped} not kept)" if failure.attempts_dropped else ""
             self.stdout.write(
                 f"{failure.job_id}  {call.queue}  {call.receiver_id}  failed {failed_at}  "
-                f"attempts: {len(failure.attempts)}\n  {call.description or ''}\n  {reason}"
+                f"attempts: {failure.attempt_count}{dropped}\n  {call.description or ''}\n  {reason}"
             )
         self.stdout.write(f"{len(calls)} failed call(s).")
 
