@@ -86,7 +86,7 @@ def test_failures_can_be_listed_requeued_and_purged(failed_job_id, run_worker, c
 
     # Purge: only older failures, then all
     assert rqsignals("purge", "--older-than", "7d") == "Purged 0 failed job(s).\n"
-    assert rqsignals("purge") == "Purged 1 failed job(s).\n"
+    assert rqsignals("purge", "--yes") == "Purged 1 failed job(s).\n"
     assert connection.exists(f"rq:job:{failed_job_id}") == 0
 
 
