@@ -139,3 +139,10 @@ def test_waiting_retries_are_fine_while_a_retry_worker_serves_their_queue(retry_
 def test_an_unknown_queue_is_an_error_naming_the_configured_ones():
     with pytest.raises(CommandError, match=r"queue 'emails' is not in RQ_QUEUES \(default, high, low\)"):
         health("--queue", "emails")
+
+
+def test_redis_not_answering_is_one_line_not_a_traceback(redis_server):
+    redis_server.stop()  # the private server of this test session; the fixture restarts it for the next test
+
+    with pytest.raises(CommandError, match=r"^unhealthy: Redis did not answer: ConnectionError: .*"):
+        health()

@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from redis.exceptions import RedisError
 
 from rq_signals import defaults, failures, health, relay
 from rq_signals.listing import receiver_rows
@@ -179,12 +180,15 @@ class Command(BaseCommand):
     def _health(self, options: dict[str, Any]) -> None:
         if options["max_age"] <= 0:
             raise CommandError(f"--max-age must be a number of seconds > 0, got {options['max_age']!r}.")
-        report = health.check(
-            host=options["host"],
-            queue_names=options["queue"],
-            max_age_seconds=options["max_age"],
-            check_pids=not options["no_pid_check"],
-        )
+        try:
+            report = health.check(
+                host=options["host"],
+                queue_names=options["queue"],
+                max_age_seconds=options["max_age"],
+                check_pids=not options["no_pid_check"],
+            )
+        except RedisError as exc:  # the probe's one line, not a traceback (redis-py never shows the password)
+            raise CommandError(f"unhealthy: Redis did not answer: {type(exc).__name__}: {exc}") from exc
         if not report.ok:
             raise CommandError(f"unhealthy: {'; '.join(report.problems)}")
         self.stdout.write(report.summary)
