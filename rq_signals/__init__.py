@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
+from rq_signals.exceptions import (
+    MissingInstance,
+    PayloadError,
+    ReceiverDeclarationError,
+    RqSignalsError,
+    SerializationError,
+    UnknownReceiver,
+    UnknownReceiverInGrace,
+)
 from rq_signals.flusher import flush_jobs
 from rq_signals.registration import AsyncReceiver, async_receiver
 from worker.backoff import Backoff
 
-__all__ = ["AsyncReceiver", "Backoff", "async_receiver", "flush_jobs"]
+__all__ = [
+    "AsyncReceiver",
+    "Backoff",
+    "MissingInstance",
+    "PayloadError",
+    "ReceiverDeclarationError",
+    "RqSignalsError",
+    "SerializationError",
+    "UnknownReceiver",
+    "UnknownReceiverInGrace",
+    "async_receiver",
+    "flush_jobs",
+]

@@ -19,6 +19,12 @@ class RqSignalsConfig(AppConfig):
         # outside a `receivers` module must be imported from their app's AppConfig.ready().
         autodiscover_modules(RECEIVERS_MODULE)
 
+        from rq_signals.registration import require_configured_queues
+
+        # A receiver's queue missing from RQ_QUEUES stops every process at start-up (gunicorn and
+        # `shell` run no checks), never after a commit with a bare KeyError (rq_signals.E001 too).
+        require_configured_queues()
+
         from rq_signals.relay import register_relay
 
         register_relay()  # every retry worker in this process drains the outbox (worker.hooks)

@@ -220,6 +220,10 @@ def _is_webhook_url_patterns(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(is_webhook_url_pattern(entry) for entry in value)
 
 
+def _is_seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf")
+
+
 def _is_flush_mode(value: Any) -> bool:
     return value in defaults.FLUSH_MODES
 
@@ -245,4 +249,5 @@ _VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "MAX_PAYLOAD_BYTES": (_is_positive_int, "a whole number of bytes > 0"),
     "MISSING_INSTANCE": (_is_missing_policy, " or ".join(map(repr, defaults.MISSING_INSTANCE_POLICIES))),
     "OUTBOX": (_is_outbox_mode, " or ".join(map(repr, defaults.OUTBOX_MODES))),
+    "UNKNOWN_RECEIVER_GRACE": (_is_seconds, "a number of seconds >= 0 (0: no grace)"),
 }

@@ -29,6 +29,7 @@ KNOWN_KEYS: Final = frozenset(
         "MAX_PAYLOAD_BYTES",
         "MISSING_INSTANCE",
         "OUTBOX",
+        "UNKNOWN_RECEIVER_GRACE",
     }
 )
 
@@ -110,6 +111,14 @@ class Settings:
     def outbox(self) -> OutboxMode:
         """When jobs go through the database outbox: ``"on_failure"`` of Redis, ``"always"``, ``"off"``."""
         value: OutboxMode = self.user_settings().get("OUTBOX", defaults.DEFAULT_OUTBOX)
+        return value
+
+    @property
+    def unknown_receiver_grace(self) -> float:
+        """Float seconds after a job's creation during which an unknown receiver is retried, not failed."""
+        value: float = self.user_settings().get(
+            "UNKNOWN_RECEIVER_GRACE", defaults.DEFAULT_UNKNOWN_RECEIVER_GRACE
+        )
         return value
 
     @property

@@ -26,6 +26,9 @@ DEFAULT_QUEUE: Final = "default"
 DEFAULT_RETRY: Final = Backoff(max_retries=5, base=1.0, factor=2.0, max_delay=600.0, jitter="full")
 #: ``RQ_SIGNALS["EAGER"]``: run receivers inline (after commit) instead of enqueueing them.
 DEFAULT_EAGER: Final = False
+#: ``RQ_SIGNALS["UNKNOWN_RECEIVER_GRACE"]``: float seconds after a job's creation during which a
+#: worker that does not know its receiver retries it (its code may be older: a rolling deploy).
+DEFAULT_UNKNOWN_RECEIVER_GRACE: Final = 600.0
 #: ``RQ_SIGNALS["MAX_PAYLOAD_BYTES"]``: the largest encoded payload a send may enqueue, in bytes of JSON.
 DEFAULT_MAX_PAYLOAD_BYTES: Final = 1024 * 1024
 #: ``RQ_SIGNALS["MAX_JOB_DATA_BYTES"]``: the largest job data, decompressed, a worker or a dashboard

@@ -52,6 +52,17 @@ class ReceiverDeclarationError(RqSignalsError, TypeError):
 class UnknownReceiver(RqSignalsError, PermanentJobError):
     """A job names a receiver id (or a signal of it) that is not in the registry of this process.
 
-    Only registered receivers may run, so a job can never import an arbitrary path. Permanent: the
-    worker's code must change (import the receiver's module in an ``AppConfig.ready()``), not retry.
+    Only registered receivers may run, so a job can never import an arbitrary path. Permanent once
+    ``RQ_SIGNALS["UNKNOWN_RECEIVER_GRACE"]`` has passed since the job was created (before that the
+    worker raises `UnknownReceiverInGrace`): the worker's code must change (deploy the receiver, or
+    import its module in an ``AppConfig.ready()``), not retry.
+    """
+
+
+class UnknownReceiverInGrace(RqSignalsError, LookupError):
+    """`UnknownReceiver` within ``RQ_SIGNALS["UNKNOWN_RECEIVER_GRACE"]`` of the job's creation.
+
+    Not permanent: during a rolling deploy a worker still running the older code may take a job for
+    a receiver only the newer code has, so the job is retried under its policy (a job without one
+    fails, as under plain rq) until the grace has passed; after it the worker raises `UnknownReceiver`.
     """

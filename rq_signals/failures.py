@@ -123,3 +123,8 @@ def _receiver_of(job: Job | None) -> str | None:
     except Exception:  # undecodable job data: FailureRegistry's listing already says so
         return None
     return receiver if isinstance(receiver, str) else None
+
+
+def failed_counts() -> dict[str, int]:
+    """How many failed jobs (of any function) each ``RQ_QUEUES`` queue's failed registry holds."""
+    return {name: queues.get_queue(name).failed_job_registry.count for name in _queue_names(None)}

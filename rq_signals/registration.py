@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal, ParamSpec, TypeVar
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import signals as model_signals
 from django.db.models.signals import ModelSignal
 from django.dispatch import Signal
 
+from rq_signals.conf import conf
 from rq_signals.exceptions import ReceiverDeclarationError, UnknownReceiver
 from worker.backoff import Backoff
 
@@ -76,7 +78,8 @@ class AsyncReceiver:
                 return ref
         raise UnknownReceiver(
             f"Receiver {self.receiver_id}: not connected to signal {signal_path!r} "
-            f"(connected to {', '.join(ref.path for ref in self.signals)})"
+            f"(connected to {', '.join(ref.path for ref in self.signals)}); this process's code may be "
+            "older than the sender's"
         )
 
 
@@ -145,6 +148,7 @@ class SignalProxy:
         from rq_signals import enqueue  # enqueue needs the registry's types; imported at first send
 
         registration = lookup(self.receiver_id)
+        require_configured_queues([registration])  # inside the sender's transaction, never after its commit
         enqueue.send(registration, registration.signal_ref(self.signal_path), sender, kwargs)
 
     def __repr__(self) -> str:
@@ -160,9 +164,54 @@ def lookup(receiver_id: str) -> AsyncReceiver:
     except KeyError:
         raise UnknownReceiver(
             f"Receiver {receiver_id!r} is not registered in this process: only functions decorated with "
-            "@async_receiver can run. Define it in a `receivers` module of an installed app, or import "
-            "its module from an AppConfig.ready()."
+            "@async_receiver can run. This process's code may be older than the sender's (deploy it "
+            "to the workers too), or the receiver's module is not imported at start-up (define it in a "
+            "`receivers` module of an installed app, or import its module from an AppConfig.ready())."
         ) from None
+
+
+def require_configured_queues(receivers: Sequence[AsyncReceiver] | None = None) -> None:
+    """ImproperlyConfigured naming each receiver whose queue is not in ``RQ_QUEUES``, and the queues that are.
+
+    Run by `RqSignalsConfig.ready()` for every receiver imported at start-up (so a web process that
+    runs no checks fails at start, not after a commit) and at each send for its receiver.
+    """
+    configured = conf.queues
+    wrong: dict[str, list[str]] = {}
+    for receiver in registered() if receivers is None else receivers:
+        queue = receiver.queue or conf.default_queue
+        if isinstance(queue, str) and queue not in configured:  # a non-str default is E003's to report
+            source = "" if receiver.queue else ' (from RQ_SIGNALS["DEFAULT_QUEUE"])'
+            wrong.setdefault(f"{queue!r}{source}", []).append(receiver.receiver_id)
+    if wrong:
+        named = "; ".join(f"queue {queue} of receiver(s) {', '.join(ids)}" for queue, ids in wrong.items())
+        has = ", ".join(sorted(configured)) or "no queues"
+        raise ImproperlyConfigured(
+            f"{named}: not in RQ_QUEUES (which has: {has}). Add the queue to RQ_QUEUES or change the "
+            "receiver's queue= (rq_signals.E001)."
+        )
+
+
+def resolve_receiver_id(name: str) -> str:
+    """The receiver id a human means by `name`: a registered id, or a short name ending one.
+
+    ``send_receipt`` or ``receivers.send_receipt`` names ``shop.receivers.send_receipt`` when no
+    other registered receiver ends that way; several matches raise ValueError listing them. A
+    dotted name matching none is returned as given (the failed jobs of a receiver since removed);
+    a bare name matching none raises ValueError listing the registered receivers.
+    """
+    if name in _registry:
+        return name
+    matches = sorted(key for key in _registry if key.endswith(f".{name}"))
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ValueError(f"receiver {name!r} is ambiguous; it could be: {', '.join(matches)}")
+    if "." in name:
+        return name
+    raise ValueError(
+        f"no registered receiver is named {name!r}; registered: {', '.join(sorted(_registry)) or 'none'}"
+    )
 
 
 def registered() -> list[AsyncReceiver]:

@@ -87,7 +87,7 @@ def test_failures_can_be_listed_requeued_and_purged(failed_job_id, run_worker, c
 
     # Purge: only older failures, then all
     assert rqsignals("purge", "--older-than", "7d") == "Purged 0 failed job(s).\n"
-    assert rqsignals("purge") == "Purged 1 failed job(s).\n"
+    assert rqsignals("purge", "--yes") == "Purged 1 failed job(s).\n"
     assert connection.exists(f"rq:job:{failed_job_id}") == 0
 
 
@@ -133,7 +133,7 @@ def test_jobs_with_ids_rq_refuses_fail_and_the_commands_skip_them_naming_each(
     assert connection.lrange("rq:queue:default", 0, -1) == [failed_job_id.encode()]
     # ... and purge removes the bad entries, naming each
     warnings = StringIO()
-    assert rqsignals("purge", stderr=warnings) == f"Purged {len(BAD_IDS)} failed job(s).\n"
+    assert rqsignals("purge", "--yes", stderr=warnings) == f"Purged {len(BAD_IDS)} failed job(s).\n"
     assert "Job 'x:y': in the failed registry of 'default'" in warnings.getvalue()
     assert "removed from the registry" in warnings.getvalue()
     assert connection.zcard("rq:failed:default") == 0

@@ -7,7 +7,19 @@ from typing import Any, assert_type
 from django.db.models.signals import post_save
 from django.dispatch import Signal
 
-from rq_signals import AsyncReceiver, Backoff, async_receiver, flush_jobs
+from rq_signals import (
+    AsyncReceiver,
+    Backoff,
+    MissingInstance,
+    PayloadError,
+    ReceiverDeclarationError,
+    RqSignalsError,
+    SerializationError,
+    UnknownReceiver,
+    UnknownReceiverInGrace,
+    async_receiver,
+    flush_jobs,
+)
 from rq_signals.registration import lookup
 from tests.testapp.models import Order
 
@@ -38,3 +50,14 @@ assert_type(lookup("shop.receivers.send_confirmation"), AsyncReceiver)
 assert_type(Backoff(max_retries=3).delay(1), float)
 async_receiver(post_save, retry=3)  # type: ignore[arg-type]  # a retry is a Backoff, False or None
 assert_type(flush_jobs(timeout=1.0), bool)
+
+# The errors a caller may catch are importable from the package, under one base.
+try:
+    send_confirmation(Order, Order(), created=True)
+except SerializationError as exc:  # raised by a send whose arguments cannot travel as JSON
+    assert_type(exc, SerializationError)
+    assert isinstance(exc, RqSignalsError) and isinstance(exc, TypeError)
+except (PayloadError, UnknownReceiver, UnknownReceiverInGrace, ReceiverDeclarationError) as exc:
+    assert isinstance(exc, RqSignalsError)
+except MissingInstance as exc:
+    assert_type(exc.model_label, str)

@@ -1,18 +1,24 @@
-"""``manage.py rqsignals list|failures|requeue|purge|relay``: parse options, call `listing` etc., print."""
+"""``manage.py rqsignals list|failures|requeue|purge|relay|health``: parse options, call, print."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from redis.exceptions import RedisError
 
-from rq_signals import defaults, failures, relay
+from rq_signals import defaults, failures, health, relay
 from rq_signals.listing import receiver_rows
+from rq_signals.registration import resolve_receiver_id
 from worker.exceptions import NoSuchFailedJob
 
 
 class Command(BaseCommand):
-    help = "Inspect async receivers and their failed jobs: list, failures, requeue, purge."
+    help = (
+        "Inspect async receivers and their failed jobs (list, failures, requeue, purge), push the outbox "
+        "to Redis (relay), and probe this host's workers (health)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -21,20 +27,23 @@ class Command(BaseCommand):
 
         listing = add("failures", "Failed receiver calls, newest first.")
         listing.add_argument("--queue", help="Only this RQ_QUEUES queue.")
-        listing.add_argument("--receiver", help="Only this receiver (dotted path).")
+        listing.add_argument("--receiver", help=_RECEIVER_HELP)
 
         requeue = add("requeue", "Requeue failed calls with a fresh retry budget (their history is kept).")
         which = requeue.add_mutually_exclusive_group(required=True)
         which.add_argument("job_id", nargs="?", metavar="JOB_ID", help="The failed job to requeue.")
         which.add_argument("--all", action="store_true", help="Every failed call (narrow with the options).")
         requeue.add_argument("--queue", help="With --all: only this queue.")
-        requeue.add_argument("--receiver", help="With --all: only this receiver (dotted path).")
+        requeue.add_argument("--receiver", help=f"With --all. {_RECEIVER_HELP}")
 
         purge = add("purge", "Delete failed jobs (of any function) from the failed registries of RQ_QUEUES.")
         purge.add_argument(
             "--older-than", metavar="AGE", help="Only jobs that failed longer ago: 45s, 30m, 12h, 7d, 2w."
         )
         purge.add_argument("--queue", help="Only this queue.")
+        purge.add_argument(
+            "--yes", action="store_true", help="Without --queue or --older-than: purge without asking."
+        )
 
         relaying = add(
             "relay", "Enqueue the jobs waiting in the outbox (Redis was down at commit), each once."
@@ -46,6 +55,32 @@ class Command(BaseCommand):
             default=defaults.OUTBOX_RELAY_INTERVAL_SECONDS,
             metavar="SECONDS",
             help="Seconds between passes (without --once).",
+        )
+        self._add_health(add)
+
+    @staticmethod
+    def _add_health(add: Any) -> None:
+        probe = add(
+            "health",
+            "Exit 0 if this host's workers are alive and heartbeating and every queue with waiting "
+            "retries is served by a retry worker; else exit 1 with one line saying what is wrong. "
+            "Reads Redis only (for liveness and readiness probes).",
+        )
+        probe.add_argument(
+            "--queue", action="append", default=[], help="Only workers of this queue (repeatable)."
+        )
+        probe.add_argument("--host", help="Whose workers (their hash's hostname); default: this host.")
+        probe.add_argument(
+            "--max-age",
+            type=float,
+            default=health.DEFAULT_MAX_AGE_SECONDS,
+            metavar="SECONDS",
+            help="Oldest acceptable last heartbeat (default: rq's worker key lifetime, 480).",
+        )
+        probe.add_argument(
+            "--no-pid-check",
+            action="store_true",
+            help="Do not check that the workers' pids run here (probe from another PID namespace).",
         )
 
     @staticmethod
@@ -67,10 +102,10 @@ class Command(BaseCommand):
                 self._requeue(options)
             elif action == "relay":
                 self._relay(options["once"], options["interval"])
+            elif action == "health":
+                self._health(options)
             else:
-                older_than = failures.parse_age(options["older_than"]) if options["older_than"] else None
-                purged = failures.purge(older_than, options["queue"], on_skip=self._warn)
-                self.stdout.write(f"Purged {purged} failed job(s).")
+                self._purge(options)
         except (KeyError, ValueError, NoSuchFailedJob) as exc:
             raise CommandError(str(exc.args[0]) if exc.args else str(exc)) from exc
 
@@ -87,7 +122,7 @@ class Command(BaseCommand):
             )
 
     def _failures(self, queue: str | None, receiver: str | None) -> None:
-        calls = failures.failed_calls(queue, receiver, on_skip=self._warn)
+        calls = failures.failed_calls(queue, _receiver(receiver), on_skip=self._warn)
         for call in calls:
             failure = call.failure
             error = failure.last_error
@@ -104,7 +139,7 @@ class Command(BaseCommand):
 
     def _requeue(self, options: dict[str, Any]) -> None:
         if options["all"]:
-            count = failures.requeue_all(options["queue"], options["receiver"], on_skip=self._warn)
+            count = failures.requeue_all(options["queue"], _receiver(options["receiver"]), on_skip=self._warn)
             self.stdout.write(f"Requeued {count} failed call(s).")
         elif options["queue"] or options["receiver"]:
             raise CommandError("--queue and --receiver go with --all; a JOB_ID names one job already.")
@@ -124,3 +159,48 @@ class Command(BaseCommand):
         if not report.ok:
             raise CommandError(str(report))
         self.stdout.write(str(report))
+
+    def _purge(self, options: dict[str, Any]) -> None:
+        older_than = failures.parse_age(options["older_than"]) if options["older_than"] else None
+        if older_than is None and options["queue"] is None and not options["yes"]:
+            self._confirm_purge_everything()
+        purged = failures.purge(older_than, options["queue"], on_skip=self._warn)
+        self.stdout.write(f"Purged {purged} failed job(s).")
+
+    def _confirm_purge_everything(self) -> None:
+        """No filter deletes every failed job of every function in every queue: ask first, or refuse."""
+        counts = failures.failed_counts()
+        where = ", ".join(f"{name}: {count}" for name, count in counts.items())
+        what = f"{sum(counts.values())} failed job(s) of every function ({where})"
+        if not sys.stdin.isatty():
+            raise CommandError(
+                f"purge without --queue or --older-than deletes {what}; no terminal to confirm on, so "
+                "nothing was deleted. Add --yes to purge them all, or narrow with --queue/--older-than."
+            )
+        self.stdout.write(f"Delete {what}? [y/N] ", ending="")
+        self.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            raise CommandError("Nothing was deleted.")
+
+    def _health(self, options: dict[str, Any]) -> None:
+        if options["max_age"] <= 0:
+            raise CommandError(f"--max-age must be a number of seconds > 0, got {options['max_age']!r}.")
+        try:
+            report = health.check(
+                host=options["host"],
+                queue_names=options["queue"],
+                max_age_seconds=options["max_age"],
+                check_pids=not options["no_pid_check"],
+            )
+        except RedisError as exc:  # the probe's one line, not a traceback (redis-py never shows the password)
+            raise CommandError(f"unhealthy: Redis did not answer: {type(exc).__name__}: {exc}") from exc
+        if not report.ok:
+            raise CommandError(f"unhealthy: {'; '.join(report.problems)}")
+        self.stdout.write(report.summary)
+
+
+_RECEIVER_HELP = "Only this receiver: its dotted path, or a short name matching one receiver (send_receipt)."
+
+
+def _receiver(name: str | None) -> str | None:
+    return resolve_receiver_id(name) if name is not None else None
