@@ -62,9 +62,25 @@ def fail_invalid(connection: Redis[Any], queue: Queue, raw_id: bytes | str, wher
     the registry entry, the id taken off the intermediate list. The hash expires with the entry,
     so nothing a reader cannot load outlives it."""
     error = InvalidJobId(as_text(raw_id), where)
-    text = "".join(traceback.format_exception(type(error), error, None))
     raw = raw_id.encode() if isinstance(raw_id, str) else raw_id
     job_key = queue.job_class.redis_job_namespace_prefix.encode() + raw  # as `Job.key_for`, in bytes
+    record_failure(connection, queue, job_key, raw, error, expire=True)
+    return error
+
+
+def record_failure(
+    connection: Redis[Any],
+    queue: Queue,
+    job_key: bytes | str,
+    member: bytes | str,
+    error: BaseException,
+    *,
+    expire: bool,
+) -> None:
+    """Write a job FAILED without loading it, in one transaction: status, `error`'s traceback as
+    ``exc_info`` and the end time on its hash, its entry in `queue`'s failed registry, and `member`
+    taken off the intermediate list; with `expire`, the hash expires with that entry."""
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     with connection.pipeline() as pipe:
         pipe.hset(
             job_key,
@@ -74,8 +90,8 @@ def fail_invalid(connection: Redis[Any], queue: Queue, raw_id: bytes | str, wher
                 "ended_at": utcformat(now()),
             },
         )
-        pipe.expire(job_key, DEFAULT_FAILURE_TTL)
-        pipe.zadd(queue.failed_job_registry.key, {raw: current_timestamp() + DEFAULT_FAILURE_TTL})
-        pipe.lrem(queue.intermediate_queue_key, 1, raw)
+        if expire:
+            pipe.expire(job_key, DEFAULT_FAILURE_TTL)
+        pipe.zadd(queue.failed_job_registry.key, {member: current_timestamp() + DEFAULT_FAILURE_TTL})
+        pipe.lrem(queue.intermediate_queue_key, 1, member)
         pipe.execute()
-    return error

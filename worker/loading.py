@@ -11,15 +11,11 @@ the dequeue (`fail_at_once`), by id, without putting them back on a queue.
 from __future__ import annotations
 
 import logging
-import traceback
-import zlib
 from typing import TYPE_CHECKING, Any
 
 import redis
-from rq.defaults import DEFAULT_FAILURE_TTL
 from rq.exceptions import DeserializationError
-from rq.job import Job, JobStatus
-from rq.utils import current_timestamp, now, utcformat
+from rq.job import Job
 from rq.worker import BaseWorker
 
 from worker import job_ids
@@ -95,20 +91,9 @@ def fail_refused(worker: BaseWorker, job_id: str, queue: Queue, error: JobLoadEr
 def fail_at_once(worker: BaseWorker, job_id: str, queue: Queue, error: JobLoadError) -> None:
     """Mark a dequeued job FAILED with `error` (its traceback in ``exc_info``) in its queue's failed
     registry, in one transaction, without loading it: nothing of the job runs or is imported."""
-    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    job_key = worker.job_class.key_for(job_id)
-    with worker.connection.pipeline() as pipe:
-        pipe.hset(
-            job_key,
-            mapping={
-                "status": JobStatus.FAILED.value,
-                "exc_info": zlib.compress(text.encode()),
-                "ended_at": utcformat(now()),
-            },
-        )
-        pipe.zadd(queue.failed_job_registry.key, {job_id: current_timestamp() + DEFAULT_FAILURE_TTL})
-        pipe.lrem(queue.intermediate_queue_key, 1, job_id)
-        pipe.execute()
+    job_ids.record_failure(
+        worker.connection, queue, worker.job_class.key_for(job_id), job_id, error, expire=False
+    )
 
 
 class UnreadableJobMixin(BaseWorker):
