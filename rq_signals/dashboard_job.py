@@ -15,12 +15,11 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
-from django_rq.views import each_context
 from rq.exceptions import NoSuchJobError
 
 from rq_signals.dashboard import MANAGE_PERMISSION
 from rq_signals.dashboard_limits import DashboardJob, View
-from rq_signals.dashboard_links import dashboard_queue, instance_url
+from rq_signals.dashboard_links import dashboard_queue, instance_url, page_context
 from rq_signals.dashboard_reading import UnreadableJob, read_receiver_job
 from worker.limits import oversize
 
@@ -54,7 +53,7 @@ def job_page(raw_view: View) -> View:
             score = queue.connection.zscore(queue.scheduled_job_registry.key, job.id)
             due = datetime.fromtimestamp(score, timezone.utc) if score is not None else None
         context = {
-            **each_context(request),
+            **page_context(request),
             "queue": queue,
             "queue_index": queue_index,
             "job": job,

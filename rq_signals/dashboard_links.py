@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django_rq.queues import get_queue_by_index
 from django_rq.settings import get_queues_list
+from django_rq.views import each_context
 from rq.queue import Queue
 
 from rq_signals.dashboard_limits import DashboardJob
@@ -51,3 +52,8 @@ def instance_url(request: HttpRequest, instance: InstanceRef | None) -> str | No
         return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[instance.pk])
     except NoReverseMatch:
         return None
+
+
+def page_context(request: HttpRequest) -> dict[str, Any]:
+    """django-rq's page context (the admin's), without the admin's app sidebar: the tables need the width."""
+    return {**each_context(request), "is_nav_sidebar_enabled": False}

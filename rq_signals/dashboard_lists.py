@@ -21,7 +21,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django_rq.utils import DEFAULT_ITEMS_PER_PAGE, paginate
-from django_rq.views import each_context
 from rq.job import Job
 from rq.queue import Queue
 from rq.registry import (
@@ -35,7 +34,7 @@ from rq.registry import (
 
 from rq_signals import registration
 from rq_signals.dashboard import MANAGE_PERMISSION
-from rq_signals.dashboard_links import dashboard_queue, instance_url
+from rq_signals.dashboard_links import dashboard_queue, instance_url, page_context
 from rq_signals.dashboard_reading import ReceiverJob, UnreadableJob, read_receiver_job
 from rq_signals.health import unserved_retries
 
@@ -89,7 +88,7 @@ def list_view(name: str) -> View:
             jobs = source.jobs(offset, DEFAULT_ITEMS_PER_PAGE)
         due = source.due([job.id for job in jobs]) if status == "Scheduled" else {}
         context = {
-            **each_context(request),
+            **page_context(request),
             "queue": queue,
             "queue_index": queue_index,
             "job_status": status,

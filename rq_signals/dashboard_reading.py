@@ -80,6 +80,14 @@ class AttemptRow:
     duration: float | None
     traceback: Traceback | None
 
+    @property
+    def started(self) -> datetime | None:
+        return parse_time(self.attempt.started_at)
+
+    @property
+    def retry_at(self) -> datetime | None:
+        return parse_time(self.attempt.retry_at)
+
 
 @dataclass(frozen=True)
 class ReceiverJob:

@@ -21,7 +21,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
-from django_rq.views import each_context
 from rq.job import Job
 from rq.queue import Queue
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
@@ -30,7 +29,7 @@ from rq_signals import failures, queues, registration
 from rq_signals.conf import conf
 from rq_signals.dashboard import MANAGE_PERMISSION
 from rq_signals.dashboard_limits import DashboardJob, View
-from rq_signals.dashboard_links import queue_indexes, rq_url
+from rq_signals.dashboard_links import page_context, queue_indexes, rq_url
 from rq_signals.dashboard_reading import ErrorLine, UnreadableJob, parse_time, read_receiver_job
 from rq_signals.health import unserved_retries
 from rq_signals.listing import describe_retry, describe_sender
@@ -57,6 +56,10 @@ class ReceiverStats:
     last_error_at: datetime | None = None
     oldest_waiting: datetime | None = None
     failed_url: str = ""  # its queue's failed list, filtered to it
+
+    @property
+    def short_name(self) -> str:
+        return self.receiver_id.rsplit(".", 1)[-1]
 
     @property
     def failure_rate(self) -> float | None:
@@ -152,7 +155,7 @@ def overview(request: HttpRequest) -> HttpResponse:
                 f"{rq_url(request, 'failed_jobs', indexes[row.queue])}?receiver={quote(row.receiver_id)}"
             )
     context = {
-        **each_context(request),
+        **page_context(request),
         "title": "Receivers",
         "rows": rows,
         "complete": complete,
@@ -160,6 +163,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "unserved": unserved_retries(sorted(conf.queues)),
         "can_manage": request.user.has_perm(MANAGE_PERMISSION),
         "refresh_ms": REFRESH_SECONDS * 1000,
+        "refresh_seconds": REFRESH_SECONDS,
         "json_url": rq_url(request, "receivers_json"),
         "now": datetime.now(timezone.utc),
     }
@@ -199,7 +203,7 @@ def delete_failed(request: HttpRequest, receiver_id: str) -> HttpResponse:
     calls = failures.failed_calls(receiver_id=receiver_id)
     if request.method != "POST":
         context = {
-            **each_context(request),
+            **page_context(request),
             "receiver_id": receiver_id,
             "count": len(calls),
             "title": "Delete failed calls",

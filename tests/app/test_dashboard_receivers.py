@@ -52,7 +52,8 @@ def test_the_overview_counts_each_receivers_calls_and_shows_its_last_error_escap
     text = page.content.decode()
     row = text[text.index(f'<tr data-receiver="{ALWAYS_FAILS}">') :]
     row = row[: row.index("</tr>")]
-    assert "<td>tests.receivers.invoice_flagged</td>" in row and "<td>default</td>" in row
+    assert '<span class="rqs-signal">tests.receivers.invoice_flagged</span>' in row
+    assert '<span class="rqs-queue">default</span>' in row
     assert "1 retries, 0s x2 up to 600s, jitter none" in row
     assert '<td class="rqs-count" data-state="queued">1</td>' in row
     assert 'data-state="failed" href=' in row and ">2</a>" in row
