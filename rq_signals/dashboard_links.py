@@ -14,7 +14,7 @@ from django_rq.views import each_context
 from rq.queue import Queue
 
 from rq_signals.dashboard_limits import DashboardJob
-from rq_signals.dashboard_reading import InstanceRef
+from rq_signals.dashboard_payload import InstanceRef
 
 
 def rq_url(request: HttpRequest, name: str, *args: Any) -> str:

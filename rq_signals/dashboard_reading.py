@@ -9,7 +9,6 @@ to escape, and a payload that cannot be read raises `UnreadableJob` saying why.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -18,43 +17,19 @@ from rq.exceptions import DeserializationError
 from rq.job import Job
 
 from rq_signals import defaults
+from rq_signals.dashboard_payload import Argument, InstanceRef, clip, read_argument, sender_label
 from rq_signals.dashboard_tracebacks import Traceback, split_traceback
-from rq_signals.exceptions import PayloadError
 from rq_signals.listing import describe_retry
-from rq_signals.payload import decode_value
-from rq_signals.values import TAG
 from worker.attempts import Attempt, attempt_count, dropped_attempts, records_of, retries_used
 from worker.backoff import POLICY_META_KEY, Backoff
 from worker.limits import oversize
 
-#: Longest text of one value (an argument, a snapshot field, an error message) on a page, in characters.
-VALUE_CHARS = 300
 #: Longest error message in a list row, in characters.
 ROW_ERROR_CHARS = 120
 
 
 class UnreadableJob(Exception):
     """A job of ours whose data or payload cannot be read for display; the message says why."""
-
-
-@dataclass(frozen=True)
-class InstanceRef:
-    """A model instance as the payload carries it: label, pk and its snapshot fields (as text)."""
-
-    label: str
-    pk: Any
-    mode: str
-    fields: tuple[tuple[str, str], ...]
-
-    def __str__(self) -> str:
-        return f"{self.label} pk={self.pk}"
-
-
-@dataclass(frozen=True)
-class Argument:
-    name: str
-    text: str
-    instance: InstanceRef | None = None
 
 
 @dataclass(frozen=True)
@@ -117,10 +92,11 @@ class ReceiverJob:
         return parse_time(last.retry_at) if last is not None and last.outcome == "retrying" else None
 
     def attempt_rows(self) -> list[AttemptRow]:
-        return [
-            AttemptRow(a, _duration(a), split_traceback(a.traceback) if a.traceback else None)
-            for a in self.attempts
-        ]
+        rows = []
+        for a in self.attempts:
+            text = a.traceback if isinstance(a.traceback, str) else None  # data from Redis: any JSON
+            rows.append(AttemptRow(a, _duration(a), split_traceback(text) if text else None))
+        return rows
 
     def matches(self, receiver: str, exc_type: str) -> bool:
         """Whether this job is `receiver`'s (dotted id or short name) and failed last with `exc_type`."""
@@ -164,7 +140,7 @@ def read_receiver_job(job: Job) -> ReceiverJob | None:
         raise UnreadableJob(f"Job {job.id}: its payload has no 'kwargs' object: {_short(payload)}")
     meta = job.meta if isinstance(job.meta, dict) else {}
     attempts = _attempts(meta)
-    arguments = tuple(_argument(name, value) for name, value in kwargs.items() if name != "sender")
+    arguments = tuple(read_argument(name, value) for name, value in kwargs.items() if name != "sender")
     # The call's subject: ``instance`` (model signals), else the first argument that is an instance.
     named = sorted(arguments, key=lambda a: a.name != "instance")
     instance = next((a.instance for a in named if a.instance is not None), None)
@@ -173,7 +149,7 @@ def read_receiver_job(job: Job) -> ReceiverJob | None:
         job_id=job.id,
         receiver_id=receiver_id,
         signal=str(payload.get("signal") or signal_path.rsplit(".", 1)[-1]),
-        sender=_sender(kwargs.get("sender")),
+        sender=sender_label(kwargs.get("sender")),
         instance=instance,
         arguments=tuple(a for a in arguments if a.instance is not instance or instance is None),
         attempts=attempts,
@@ -229,60 +205,13 @@ def _max_attempts(meta: dict[str, Any], policy: Backoff | None) -> int:
 def _last_error(attempts: tuple[Attempt, ...], job: Job) -> ErrorLine | None:
     for attempt in reversed(attempts):
         if attempt.exc_type:
-            return ErrorLine(attempt.exc_type, _clip(attempt.message or ""))
+            return ErrorLine(str(attempt.exc_type), clip(str(attempt.message or "")))
     text = getattr(job, "_exc_info", None)  # rq's failure text, read by restore (bounded by DashboardJob)
     if isinstance(text, str) and text.strip():
         last = text.strip().splitlines()[-1]
         exc_type, _, message = last.partition(": ")
-        return ErrorLine(exc_type.strip(), _clip(message))
+        return ErrorLine(exc_type.strip(), clip(message))
     return None
-
-
-def _sender(value: Any) -> str:
-    if isinstance(value, dict) and value.get(TAG) == "model_class":
-        return str(value.get("v"))
-    return _text(value)
-
-
-def _argument(name: str, value: Any) -> Argument:
-    if isinstance(value, dict) and value.get(TAG) == "model" and isinstance(value.get("v"), dict):
-        return Argument(name, "", _instance(value["v"]))
-    return Argument(name, _text(value))
-
-
-def _instance(data: dict[str, Any]) -> InstanceRef | None:
-    fields = data.get("fields")
-    return InstanceRef(
-        label=str(data.get("label")),
-        pk=_value(data.get("pk")),
-        mode=str(data.get("mode")),
-        fields=tuple((str(k), _text(v)) for k, v in fields.items()) if isinstance(fields, dict) else (),
-    )
-
-
-def _value(data: Any) -> Any:
-    """`data` decoded if it holds no instance (decoding an instance would query the database)."""
-    if _has_instance(data):
-        return json.dumps(data)
-    try:
-        return decode_value(data)
-    except (PayloadError, ValueError, TypeError):
-        return json.dumps(data)
-
-
-def _text(data: Any) -> str:
-    value = _value(data)
-    return _clip(value if isinstance(value, str) and _has_instance(data) else repr(value))
-
-
-def _has_instance(data: Any, depth: int = 0) -> bool:
-    if depth > 20:
-        return True  # deep enough: shown as JSON, not decoded
-    if isinstance(data, dict):
-        return data.get(TAG) == "model" or any(_has_instance(v, depth + 1) for v in data.values())
-    if isinstance(data, list):
-        return any(_has_instance(v, depth + 1) for v in data)
-    return False
 
 
 def _duration(attempt: Attempt) -> float | None:
@@ -290,9 +219,5 @@ def _duration(attempt: Attempt) -> float | None:
     return (ended - started).total_seconds() if started and ended else None
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 1] + "…"
-
-
 def _short(value: Any) -> str:
-    return _clip(repr(value))
+    return clip(repr(value))

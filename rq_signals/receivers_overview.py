@@ -140,7 +140,8 @@ def _count(rows: dict[str, ReceiverStats], state: str, job: Job) -> None:
         at = parse_time(attempt.ended_at)
         if attempt.exc_type and at is not None:
             if row.last_error_at is None or at > row.last_error_at:
-                row.last_error, row.last_error_at = ErrorLine(attempt.exc_type, attempt.message or ""), at
+                row.last_error = ErrorLine(str(attempt.exc_type), str(attempt.message or ""))
+                row.last_error_at = at
             break
 
 

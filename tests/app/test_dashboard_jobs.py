@@ -159,3 +159,78 @@ def test_a_receiver_job_whose_payload_cannot_be_decoded_is_shown_raw_with_a_note
     listing = staff.get(f"/django-rq/queues/{default_index()}/").content.decode()
     assert job.id in listing and broken.id in listing
     assert f"Job {broken.id}: its data cannot be decoded" in listing
+
+
+def test_a_scheduled_list_says_when_each_retry_is_due(staff, connection):
+    # Given a call waiting in the scheduled registry, due at 2033-05-18 03:33:20 UTC
+    invoice_flagged.send(sender="desk", reason="fraud")
+    job_id = connection.lrange("rq:queue:default", 0, 0)[0].decode()
+    connection.lrem("rq:queue:default", 0, job_id)
+    connection.zadd("rq:scheduled:default", {job_id: 2_000_000_000})
+
+    text = staff.get(f"/django-rq/queues/{default_index()}/scheduled/").content.decode()
+
+    # Then its row says when, relative and absolute
+    row = text[text.index(job_id) :]
+    assert '<td class="rqs-due"><span title="2033-05-18 03:33:20 UTC">in ' in row
+    assert "always_fails" in row or "record_note" in row
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_every_list_of_a_queue_answers_with_our_rows(staff, failed, prefix):
+    for path in ("", "finished/", "failed/", "scheduled/", "started/", "deferred/"):
+        page = staff.get(f"{prefix}/queues/{default_index()}/{path}")
+        assert page.status_code == 200, path
+        assert '<table id="result_list" class="rqs-table">' in page.content.decode(), path
+
+
+def test_hostile_job_data_from_redis_is_shown_without_a_500(staff, connection):
+    # Given receiver jobs whose attempt records and payload hold whatever someone wrote to Redis
+    queue = Queue("default", connection=connection, serializer=JSONSerializer)
+    nested: object = "x"
+    for _ in range(500):
+        nested = [nested]
+    odd_payloads = [
+        {"format": 1, "signal": SCRIPT, "kwargs": {"sender": {"__rqs__": "model_class", "v": SCRIPT}}},
+        {"format": 1, "kwargs": {"instance": {"__rqs__": "model", "v": {"label": 5, "fields": [1]}}}},
+        {"format": 1, "kwargs": {"value": {"__rqs__": "nope", "v": 1}, "deep": nested}},
+    ]
+    ids = []
+    for payload in odd_payloads:
+        job = queue.enqueue_call(
+            "rq_signals.jobs.run_receiver", args=(SCRIPT, "x.y", payload), description="odd"
+        )
+        job.meta.update(
+            {
+                "attempts": [
+                    {"attempt": "1", "ended_at": 5, "worker": [], "outcome": SCRIPT, "traceback": 7},
+                    {
+                        "attempt": 2,
+                        "ended_at": "2026-01-01T00:00:00",
+                        "worker": "w",
+                        "outcome": "failed",
+                        "exc_type": SCRIPT,
+                        "message": {"a": 1},
+                        "retry_at": [1],
+                        "started_at": {},
+                    },
+                    "not a record",
+                ],
+                "retry_policy": {"max_retries": "many"},
+                "attempts_dropped": -4,
+            }
+        )
+        job.save_meta()
+        ids.append(job.id)
+
+    # When staff open the queue, each job, and the overview
+    pages = [f"/django-rq/queues/{default_index()}/", "/django-rq/receivers/", "/django-rq/receivers.json"]
+    pages += [f"/django-rq/queues/{default_index()}/{job_id}/" for job_id in ids]
+    for path in pages:
+        page = staff.get(path)
+        # Then every page answers, and the markup stays text (the JSON is data, set as text by the page)
+        assert page.status_code == 200, path
+        if path.endswith(".json"):
+            assert page["Content-Type"] == "application/json"
+        else:
+            assert SCRIPT not in page.content.decode(), path
