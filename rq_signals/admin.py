@@ -14,7 +14,7 @@ from django_rq.models import Dashboard
 
 from rq_signals.dashboard import gate_mutations
 from rq_signals.dashboard_limits import View, note_oversize_jobs
-from rq_signals.dashboard_pages import receiver_aware, with_overview_link
+from rq_signals.dashboard_pages import receiver_aware
 from rq_signals.models import OutboxEntry, ReceiversOverview
 
 
@@ -41,12 +41,6 @@ class DashboardAdmin(QueueAdmin):
         noted = note_oversize_jobs(dashboard, name_prefix="django_rq_")
         pages = receiver_aware(noted, name_prefix="django_rq_", wrap=self._admin_view)
         return [*gate_mutations(pages, name_prefix="django_rq_"), *own]
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        view = with_overview_link(super().changelist_view)
-        return view(request, extra_context)
 
     def _admin_view(self, view: View) -> View:
         """`view` as django-rq's admin wraps its own: the admin's login and ``request.current_app``."""

@@ -36,6 +36,19 @@ def queue_indexes() -> dict[str, int]:
     return {config["name"]: index for index, config in enumerate(get_queues_list())}
 
 
+def queue_names() -> dict[int, str]:
+    """Each queue's name by its number in django-rq's dashboard URLs."""
+    return {index: name for name, index in queue_indexes().items()}
+
+
+def unserved_message(queue: str, waiting: int) -> str:
+    """The banner's words: `waiting` retries of `queue` that no retry worker serves."""
+    return (
+        f"Queue {queue}: {waiting} job(s) wait for a retry and no retry worker has been seen serving it for "
+        f"longer than a lease (3 s). Start: manage.py rqworker --worker-class worker.RetryWorker {queue}"
+    )
+
+
 def instance_url(request: HttpRequest, instance: InstanceRef | None) -> str | None:
     """The admin change page of `instance`, when its model is registered and the user may view it."""
     if instance is None:

@@ -20,8 +20,9 @@ from django.utils.html import format_html
 from rq_signals import receivers_overview
 from rq_signals.dashboard_job import job_page
 from rq_signals.dashboard_limits import View
-from rq_signals.dashboard_links import rq_url
+from rq_signals.dashboard_links import queue_names, rq_url, unserved_message
 from rq_signals.dashboard_lists import LISTS, list_view
+from rq_signals.health import unserved_retries
 
 
 def receiver_aware(
@@ -44,6 +45,8 @@ def receiver_aware(
             view = wrapped(job_page(pattern.callback))
         elif pattern.name == name_prefix + "home":
             view = with_overview_link(pattern.callback)  # wrapped already (in the admin: admin_view)
+        elif pattern.name == name_prefix + "queue_details":
+            view = with_unserved_banner(pattern.callback)
         else:
             ours.append(pattern)
             continue
@@ -64,3 +67,17 @@ def with_overview_link(view: View) -> View:
         return view(request, *args, **kwargs)
 
     return linked
+
+
+def with_unserved_banner(view: View) -> View:
+    """`view` (django-rq's queue page), with a warning when its retries wait and no retry worker serves it."""
+
+    @wraps(view)
+    def warned(request: HttpRequest, queue_index: int, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.user.is_active and request.user.is_staff:
+            name = queue_names().get(int(queue_index))
+            for queue, waiting in unserved_retries([name] if name else []).items():
+                messages.warning(request, unserved_message(queue, waiting))
+        return view(request, queue_index, *args, **kwargs)
+
+    return warned

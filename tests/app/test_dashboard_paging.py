@@ -79,3 +79,11 @@ def test_a_thousand_failed_calls_are_listed_a_page_at_a_time(client, connection)
         assert "attempt 1 of 6" in text and "WebhookError: HTTP 503 from partner" in text, name
     assert 'class="end">10</a>' in pages["unfiltered"]
     assert '<span class="this-page">10</span>' in pages["page 10"]
+
+    # and the receivers overview counts all of them (and the 1,000 record_payment calls still queued)
+    started = time.perf_counter()
+    data = client.get("/django-rq/receivers.json").json()
+    print(f"receivers.json over {2 * CALLS} jobs: {(time.perf_counter() - started) * 1000:.0f} ms")
+    counts = {row["receiver"]: (row["queued"], row["failed"]) for row in data["receivers"]}
+    assert counts["tests.receivers.email_receipt"] == (0, CALLS)
+    assert counts["tests.receivers.record_payment"] == (CALLS, 0)

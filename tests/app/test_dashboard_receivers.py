@@ -147,6 +147,8 @@ def test_a_banner_says_when_retries_wait_and_no_retry_worker_serves_the_queue(co
         text = client.get(path).content.decode()
         assert "Queue default: 1 job waits for a retry and no retry worker" in text, path
     assert client.get("/django-rq/receivers.json").json()["unserved"] == {"default": 1}
+    details = client.get(f"/django-rq/queues/{index}/details/").content.decode()
+    assert "Queue default: 1 job(s) wait for a retry and no retry worker has been seen serving it" in details
 
     # When a retry worker holds the promoter lease (a live worker hash names it)
     connection.hset("rq:worker:retry-1", mapping={"hostname": "h", "queues": "default"})
@@ -154,6 +156,7 @@ def test_a_banner_says_when_retries_wait_and_no_retry_worker_serves_the_queue(co
 
     # Then no banner
     assert 'class="error rqs-unserved"' not in client.get("/django-rq/receivers/").content.decode()
+    assert "no retry worker" not in client.get(f"/django-rq/queues/{index}/details/").content.decode()
     assert client.get("/django-rq/receivers.json").json()["unserved"] == {}
 
 
