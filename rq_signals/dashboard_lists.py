@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
@@ -184,8 +183,3 @@ def _row(request: HttpRequest, job: Job, due: datetime | None) -> Row:
     call, unreadable = _read(job)
     link = instance_url(request, call.instance) if call is not None else None
     return Row(job, call, unreadable, due, link)
-
-
-def list_views() -> dict[str, Any]:
-    """Our view for each django-rq list URL name."""
-    return {name: list_view(name) for name in LISTS}

@@ -111,14 +111,6 @@ class ReceiverJob:
         return actual == wanted or ("." not in wanted and actual.rsplit(".", 1)[-1] == wanted)
 
 
-def is_receiver_job(job: Job) -> bool:
-    """Whether `job` runs a receiver (False also when its data cannot be read)."""
-    try:
-        return job.func_name == defaults.JOB_FUNCTION
-    except Exception:  # undecodable job data: not shown as ours
-        return False
-
-
 def read_receiver_job(job: Job) -> ReceiverJob | None:
     """`job` as the dashboard shows it; None if it is not a receiver call; `UnreadableJob` if unreadable."""
     too_large = oversize(job)
