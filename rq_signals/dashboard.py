@@ -42,6 +42,8 @@ READ_ONLY = frozenset(
         "scheduler_jobs",
         "cron_scheduler_detail",
         "cron_job_detail",
+        "receivers",  # rq_signals.receivers_overview
+        "receivers_json",
     }
 )
 
@@ -59,6 +61,7 @@ def require_manage_permission(view: View) -> View:
 
     # Non-staff are sent to log in first, as by django-rq's views, rather than told 403.
     checked: View = staff_member_required(gated)
+    checked.required_permission = MANAGE_PERMISSION  # type: ignore[attr-defined]  # marks a gated view
     return checked
 
 

@@ -92,6 +92,24 @@ def check(
     return Health(tuple(problems), summary)
 
 
+def unserved_retries(queue_names: Sequence[str]) -> dict[str, int]:
+    """Queues of `queue_names` whose scheduled registry holds jobs that no retry worker serves: how many.
+
+    Served means a live worker holds the queue's promoter lease (`worker.keys.promoter_lease`, 3 s
+    TTL, renewed every second), so a queue is named once no retry worker was seen for a lease's life.
+    What the dashboard's banner shows; reads only, as `check` does.
+    """
+    names = [name for name in queue_names if name in conf.queues]
+    if not names:
+        return {}
+    workers, waiting, leases = _read(names)
+    return {
+        queue: waiting[queue]
+        for queue in names
+        if waiting.get(queue) and _retry_problem(queue, waiting[queue], leases.get(queue), workers)
+    }
+
+
 def _worker_problem(worker: WorkerState, max_age_seconds: float, check_pid: bool) -> str | None:
     if worker.dead:
         return f"worker {worker.name} has stopped (its hash records a death)"

@@ -36,3 +36,16 @@ class OutboxEntry(models.Model):
 
     def __str__(self) -> str:
         return f"Job {self.job_id} on {self.queue!r} ({self.receiver})"
+
+
+class ReceiversOverview(models.Model):
+    """No table: the admin index's link to the receivers overview (`rq_signals.receivers_overview`)."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        verbose_name = "receivers overview"
+        verbose_name_plural = "receivers overview"
+
+    def __str__(self) -> str:
+        return "receivers overview"

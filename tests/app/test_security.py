@@ -437,14 +437,19 @@ def test_every_django_rq_view_but_the_read_only_ones_wants_the_permission():
         "confirm_action",
         "actions",
     }
-    assert dashboard.READ_ONLY - names <= {"metrics"}  # only without prometheus_client
+    overview = {"receivers", "receivers_json", "receivers_requeue", "receivers_delete"}
+    assert dashboard.READ_ONLY - names <= {"metrics", "receivers", "receivers_json"}  # metrics: prometheus
     # and rq_signals.urls keeps every path and name, gating all views but the read-only ones
-    pairs = zip(django_rq.urls.urlpatterns, gated_urls.urlpatterns, strict=True)
-    for theirs, ours in pairs:
+    theirs_and_ours = [pattern for pattern in gated_urls.urlpatterns if pattern.name not in overview]
+    for theirs, ours in zip(django_rq.urls.urlpatterns, theirs_and_ours, strict=True):
         assert (str(ours.pattern), ours.name) == (str(theirs.pattern), theirs.name)
-        # (the job page only gains the note on a job over a size limit: rq_signals.dashboard_limits)
-        view = ours.callback.__wrapped__ if ours.name == "job_detail" else ours.callback
-        assert (view is theirs.callback) == (ours.name in dashboard.READ_ONLY), ours.name
+        gated = getattr(ours.callback, "required_permission", None) == dashboard.MANAGE_PERMISSION
+        assert gated == (ours.name not in dashboard.READ_ONLY), ours.name
+    # the overview's actions are gated too, its pages are not
+    for pattern in gated_urls.urlpatterns:
+        if pattern.name in overview:
+            gated = getattr(pattern.callback, "required_permission", None) == dashboard.MANAGE_PERMISSION
+            assert gated == (pattern.name not in dashboard.READ_ONLY), pattern.name
     assert gated_urls.app_name == "django_rq"
 
 

@@ -2,7 +2,7 @@
 
 The shop runs as subprocesses (demo.py with --no-worker for migrate, admin user and runserver; the
 test's own `manage.py rqworker`) on the session's private Redis; headless Chromium drives it.
-Set UPDATE_SCREENSHOTS=1 to write the dashboard screenshot to docs/dashboard.png.
+Set UPDATE_SCREENSHOTS=1 to write the dashboard screenshots to docs/ (dashboard*.png).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from tests.support.waiting import wait_until
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
 SCREENSHOT = REPO_ROOT / "docs" / "dashboard.png"
+DEMO_RECEIVERS = ("send_order_confirmation", "notify_partner", "update_daily_totals")
 WEBHOOK_ATTEMPTS = 5  # shop.receivers.WEBHOOK_RETRY: 1 try + 4 retries
 
 
@@ -129,7 +130,9 @@ def test_a_webhook_refused_during_an_outage_retries_fails_and_succeeds_when_requ
     )
     pages.open(f"/django-rq/queues/{default}/{job}/")
     history = pages.text()
-    assert len(re.findall(r"'attempt': \d", history)) == WEBHOOK_ATTEMPTS, history
+    rows = pages.driver.find_elements("css selector", "#rqs-attempts tr.rqs-attempt-row")
+    assert len(rows) == WEBHOOK_ATTEMPTS, history
+    assert f"attempt {WEBHOOK_ATTEMPTS} of {WEBHOOK_ATTEMPTS}" in history
     assert "WebhookError" in history
     assert "HTTP 503" in history
 
@@ -182,6 +185,89 @@ def test_the_dashboard_shows_queued_retrying_finished_and_failed_jobs(shop, page
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(path, SCREENSHOT)
+
+
+def test_the_dashboard_says_what_every_receiver_is_doing_and_requeues_from_the_overview(
+    shop, pages, worker, tmp_path
+):
+    # Given orders that went through and two whose webhooks failed during a partner outage
+    running = worker()
+    manage("demo_orders", "--count", "4", "--outage", "2", "--outage-timeout", "60", env=shop.env)
+    wait_until(lambda: all_run(pages), timeout=30, what="the worker to run every job of the orders")
+    default = pages.queue_index("default")
+
+    # When staff open the failed list of `default`
+    pages.open(f"/django-rq/queues/{default}/failed/")
+
+    # Then each row names the receiver, the order, the attempts and the error
+    rows = pages.driver.find_elements("css selector", "#result_list tbody tr.rqs-call")
+    assert len(rows) == 2, pages.text()
+    for row in rows:
+        assert "notify_partner" in row.text and "post_save" in row.text, row.text
+        assert re.search(r"shop\.Order pk=\d+", row.text), row.text
+        assert f"attempt {WEBHOOK_ATTEMPTS} of {WEBHOOK_ATTEMPTS}" in row.text, row.text
+        assert "WebhookError: " in row.text and "503" in row.text, row.text
+    order_link = rows[0].find_element("css selector", ".rqs-instance a").get_attribute("href") or ""
+    assert re.search(r"/admin/shop/order/\d+/change/$", order_link), order_link
+    screenshot(pages, tmp_path, "dashboard-failed.png", height=640)
+
+    # and a failed job's page shows its header and every attempt
+    pages.open(f"/django-rq/queues/{default}/{pages.job_ids(f'/django-rq/queues/{default}/failed/')[0]}/")
+    attempts = pages.driver.find_elements("css selector", "#rqs-attempts tr.rqs-attempt-row")
+    assert len(attempts) == WEBHOOK_ATTEMPTS, pages.text()
+    assert "shop.receivers.notify_partner" in pages.text()
+    assert f"attempt {WEBHOOK_ATTEMPTS} of {WEBHOOK_ATTEMPTS}" in pages.text()
+    pages.driver.find_element("css selector", "details.rqs-traceback summary").click()
+    screenshot(pages, tmp_path, "dashboard-job.png", height=1100)
+
+    # When staff open the receivers overview
+    pages.open("/django-rq/receivers/")
+
+    # Then it lists the three demo receivers, each with calls counted
+    counts = overview_counts(pages)
+    assert set(counts) == {f"shop.receivers.{name}" for name in DEMO_RECEIVERS}, counts
+    assert all(sum(row.values()) > 0 for row in counts.values()), counts
+    assert counts["shop.receivers.notify_partner"]["failed"] == 2, counts
+    screenshot(pages, tmp_path, "dashboard-receivers.png", height=600)
+
+    # When staff press "Requeue all" on notify_partner's row (the partner is back)
+    row = pages.driver.find_element("css selector", 'tr[data-receiver="shop.receivers.notify_partner"]')
+    row.find_element("css selector", "button.rqs-requeue").click()
+    wait_until(lambda: "2 failed call(s) requeued" in pages.text(), timeout=10, what="the requeue message")
+
+    # Then the worker runs them again and they finish; the page refreshes itself to say so
+    finished_before = counts["shop.receivers.notify_partner"]["finished"]
+
+    def refreshed() -> bool:
+        now = overview_counts(pages)["shop.receivers.notify_partner"]
+        return now["failed"] == 0 and now["finished"] == finished_before + 2
+
+    wait_until(refreshed, timeout=30, what="the requeued webhooks to finish, seen on the refreshing overview")
+    running.stop()
+
+
+def overview_counts(pages: Pages) -> dict[str, dict[str, int]]:
+    """The receivers overview's counts, by receiver and state, as the page shows them now."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in pages.driver.find_elements("css selector", "#rqs-receivers tbody tr"):
+        cells = row.find_elements("css selector", "[data-state]")
+        counts[row.get_attribute("data-receiver") or ""] = {
+            cell.get_attribute("data-state") or "": int(cell.text or 0) for cell in cells
+        }
+    return counts
+
+
+def screenshot(pages: Pages, tmp_path: Path, name: str, *, height: int) -> None:
+    """Save the page (1400 px wide, `height` tall) to tmp_path, and to docs/ with UPDATE_SCREENSHOTS=1."""
+    path = tmp_path / name
+    size = pages.driver.get_window_size()
+    pages.driver.set_window_size(1400, height)
+    try:
+        assert pages.driver.save_screenshot(str(path))
+    finally:
+        pages.driver.set_window_size(size["width"], size["height"])
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(path, REPO_ROOT / "docs" / name)
 
 
 def all_run(pages: Pages) -> bool:
