@@ -4,7 +4,7 @@ Counts come from each ``RQ_QUEUES`` queue and its scheduled (retrying), started 
 and finished registries: every job there is read (at most `SCAN_LIMIT` per list, newest first, in
 chunks of one pipeline) and counted against its receiver. Failed and finished calls are also counted
 in `WINDOWS` (the last hour and day) by the ``ended_at`` their job hash holds, read with the job in
-the same pipeline; a job without one counts in the totals only. A finished call stays in Redis for
+the same pipeline, else by their last attempt record's; a job with neither counts in the totals only. A finished call stays in Redis for
 its result TTL (rq's default: 500 s), so its day count is what Redis still holds.
 """
 
@@ -22,7 +22,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegi
 from rq_signals import queues, registration
 from rq_signals.conf import conf
 from rq_signals.dashboard_limits import DashboardJob
-from rq_signals.dashboard_reading import ErrorLine, UnreadableJob, parse_time, read_receiver_job
+from rq_signals.dashboard_reading import ErrorLine, ReceiverJob, UnreadableJob, parse_time, read_receiver_job
 from rq_signals.listing import describe_retry, describe_sender
 
 #: Most jobs read per list (queue or registry) of each queue; past it the page says counts are partial.
@@ -147,6 +147,14 @@ def _fetch(queue: Queue, ids: list[str]) -> Iterator[Job]:
         yield from (job for job in chunk if job is not None)
 
 
+def _ended_at(job: Job, call: ReceiverJob) -> datetime | None:
+    """When `job` ended: rq's ``ended_at``, else its last attempt record's (our workers write one per
+    attempt). Not the registry score (end + TTL): the TTL the worker added is not always stored."""
+    if job.ended_at is not None:
+        return job.ended_at
+    return parse_time(call.attempts[-1].ended_at) if call.attempts else None
+
+
 def _count(rows: dict[str, ReceiverStats], state: str, job: Job, now: datetime) -> None:
     try:
         call = read_receiver_job(job)
@@ -158,7 +166,7 @@ def _count(rows: dict[str, ReceiverStats], state: str, job: Job, now: datetime) 
     if row is None:
         row = rows[call.receiver_id] = ReceiverStats(call.receiver_id, registered=False, queue=job.origin)
     row.counts[state] += 1
-    row.count_ended(state, job.ended_at, now)
+    row.count_ended(state, _ended_at(job, call), now)
     if state == "queued" and job.enqueued_at is not None:
         enqueued = job.enqueued_at.replace(tzinfo=job.enqueued_at.tzinfo or timezone.utc)
         row.oldest_waiting = min(filter(None, (row.oldest_waiting, enqueued)))

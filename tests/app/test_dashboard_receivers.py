@@ -165,6 +165,24 @@ def test_the_failure_rate_over_the_last_hour_and_day_counts_both_outcomes_of_one
     assert '<span data-rate="failure_rate_24h">67%</span>' in text
 
 
+def test_a_call_whose_job_hash_has_no_ended_at_is_counted_by_its_last_attempt_record(run_worker, connection):
+    # Given two failed calls of always_fails, one of whose hashes lost its ended_at (its attempt
+    # records, written by the worker, still say when each attempt ended), and one that ended 2 days ago
+    for reason in ("fraud", "late"):
+        invoice_flagged.send(sender="desk", reason=reason)
+    run_worker()
+    failed = [raw.decode() for raw in connection.zrange("rq:failed:default", 0, -1)]
+    connection.hdel(f"rq:job:{failed[0]}", "ended_at")
+    ended(connection, failed[1], ago=timedelta(days=2))
+    client = staff_client(manager=False)
+
+    data = {row["receiver"]: row for row in client.get("/django-rq/receivers.json").json()["receivers"]}
+
+    # Then the first still counts in the last hour and day, by its last attempt's end
+    row = data[ALWAYS_FAILS]
+    assert (row["failed"], row["failed_1h"], row["failed_24h"]) == (2, 1, 1)
+
+
 def test_anonymous_users_are_sent_to_log_in_and_staff_without_permission_get_403(failed, client, connection):
     for path in ("/django-rq/receivers/", "/django-rq/receivers.json"):
         assert client.get(path).status_code == 302
