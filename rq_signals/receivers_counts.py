@@ -4,8 +4,9 @@ Counts come from each ``RQ_QUEUES`` queue and its scheduled (retrying), started 
 and finished registries: every job there is read (at most `SCAN_LIMIT` per list, newest first, in
 chunks of one pipeline) and counted against its receiver. Failed and finished calls are also counted
 in `WINDOWS` (the last hour and day) by the ``ended_at`` their job hash holds, read with the job in
-the same pipeline, else by their last attempt record's; a job with neither counts in the totals only. A finished call stays in Redis for
-its result TTL (rq's default: 500 s), so its day count is what Redis still holds.
+the same pipeline, else by their last attempt record's; a job with neither counts in the totals
+only. A finished call stays in Redis for its result TTL (rq's default: 500 s), so its day count is
+what Redis still holds.
 """
 
 from __future__ import annotations
