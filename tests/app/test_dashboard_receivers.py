@@ -183,6 +183,34 @@ def test_a_call_whose_job_hash_has_no_ended_at_is_counted_by_its_last_attempt_re
     assert (row["failed"], row["failed_1h"], row["failed_24h"]) == (2, 1, 1)
 
 
+def test_a_job_hash_whose_ended_at_is_not_a_time_still_lets_the_overview_and_lists_answer(
+    run_worker, connection
+):
+    # Given two failed calls, one of whose hashes says it ended "not a date" (written to Redis by hand)
+    for reason in ("fraud", "late"):
+        invoice_flagged.send(sender="desk", reason=reason)
+    run_worker()
+    failed = [raw.decode() for raw in connection.zrange("rq:failed:default", 0, -1)]
+    connection.hset(f"rq:job:{failed[0]}", "ended_at", "not a date")
+    client = staff_client(manager=False)
+    from django_rq.settings import get_queues_map
+
+    index = get_queues_map()["default"]
+
+    # When staff open the overview, its JSON, the failed list and the job's page
+    data = {row["receiver"]: row for row in client.get("/django-rq/receivers.json").json()["receivers"]}
+    pages = [
+        "/django-rq/receivers/",
+        f"/django-rq/queues/{index}/failed/",
+        f"/django-rq/queues/{index}/{failed[0]}/",
+    ]
+
+    # Then each answers, and the call counts in the windows by its last attempt record
+    assert [client.get(path).status_code for path in pages] == [200, 200, 200]
+    row = data[ALWAYS_FAILS]
+    assert (row["failed"], row["failed_1h"], row["failed_24h"]) == (2, 2, 2)
+
+
 def test_anonymous_users_are_sent_to_log_in_and_staff_without_permission_get_403(failed, client, connection):
     for path in ("/django-rq/receivers/", "/django-rq/receivers.json"):
         assert client.get(path).status_code == 302
