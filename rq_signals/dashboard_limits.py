@@ -6,7 +6,9 @@ bound: one staff GET of a job whose data is a zlib bomb cost the web process its
 `bound_dashboard_jobs` makes those pages load jobs with `DashboardJob` (`worker.limits`), whose
 limits are read from the settings on each load. A job over a limit loads with its data unread, so
 its page shows "Unpickling Error" for the arguments (django-rq's words for data it cannot decode)
-and `note_oversize_jobs` adds a message saying which limit it exceeds. Never a 500.
+and `note_oversize_jobs` adds a message saying which limit it exceeds. A time field rq cannot parse
+(``ended_at: "not a date"``) would make rq's restore raise, and every page listing the job answer
+500: a `DashboardJob` loads without it. Never a 500.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ from django_rq.queues import get_queue_by_index
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.queue import Queue
+from rq.utils import decode_redis_hash, str_to_date
 
 from worker.limits import BoundedJob, JobLimits, oversize
 
 View = Callable[..., HttpResponse]
+#: Job hash fields rq's restore parses as times (`rq.utils.str_to_date`), raising ValueError on other text.
+TIME_FIELDS = frozenset({"created_at", "enqueued_at", "started_at", "ended_at", "last_heartbeat"})
 #: The django-rq URL name (without the admin's ``django_rq_`` prefix) of the page showing one job.
 JOB_PAGE = "job_detail"
 
@@ -37,6 +42,25 @@ class DashboardJob(BoundedJob):
         from rq_signals.queues import job_limits
 
         return job_limits()
+
+    def restore(self, raw_data: Any) -> Any:
+        try:
+            return super().restore(raw_data)
+        except ValueError:  # data from Redis: a time rq cannot parse is left out, the rest loads
+            return super().restore(_without_bad_times(raw_data))
+
+
+def _without_bad_times(raw_data: Any) -> dict[str, Any]:
+    fields = decode_redis_hash(raw_data)
+    return {name: value for name, value in fields.items() if name not in TIME_FIELDS or _is_time(value)}
+
+
+def _is_time(value: Any) -> bool:
+    try:
+        str_to_date(value)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def bound_dashboard_jobs() -> None:

@@ -6,10 +6,16 @@ Jobs fail for real on a worker subprocess; a banner says when retries wait and n
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, FinishedJobRegistry
+from rq.utils import utcformat
 
+from rq_signals import queues
 from tests.receivers import invoice_flagged
 from worker import keys
 
@@ -17,6 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 SCRIPT = "<script>alert(1)</script>"
 ALWAYS_FAILS = "tests.receivers.always_fails"
+RECORD_NOTE = "tests.receivers.record_note"
 PREFIXES = ["/django-rq", "/admin/django_rq/dashboard"]
 
 
@@ -75,6 +82,133 @@ def test_the_overview_json_feeds_the_page_refresh(failed):
     assert (row["failed"], row["queued"], row["failure_rate"]) == (2, 0, 1.0)
     assert row["last_error"].startswith("Flaky: cannot handle")
     assert data["unserved"] == {}
+
+
+def ended(connection, job_id: str, *, ago: timedelta) -> None:
+    """Rewrite when job `job_id` ended (its hash's ``ended_at``, as rq writes it) to `ago` before now."""
+    connection.hset(f"rq:job:{job_id}", "ended_at", utcformat(datetime.now(timezone.utc) - ago))
+
+
+def row_of(text: str, receiver_id: str) -> str:
+    row = text[text.index(f'<tr data-receiver="{receiver_id}">') :]
+    return row[: row.index("</tr>")]
+
+
+def test_failed_and_finished_calls_are_also_counted_in_the_last_hour_and_day(run_worker, connection):
+    # Given three flagged invoices: each call of always_fails failed and each of record_note finished
+    for reason in ("fraud", "late", "duplicate"):
+        invoice_flagged.send(sender="desk", reason=reason)
+    run_worker()
+    failed = [raw.decode() for raw in connection.zrange("rq:failed:default", 0, -1)]
+    finished = [raw.decode() for raw in connection.zrange("rq:finished:default", 0, -1)]
+    assert (len(failed), len(finished)) == (3, 3)
+    # and one failure ended 2 hours ago, one 2 days ago; one finished call ended 2 days ago
+    ended(connection, failed[0], ago=timedelta(hours=2))
+    ended(connection, failed[1], ago=timedelta(days=2))
+    ended(connection, finished[0], ago=timedelta(days=2))
+    client = staff_client(manager=False)
+
+    # When staff's page refreshes from the JSON view
+    data = {row["receiver"]: row for row in client.get("/django-rq/receivers.json").json()["receivers"]}
+
+    # Then the totals are all Redis holds, the windows count by when each call ended
+    fails, notes = data[ALWAYS_FAILS], data[RECORD_NOTE]
+    assert (fails["failed"], fails["failed_1h"], fails["failed_24h"]) == (3, 1, 2)
+    assert (notes["finished"], notes["finished_1h"], notes["finished_24h"]) == (3, 2, 2)
+    assert (fails["failure_rate"], fails["failure_rate_1h"], fails["failure_rate_24h"]) == (1.0, 1.0, 1.0)
+    assert (notes["failure_rate"], notes["failure_rate_1h"], notes["failure_rate_24h"]) == (0.0, 0.0, 0.0)
+    # (receivers with no call in a window say so: no rate)
+    assert data["tests.receivers.record_payment"]["failure_rate_1h"] is None
+
+    # and the page shows the same, each window under its total
+    text = client.get("/django-rq/receivers/").content.decode()
+    fails_row, notes_row = row_of(text, ALWAYS_FAILS), row_of(text, RECORD_NOTE)
+    assert (
+        '<span data-state="failed_1h">1</span> &middot; <span data-state="failed_24h">2</span>' in fails_row
+    )
+    assert (
+        '<span data-state="finished_1h">2</span> &middot; <span data-state="finished_24h">2</span>'
+        in notes_row
+    )
+    assert '<span data-rate="failure_rate_1h">0%</span>' in notes_row
+
+
+def test_the_failure_rate_over_the_last_hour_and_day_counts_both_outcomes_of_one_receiver(
+    run_worker, connection
+):
+    # Given four calls of always_fails that failed on a real worker
+    for reason in ("fraud", "late", "duplicate", "spam"):
+        invoice_flagged.send(sender="desk", reason=reason)
+    run_worker()
+    failed = [raw.decode() for raw in connection.zrange("rq:failed:default", 0, -1)]
+    assert len(failed) == 4
+    # the first of them then finished (ended now): rq's bookkeeping of a finished job, done by hand
+    queue = queues.get_queue("default")
+    job = Job.fetch(failed[0], connection=connection, serializer=queue.serializer)
+    FailedJobRegistry(queue=queue).remove(job)
+    job.set_status(JobStatus.FINISHED)
+    FinishedJobRegistry(queue=queue).add(job, ttl=500)
+    # one failure ended 2 hours ago, one 2 days ago; one stays recent
+    ended(connection, failed[1], ago=timedelta(hours=2))
+    ended(connection, failed[2], ago=timedelta(days=2))
+    client = staff_client(manager=False)
+
+    data = {row["receiver"]: row for row in client.get("/django-rq/receivers.json").json()["receivers"]}
+
+    # Then over the last hour 1 failed of 2 ended, over the day 2 of 3, over all Redis holds 3 of 4
+    row = data[ALWAYS_FAILS]
+    assert (row["failed_1h"], row["failed_24h"], row["finished_1h"], row["finished_24h"]) == (1, 2, 1, 1)
+    assert (row["failure_rate_1h"], row["failure_rate_24h"], row["failure_rate"]) == (0.5, 2 / 3, 0.75)
+    text = row_of(client.get("/django-rq/receivers/").content.decode(), ALWAYS_FAILS)
+    assert '<span data-rate="failure_rate">75%</span>' in text
+    assert '<span data-rate="failure_rate_1h">50%</span>' in text
+    assert '<span data-rate="failure_rate_24h">67%</span>' in text
+
+
+def test_a_call_whose_job_hash_has_no_ended_at_is_counted_by_its_last_attempt_record(run_worker, connection):
+    # Given two failed calls of always_fails, one of whose hashes lost its ended_at (its attempt
+    # records, written by the worker, still say when each attempt ended), and one that ended 2 days ago
+    for reason in ("fraud", "late"):
+        invoice_flagged.send(sender="desk", reason=reason)
+    run_worker()
+    failed = [raw.decode() for raw in connection.zrange("rq:failed:default", 0, -1)]
+    connection.hdel(f"rq:job:{failed[0]}", "ended_at")
+    ended(connection, failed[1], ago=timedelta(days=2))
+    client = staff_client(manager=False)
+
+    data = {row["receiver"]: row for row in client.get("/django-rq/receivers.json").json()["receivers"]}
+
+    # Then the first still counts in the last hour and day, by its last attempt's end
+    row = data[ALWAYS_FAILS]
+    assert (row["failed"], row["failed_1h"], row["failed_24h"]) == (2, 1, 1)
+
+
+def test_a_job_hash_whose_ended_at_is_not_a_time_still_lets_the_overview_and_lists_answer(
+    run_worker, connection
+):
+    # Given two failed calls, one of whose hashes says it ended "not a date" (written to Redis by hand)
+    for reason in ("fraud", "late"):
+        invoice_flagged.send(sender="desk", reason=reason)
+    run_worker()
+    failed = [raw.decode() for raw in connection.zrange("rq:failed:default", 0, -1)]
+    connection.hset(f"rq:job:{failed[0]}", "ended_at", "not a date")
+    client = staff_client(manager=False)
+    from django_rq.settings import get_queues_map
+
+    index = get_queues_map()["default"]
+
+    # When staff open the overview, its JSON, the failed list and the job's page
+    data = {row["receiver"]: row for row in client.get("/django-rq/receivers.json").json()["receivers"]}
+    pages = [
+        "/django-rq/receivers/",
+        f"/django-rq/queues/{index}/failed/",
+        f"/django-rq/queues/{index}/{failed[0]}/",
+    ]
+
+    # Then each answers, and the call counts in the windows by its last attempt record
+    assert [client.get(path).status_code for path in pages] == [200, 200, 200]
+    row = data[ALWAYS_FAILS]
+    assert (row["failed"], row["failed_1h"], row["failed_24h"]) == (2, 2, 2)
 
 
 def test_anonymous_users_are_sent_to_log_in_and_staff_without_permission_get_403(failed, client, connection):
