@@ -7,8 +7,11 @@ STAMP  := $(VENV)/.installed
 PINS   := requirements/pinned.txt
 # The newest-releases pass: its own environment, installed with no constraints.
 NEWEST := .venv-newest
+# nox, in a venv of its own (the cells make theirs under .nox/, one per cell: noxfile.py).
+NOX_VENV := .venv-nox
+NOX_VERSION := 2026.10.20
 
-.PHONY: install test test-pinned test-newest pins lint typecheck format check demo bench bench-quick chaos compat clean
+.PHONY: install test test-pinned test-newest matrix pins lint typecheck format check demo bench bench-quick chaos compat clean
 
 $(STAMP): setup.cfg pyproject.toml $(PINS)
 	@echo "==> creating $(VENV) and installing rq-signals with its test, dev and demo extras, pinned by $(PINS)"
@@ -38,6 +41,15 @@ test-newest:
 	$(NEWEST)/bin/python -m pip install --progress-bar off --quiet --upgrade pip
 	$(NEWEST)/bin/python -m pip install --progress-bar off --quiet --upgrade --upgrade-strategy eager -e '.[test]'
 	env -u TEST_DATABASE_URL $(NEWEST)/bin/python scripts/newest.py
+
+# The suite (without chaos and browser tests) on each boundary of the versions setup.cfg declares:
+# lowest, Django 5.2, 6.0 and 6.1 with the newest releases; one cell at a time (noxfile.py).
+# `make matrix CELLS="lowest newest"` runs some of them.
+CELLS ?=
+matrix: install
+	@test -x $(NOX_VENV)/bin/nox || { $(PYTHON) -m venv $(NOX_VENV) && \
+		$(NOX_VENV)/bin/python -m pip install --progress-bar off --quiet 'nox==$(NOX_VERSION)'; }
+	$(NOX_VENV)/bin/nox --no-color $(if $(CELLS),-s $(CELLS))
 
 # Refresh the pins: the newest releases setup.cfg admits, resolved in a scratch environment.
 pins:
@@ -81,5 +93,5 @@ compat: install
 	$(PY) scripts/compat/rq_suite.py
 
 clean:
-	rm -rf $(VENV) $(NEWEST) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis .demo example_project/var
+	rm -rf $(VENV) $(NEWEST) $(NOX_VENV) .nox build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis .demo example_project/var
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -7,6 +7,7 @@ import os
 import tempfile
 
 import dj_database_url
+import django
 
 from tests.support import session_redis
 
@@ -102,7 +103,16 @@ SETTINGS_ENV = "RQ_SIGNALS_TEST_SETTINGS"
 if os.environ.get(SETTINGS_ENV):
     RQ_SIGNALS = {**RQ_SIGNALS, **json.loads(os.environ[SETTINGS_ENV])}
 
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-if os.environ.get("RQ_SIGNALS_TEST_EMAIL_DIR"):  # worker subprocesses: mail lands in files a test reads
-    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
-    EMAIL_FILE_PATH = os.environ["RQ_SIGNALS_TEST_EMAIL_DIR"]
+_email_dir = os.environ.get("RQ_SIGNALS_TEST_EMAIL_DIR")  # worker subprocesses: mail in files a test reads
+_email_backend = "filebased" if _email_dir else "locmem"
+if django.VERSION >= (6, 1):  # EMAIL_BACKEND and EMAIL_FILE_PATH are deprecated there, for MAILERS
+    MAILERS = {
+        "default": {
+            "BACKEND": f"django.core.mail.backends.{_email_backend}.EmailBackend",
+            "OPTIONS": {"file_path": _email_dir} if _email_dir else {},
+        }
+    }
+else:
+    EMAIL_BACKEND = f"django.core.mail.backends.{_email_backend}.EmailBackend"
+    if _email_dir:
+        EMAIL_FILE_PATH = _email_dir

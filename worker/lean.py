@@ -16,7 +16,7 @@ state, heartbeat (three commands, three round trips), pop and job fetch each go 
 A forked horse's Redis connection, new with every horse, is made without redis-py reading its own
 version from the installed package's metadata again (~3 ms of each `RetryWorker` job, before its
 first command): the worker resolves the client info it sends (`CLIENT SETINFO`) once, for its pool
-(`share_driver_info`).
+(`share_driver_info`, where the installed redis-py allows it; elsewhere each connection resolves it).
 
 What Redis holds afterwards is what rq writes; only the grouping of writes changes. Each shortcut
 stands aside when it cannot tell that rq would do the same (a custom queue or job class that
@@ -25,9 +25,9 @@ overrides the dequeue or fetch, registry maintenance due before the pop, callbac
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any
 
-from redis.driver_info import resolve_driver_info
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
@@ -43,14 +43,36 @@ if TYPE_CHECKING:
 _RQ_PERFORM_JOB = BaseWorker.__dict__["perform_job"]
 
 
+def _driver_info_resolver() -> Any:
+    """redis-py's `resolve_driver_info(driver_info=, lib_name=, lib_version=)`, all keywords optional,
+    or None where this redis-py has no such function: before 7.2 there is no `redis.driver_info`,
+    and in 7.2.0 and 7.3.0 its three arguments are required (so: its signature, not a version number)."""
+    try:
+        from redis.driver_info import resolve_driver_info
+    except ImportError:
+        return None
+    parameters = inspect.signature(resolve_driver_info).parameters.values()
+    if any(parameter.default is inspect.Parameter.empty for parameter in parameters):
+        return None
+    return resolve_driver_info
+
+
+_RESOLVE_DRIVER_INFO = _driver_info_resolver()
+
+
 def share_driver_info(connection: Redis[Any]) -> None:
     """Resolve once the client name and version that every connection of `connection`'s pool sends
     (`CLIENT SETINFO`), as redis-py would for each: a connection made later, here or in a horse
-    forked from here, reuses it instead of reading the redis package's metadata from disk."""
+    forked from here, reuses it instead of reading the redis package's metadata from disk.
+
+    With a redis-py that cannot take it (`_driver_info_resolver`), nothing is shared: each connection
+    resolves its client info itself, as redis-py does without us; the commands sent are the same."""
+    if _RESOLVE_DRIVER_INFO is None:
+        return
     kwargs = connection.connection_pool.connection_kwargs
     if "driver_info" not in kwargs:  # else given, resolved already (or None: no CLIENT SETINFO)
         given = {name: kwargs[name] for name in ("lib_name", "lib_version") if name in kwargs}
-        kwargs["driver_info"] = resolve_driver_info(**given)
+        kwargs["driver_info"] = _RESOLVE_DRIVER_INFO(**given)
 
 
 def runs_rq_perform_job(worker: BaseWorker) -> bool:

@@ -627,10 +627,15 @@ def make_certificates(folder: Path) -> None:
         subprocess.run([openssl, *args], cwd=folder, check=True, capture_output=True, timeout=60)
 
     run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=rq-signals test CA",
-        "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout", "ca.key",
+        "-out", "ca.crt")  # fmt: skip
     run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out",
         "server.csr")  # fmt: skip
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    # Python 3.13 verifies with VERIFY_X509_STRICT: key usages and the Authority Key Identifier too
+    (folder / "san.ext").write_text(
+        "subjectAltName=IP:127.0.0.1\nauthorityKeyIdentifier=keyid,issuer\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
     run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days",
         "1", "-extfile", "san.ext", "-out", "server.crt")  # fmt: skip
 

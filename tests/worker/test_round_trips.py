@@ -7,6 +7,7 @@ divided by 20, so start-up and shut-down cancel out. rq's own class is measured 
 
 from __future__ import annotations
 
+import pytest
 import redis
 from rq import Queue
 from rq.job import Job, JobStatus
@@ -125,21 +126,29 @@ def test_a_suspended_burst_worker_takes_no_job_and_a_resumed_one_does(redis_url)
     connection.close()
 
 
-def test_a_worker_stopping_after_max_jobs_leaves_its_hash_as_rq_does(redis_url):
-    # Given rq's SimpleWorker and ours, each told to stop after one job
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [(SimpleRetryWorker, SimpleWorker), (RetryWorker, Worker), (PreforkRetryWorker, Worker)],
+    ids=["SimpleRetryWorker", "RetryWorker", "PreforkRetryWorker"],
+)
+@pytest.mark.parametrize("burst", [False, True], ids=["loop", "burst"])
+def test_a_worker_stopping_after_max_jobs_leaves_its_hash_as_rq_does(redis_url, ours, theirs, burst):
+    # Given rq's class and ours, each told to stop after one job while another waits
     connection = redis.Redis.from_url(redis_url)
     hashes = []
-    for worker_class in (SimpleWorker, SimpleRetryWorker):
+    for worker_class in (theirs, ours):
         queue = Queue(worker_class.__name__, connection=connection)
         job = queue.enqueue(noop)
+        queue.enqueue(noop)
         worker = worker_class([queue], connection=connection)
-        worker.work(max_jobs=1, logging_level="WARNING")
+        worker.work(burst=burst, max_jobs=1, logging_level="WARNING")
         assert job.get_status() == JobStatus.FINISHED
         hashes.append({key.decode(): value for key, value in connection.hgetall(worker.key).items()})
 
-    # Then ours says idle, with a heartbeat after its job, as rq's does
-    theirs, ours = hashes
-    assert set(ours) == set(theirs)
-    assert ours["state"] == theirs["state"] == b"idle"
-    assert ours["last_heartbeat"] >= connection.hget(job.key, "ended_at")
+    # Then ours says idle (not busy), with a heartbeat after its job, as rq's does
+    rqs, ours_hash = hashes
+    assert set(ours_hash) == set(rqs)
+    assert ours_hash["state"] == rqs["state"] == b"idle"
+    assert ours_hash["successful_job_count"] == rqs["successful_job_count"] == b"1"
+    assert ours_hash["last_heartbeat"] >= connection.hget(job.key, "ended_at")
     connection.close()
