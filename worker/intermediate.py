@@ -17,7 +17,8 @@ cleanup and ours count from the same sighting), and once it has been there `leas
 fence_margin` seconds, the one worker whose LREM removed it puts it back at the front of its
 queue, where the next dequeue takes it. It never started, so no retry attempt is used. An id rq
 would not accept as a job id (``"x:y"``, ``"*"``, ``"a b"``: `worker.job_ids`) is never put back: it
-is failed at once under its raw id. Each call does bounded work whatever junk Redis holds (see the
+is failed at once under its raw id if a hash is stored there, else dropped with a warning naming
+it. Each call does bounded work whatever junk Redis holds (see the
 script): a scan blocks Redis for milliseconds, not seconds, with 100,000 junk ids in the list.
 
 The threshold leaves a live worker time to start what it dequeued, even one slowed by a Redis

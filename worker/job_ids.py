@@ -3,8 +3,10 @@
 rq builds a `Job` only for an id of letters, digits, ``_`` and ``-`` (`rq.job.validate_job_id`), and
 reads an id with a ``:`` as ``<job_id>:<execution_id>`` (`rq.job.parse_job_id`): ``"x:y"`` becomes
 job ``x``. Whoever can write to Redis can push any bytes onto a queue, so a worker fails such an id
-at once under its raw id (never put back on a queue), and readers of the failed registry (the
-`worker.failures.FailureRegistry` behind ``manage.py rqsignals``) skip it with a warning naming it.
+at once under its raw id when a hash is stored there, else drops it with a warning naming it (never
+put back on a queue; rq's own blocking pop still reads ``"<id>:x"`` as job ``<id>``), and readers
+of the failed registry (the `worker.failures.FailureRegistry` behind ``manage.py rqsignals``) skip
+it with a warning naming it.
 
 rq's registry maintenance (`rq.registry.clean_registries`) builds a `Job` for each expired entry of
 the started registry (``<job_id>:<execution_id>``) and each entry of the ready registry: one entry
