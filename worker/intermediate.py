@@ -143,6 +143,16 @@ class IntermediateCleanupMixin(BaseWorker):
                 queue.release_maintenance_lock()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
         self.last_cleaned_at = now()  # type: ignore[assignment]  # rq annotates it None, sets datetimes
 
+    def clean_group_registries(self) -> None:
+        # rq's group cleanup decodes each member of each group as text: one member that is not UTF-8
+        # raised out of the maintenance and ended the worker. rq's lock expires by itself.
+        try:
+            super().clean_group_registries()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
+        except REDIS_DOWN:
+            raise
+        except Exception:
+            self.log.exception("Worker %s: group registry maintenance failed; it goes on", self.name)
+
     def _clean_queue_registries(self, queue: Queue) -> None:
         for error in job_ids.purge_registries(self.connection, queue):
             self.log.error("%s; moved to the failed registry of %r", error, queue.name)

@@ -584,3 +584,18 @@ def test_a_busy_worker_drops_an_id_with_a_colon_and_no_hash_with_a_warning_and_r
         assert ids(connection, queue.intermediate_queue_key) == []
     finally:
         proc.stop()
+
+
+def test_group_maintenance_that_raises_is_logged_and_the_worker_goes_on(connection, caplog):
+    # Given a group holding a member that is not UTF-8 (rq's group cleanup decodes each as text)
+    connection.sadd("rq:groups", "forged")
+    connection.sadd("rq:group:forged", b"\xff\xfe")
+    worker = crash_jobs.FastSimpleRetryWorker(
+        [Queue("registries", connection=connection)], connection=connection
+    )
+    # When the worker runs its maintenance
+    with caplog.at_level("ERROR"):
+        worker.run_maintenance_tasks()
+    # Then the error is logged, naming the worker, and nothing is raised
+    assert f"Worker {worker.name}: group registry maintenance failed; it goes on" in caplog.text
+    assert "UnicodeDecodeError" in caplog.text
