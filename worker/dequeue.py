@@ -11,7 +11,8 @@ patches them; registry maintenance due, which rq runs before the pop; Redis unre
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+import logging
+from typing import TYPE_CHECKING, Any, Literal
 
 from redis.exceptions import ConnectionError, TimeoutError
 from rq.exceptions import StopRequested
@@ -22,11 +23,15 @@ from rq.suspension import WORKERS_SUSPENDED
 from rq.utils import as_text, now, utcformat
 from rq.worker import BaseWorker, WorkerStatus
 
+from worker import job_ids
 from worker.leases import script_text
 from worker.limits import BoundedJob
 
 if TYPE_CHECKING:
+    from redis import Redis
     from redis.commands.core import Script
+
+logger = logging.getLogger("rq.worker.retries")  # under rq's worker logger, as worker.loading's
 
 # rq's own dequeue and fetch: the script does what they do, and only that, so it stands aside
 # for a queue or job class that overrides them (or a test that patches them). The bounded restore of
@@ -51,6 +56,18 @@ def class_attr(cls: type, name: str) -> object:
     return None
 
 
+def drop_refused_id(connection: Redis[Any], queue: Queue, raw_id: bytes) -> None:
+    """Take `raw_id`, an id rq refuses with no job hash (nothing to fail, nothing to run), off `queue`'s
+    intermediate list, with a warning naming it: ``"<job_id>:x"`` is not job ``<job_id>``."""
+    connection.lrem(queue.intermediate_queue_key, 1, raw_id)
+    logger.warning(
+        "Job %s: invalid job id popped from queue %r (%s) and no job hash under it; dropped",
+        job_ids.id_repr(job_ids.as_text(raw_id)),
+        queue.name,
+        job_ids.RQ_RULE,
+    )
+
+
 class OneTripDequeueMixin(BaseWorker):
     """rq's idle state, heartbeat, suspension check, pop and job fetch in one round trip."""
 
@@ -72,10 +89,12 @@ class OneTripDequeueMixin(BaseWorker):
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
         burst, self._suspension_burst = self._suspension_burst, None
-        found: tuple[Job, Queue] | Literal["suspended"] | None = None
+        found: tuple[Job, Queue] | Literal["suspended", "dropped"] | None = None
         if self._can_pop_in_one_trip():
             try:
                 found = self._pop_waiting_job(check_suspension=burst is not None)
+                while found == "dropped":  # a refused id with no hash: the next one
+                    found = self._pop_waiting_job(check_suspension=False)
             except (ConnectionError, TimeoutError):
                 found = None  # rq's check and loop below wait for Redis, as they would have
             else:
@@ -85,7 +104,7 @@ class OneTripDequeueMixin(BaseWorker):
             if self._stop_requested:
                 self.log.info("Worker %s: stopping on request", self.name)
                 raise StopRequested()
-        if found is None or found == "suspended":
+        if found is None or found == "suspended" or found == "dropped":
             return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
         job, queue = found
         qnames = ",".join(self.queue_names())
@@ -101,9 +120,11 @@ class OneTripDequeueMixin(BaseWorker):
             self.log.info("Worker %s: %s: %s", self.name, green(queue.name), job.id)
         return job, queue
 
-    def _pop_waiting_job(self, *, check_suspension: bool) -> tuple[Job, Queue] | Literal["suspended"] | None:
+    def _pop_waiting_job(
+        self, *, check_suspension: bool
+    ) -> tuple[Job, Queue] | Literal["suspended", "dropped"] | None:
         """rq's idle state, heartbeat, suspension check (if asked), non-blocking pop and job fetch, in
-        one script; None if no job waits."""
+        one script; None if no job waits, "dropped" if it popped an id rq refuses that has no hash."""
         # Each job moves into its queue's intermediate list, even from several queues (rq pops those
         # outright): a worker killed before starting it leaves it there to be put back.
         queue_keys = [
@@ -136,6 +157,9 @@ class OneTripDequeueMixin(BaseWorker):
             serializer=self.serializer,
             death_penalty_class=self.death_penalty_class,
         )
+        if not flat and not job_ids.is_valid_job_id(job_ids.as_text(job_id)):
+            drop_refused_id(self.connection, queue, job_id)
+            return "dropped"
         job_id = as_text(job_id)
         try:
             # The raw id, not rq's parse_job_id: "x:y" would become job "x", whose start never takes

@@ -17,7 +17,8 @@ cleanup and ours count from the same sighting), and once it has been there `leas
 fence_margin` seconds, the one worker whose LREM removed it puts it back at the front of its
 queue, where the next dequeue takes it. It never started, so no retry attempt is used. An id rq
 would not accept as a job id (``"x:y"``, ``"*"``, ``"a b"``: `worker.job_ids`) is never put back: it
-is failed at once under its raw id. Each call does bounded work whatever junk Redis holds (see the
+is failed at once under its raw id if a hash is stored there, else dropped with a warning naming
+it. Each call does bounded work whatever junk Redis holds (see the
 script): a scan blocks Redis for milliseconds, not seconds, with 100,000 junk ids in the list.
 
 The threshold leaves a live worker time to start what it dequeued, even one slowed by a Redis
@@ -42,6 +43,7 @@ from rq.utils import now
 from rq.worker import BaseWorker
 
 from worker import job_ids, leases
+from worker.connection import REDIS_DOWN
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -97,6 +99,14 @@ def rescue_stuck(connection: Redis[Any], queue: Queue, *, after: float, limit: i
         ],
     )
     requeued, removed, gone = ([job_ids.as_text(item) for item in part] for part in reply[:3])
+    for job_id in gone:
+        if not job_ids.is_valid_job_id(job_id):  # "<job_id>:x" pushed with no hash: not job <job_id>
+            logger.warning(
+                "Job %s: invalid job id in the intermediate list of %r (%s), no job hash; dropped",
+                job_ids.id_repr(job_id),
+                queue.name,
+                job_ids.RQ_RULE,
+            )
     failed = []
     for raw in reply[3]:  # bytes, kept as they are: a forged id need not even be UTF-8
         error = job_ids.fail_invalid(connection, queue, raw, f"the intermediate list of {queue.name!r}")
@@ -110,14 +120,41 @@ class IntermediateCleanupMixin(BaseWorker):
     recovery scan) replaces: rq's builds a `Job` for every id in the list, so one id rq refuses
     (``"*"``, pushed by whoever can write to Redis) raised out of the work loop and stopped the
     worker; it also reads the whole started registry for each id, and fails a stuck job a minute
-    after the rescue would have put it back."""
+    after the rescue would have put it back.
+
+    The same ids in the started or ready registry made rq's own registry cleanup raise, at start and
+    every maintenance pass: `job_ids.purge_registries` fails them first, and anything else rq's
+    maintenance of one queue raises is logged with the queue's name; the worker goes on (Redis
+    being unreachable still goes to `worker.connection`, which waits for it)."""
 
     def clean_registries(self) -> None:
         # rq's `BaseWorker.clean_registries`, less its last step.
         for queue in self.queues:
             if queue.acquire_maintenance_lock():
                 self.log.info("Worker %s: cleaning registries for queue: %s", self.name, queue.name)
-                clean_registries(queue, self._exc_handlers)  # rq's private list of exception handlers
-                worker_registration.clean_worker_registry(queue)
+                try:
+                    self._clean_queue_registries(queue)
+                except REDIS_DOWN:
+                    raise
+                except Exception:
+                    self.log.exception(
+                        "Queue %s: registry maintenance failed; worker %s goes on", queue.name, self.name
+                    )
                 queue.release_maintenance_lock()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
         self.last_cleaned_at = now()  # type: ignore[assignment]  # rq annotates it None, sets datetimes
+
+    def clean_group_registries(self) -> None:
+        # rq's group cleanup decodes each member of each group as text: one member that is not UTF-8
+        # raised out of the maintenance and ended the worker. rq's lock expires by itself.
+        try:
+            super().clean_group_registries()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
+        except REDIS_DOWN:
+            raise
+        except Exception:
+            self.log.exception("Worker %s: group registry maintenance failed; it goes on", self.name)
+
+    def _clean_queue_registries(self, queue: Queue) -> None:
+        for error in job_ids.purge_registries(self.connection, queue):
+            self.log.error("%s; moved to the failed registry of %r", error, queue.name)
+        clean_registries(queue, self._exc_handlers)  # rq's private list of exception handlers
+        worker_registration.clean_worker_registry(queue)

@@ -1,10 +1,19 @@
-"""Job ids rq would not accept, found in a queue, an intermediate list or a failed registry.
+"""Job ids rq would not accept, found in a queue, an intermediate list or a job registry.
 
 rq builds a `Job` only for an id of letters, digits, ``_`` and ``-`` (`rq.job.validate_job_id`), and
 reads an id with a ``:`` as ``<job_id>:<execution_id>`` (`rq.job.parse_job_id`): ``"x:y"`` becomes
 job ``x``. Whoever can write to Redis can push any bytes onto a queue, so a worker fails such an id
-at once under its raw id (never put back on a queue), and readers of the failed registry (the
-`worker.failures.FailureRegistry` behind ``manage.py rqsignals``) skip it with a warning naming it.
+at once under its raw id when a hash is stored there, else drops it with a warning naming it (never
+put back on a queue; rq's own blocking pop still reads ``"<id>:x"`` as job ``<id>``), and readers
+of the failed registry (the `worker.failures.FailureRegistry` behind ``manage.py rqsignals``) skip
+it with a warning naming it.
+
+rq's registry maintenance (`rq.registry.clean_registries`) builds a `Job` for each expired entry of
+the started registry (``<job_id>:<execution_id>``) and each entry of the ready registry: one entry
+``"a b"``, ``"*"`` or ``"x:y:z"`` raised out of it and ended every worker at start. `purge_registries`
+runs first and fails such entries under their raw id, looking only at entries rq's cleanup reads,
+at most `REGISTRY_BATCH` of each registry a pass. (rq's finished and failed cleanups delete by score,
+its deferred cleanup does nothing: none of them builds a job.)
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from rq.defaults import DEFAULT_FAILURE_TTL
 from rq.job import JOB_ID_PATTERN, JobStatus
+from rq.registry import ReadyJobRegistry
 from rq.utils import current_timestamp, now, utcformat
 
 from worker.exceptions import JobLoadError
@@ -25,6 +35,8 @@ if TYPE_CHECKING:
 
 #: What rq's `validate_job_id` says of an id it refuses; repeated in our errors so they grep alike.
 RQ_RULE = "Job ID must only contain letters, numbers, underscores and dashes"
+#: Most entries of one registry looked at per maintenance pass; the next pass takes the next ones.
+REGISTRY_BATCH = 1000
 #: Longest repr of a bad id in an error or a log line, in characters.
 ID_REPR_CHARS = 80
 
@@ -32,6 +44,18 @@ ID_REPR_CHARS = 80
 def is_valid_job_id(job_id: object) -> bool:
     """Whether rq accepts `job_id` as a job's id (`rq.job.validate_job_id`, without raising)."""
     return isinstance(job_id, str) and JOB_ID_PATTERN.fullmatch(job_id) is not None
+
+
+def is_valid_started_entry(entry: str) -> bool:
+    """Whether rq's started-registry cleanup can read `entry` (``<job_id>[:<execution_id>]``) without
+    raising: `rq.utils.parse_composite_key` unpacks at most two parts, and `Job.fetch` validates the id."""
+    parts = entry.split(":")
+    return len(parts) <= 2 and is_valid_job_id(parts[0])
+
+
+def is_valid_plain_entry(entry: str) -> bool:
+    """Whether `rq.job.parse_job_id` makes an id rq accepts of `entry` (what `Job.fetch_many` reads)."""
+    return is_valid_job_id(entry.split(":")[0])
 
 
 def as_text(job_id: bytes | str) -> str:
@@ -95,3 +119,25 @@ def record_failure(
         pipe.zadd(queue.failed_job_registry.key, {member: current_timestamp() + DEFAULT_FAILURE_TTL})
         pipe.lrem(queue.intermediate_queue_key, 1, member)
         pipe.execute()
+
+
+def purge_registries(connection: Redis[Any], queue: Queue, *, limit: int | None = None) -> list[InvalidJobId]:
+    """Take out of `queue`'s started and ready registries the entries rq's registry cleanup would
+    raise on, and fail each under its raw id (only the caller whose ZREM removed it). Started: the
+    first `limit` (`REGISTRY_BATCH`) expired entries, as rq's cleanup reads them; ready: the first
+    `limit` entries."""
+    limit = REGISTRY_BATCH if limit is None else limit
+    started = queue.started_job_registry.key
+    ready = ReadyJobRegistry(queue.name, connection=connection).key
+    batches = (
+        (started, connection.zrangebyscore(started, "-inf", current_timestamp(), start=0, num=limit), True),
+        (ready, connection.zrange(ready, 0, limit - 1), False),
+    )
+    failed = []
+    for key, entries, composite in batches:
+        for raw in entries:
+            entry = as_text(raw)
+            valid = is_valid_started_entry(entry) if composite else is_valid_plain_entry(entry)
+            if not valid and connection.zrem(key, raw):
+                failed.append(fail_invalid(connection, queue, raw, f"the registry {key!r}"))
+    return failed

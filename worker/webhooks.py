@@ -7,7 +7,10 @@ sends whatever headers the job hash lists. Whoever can write to Redis writes tha
 - its URL has an entry's scheme, host and port, no user or password, and a path under the entry's
   once percent-decoded, with no ``.`` or ``..`` segment (``/rq/../admin``, ``/rq/%2e%2e/admin``);
 - it carries none of `GUARDED_HEADERS` (``Host``, credentials, message framing) unless the entry
-  names it: ``{"url": "https://hooks.example.com/rq/", "headers": ["Authorization"]}``;
+  names it: ``{"url": "https://hooks.example.com/rq/", "headers": ["Authorization"]}``; names are
+  compared stripped and case-folded, and a header name that is not an HTTP token (a space, a control
+  character, ``:``, non-ASCII: ``"Authorization "`` goes on the wire as ``Authorization :``, which
+  servers may read as ``Authorization``) refuses the webhook;
 
 and `send` sends it without following redirects: a 3xx answer is logged, its target never asked.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +45,10 @@ GUARDED_HEADERS: Final = frozenset(
         "connection",
     }
 )
+#: An HTTP header name (RFC 9110 `token`): anything else is refused, never sent.
+HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Longest repr of a bad header name in a refusal, in characters.
+HEADER_REPR_CHARS: Final = 80
 #: Times a path is percent-decoded looking for dot segments (``%252e`` decodes to ``%2e``, then ``.``).
 DECODE_ROUNDS: Final = 3
 
@@ -60,9 +68,9 @@ class WebhookTarget:
         if isinstance(entry, Mapping):
             url, headers = entry.get("url"), entry.get("headers", ())
             unknown = set(entry) - {"url", "headers"}
-            names_ok = isinstance(headers, (list, tuple)) and all(isinstance(name, str) for name in headers)
+            names_ok = isinstance(headers, (list, tuple)) and all(is_header_name(name) for name in headers)
             if not unknown and isinstance(url, str) and names_ok and _is_http_url(url):
-                return cls(url, frozenset(name.lower() for name in headers))
+                return cls(url, frozenset(normalised(name) for name in headers))
         elif isinstance(entry, str) and _is_http_url(entry):
             return cls(entry)
         raise ValueError(f"not an allowed_webhook_urls entry: {entry!r}")
@@ -100,14 +108,31 @@ def refusal(url: str, headers: Mapping[str, str] | None, targets: Iterable[Webho
             f"webhook to {url!r} has a '.' or '..' path segment (percent-encoded or not), "
             "which this worker never sends"
         )
-    guarded = sorted(name for name in headers or {} if name.lower() in GUARDED_HEADERS)
+    names = list(headers or {})
+    for name in names:
+        if not is_header_name(name):
+            return (
+                f"webhook to {url!r} carries header name {_short_repr(name)}, which is not an HTTP token "
+                "(a space, a control character, ':' or non-ASCII) and which this worker never sends"
+            )
+    guarded = sorted(name for name in names if normalised(name) in GUARDED_HEADERS)
     matching = [target for target in targets if target.matches(url)]
-    if any(all(name.lower() in target.headers for name in guarded) for target in matching):
+    if any(all(normalised(name) in target.headers for name in guarded) for target in matching):
         return None
     return (
         f"webhook to {url!r} carries header(s) {', '.join(guarded)}, which this worker sends only where "
         'an allowed_webhook_urls entry names them ({"url": ..., "headers": [...]})'
     )
+
+
+def is_header_name(name: object) -> bool:
+    """Whether `name` is a valid HTTP header name (a token: no space, control character, ``:``)."""
+    return isinstance(name, str) and HEADER_NAME.fullmatch(name) is not None
+
+
+def normalised(name: str) -> str:
+    """`name` as the guard compares header names: stripped and case-folded."""
+    return name.strip().casefold()
 
 
 def send(webhook: Webhook, job: Job, *, exc_string: str | None = None) -> None:
@@ -169,3 +194,8 @@ def _decoded(path: str) -> str:
 def _has_dot_segment(parts: SplitResult) -> bool:
     segments = _decoded(parts.path).replace("\\", "/").split("/")
     return "." in segments or ".." in segments
+
+
+def _short_repr(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= HEADER_REPR_CHARS else text[: HEADER_REPR_CHARS - 1] + "…"

@@ -372,6 +372,42 @@ def edge_jobs(sink_url: str) -> tuple[Hostile, ...]:
     )
 
 
+# Ids rq refuses in its started registry, and webhook header names that are not HTTP tokens: pushed
+# before the workers start (rq's registry cleanup at start raised on such ids, and every worker quit).
+INVALID_REGISTRY_ID = "invalid job id found in the registry"
+
+
+def _in_started_registry(make_id: Callable[[str], str]) -> Callable[[Queue, Path], str]:
+    """An entry rq refuses in the queue's started registry, expired long ago: rq's cleanup reads it."""
+
+    def push(queue: Queue, sentinels: Path) -> str:
+        job_id = make_id(Job.create(JOB_FUNCTION, connection=queue.connection).id)
+        queue.connection.zadd(queue.started_job_registry.key, {job_id: 1})
+        return job_id
+
+    return push
+
+
+def startup_edge_jobs(sink_url: str) -> tuple[Hostile, ...]:
+    """Kinds pushed before the workers start: ids ``"a b"``, ``"*"`` and ``"<id>:e:x"`` in the started
+    registries (each failed under its raw id), and a webhook to the allowed ``<sink_url>/rq/`` whose
+    header name ``"Authorization "`` (urllib sends ``Authorization : ...``) must not pass the guard."""
+    return (
+        Hostile(
+            "started registry id 'a b'", INVALID_REGISTRY_ID, _in_started_registry(lambda i: f"a b{i[:8]}")
+        ),
+        Hostile("started registry id '*'", INVALID_REGISTRY_ID, _in_started_registry(lambda i: f"*{i[:8]}")),
+        Hostile(
+            "started registry id 'x:y:z'", INVALID_REGISTRY_ID, _in_started_registry(lambda i: f"{i}:e:x")
+        ),
+        Hostile(
+            "webhook: 'Authorization ' header",
+            "is not an HTTP token",
+            _with_webhook(f"{sink_url}/rq/x", {"Authorization ": "Bearer stolen"}),
+        ),
+    )
+
+
 def push_junk(connection: redis.Redis, queue_names: tuple[str, ...], count: int) -> None:
     """`count` junk ids spread over the queues' intermediate lists, as if dequeued by workers that
     died: no job hashes, some with glob characters (``*``, ``[``); the rescue must drop them."""

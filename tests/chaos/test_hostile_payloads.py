@@ -190,11 +190,18 @@ def test_edge_webhooks_forged_ids_and_junk_fail_clearly_and_block_nothing(
         connection.config_set("slowlog-log-slower-than", 10_000)  # Redis's default: 10 ms
         connection.slowlog_reset()
         worker_pool.env[SETTINGS_ENV] = json.dumps({"ALLOWED_WEBHOOK_URLS": [f"{sink.url}/rq/"]})
+        # ... and ids rq refuses in the started registries, and a disguised header, before they start
+        early_kinds = hostile.startup_edge_jobs(sink.url)
+        early = list(
+            hostile.push_all(connection, early_kinds, len(early_kinds) * 2, sentinel_dir, QUEUE_NAMES)
+        )
         procs = start_workers(worker_pool, chaos_redis)
-        kinds = hostile.edge_jobs(sink.url)
+        kinds = hostile.edge_jobs(sink.url) + early_kinds
 
         # When jobs at the edges of the gate and of rq's job ids are pushed
-        pushed = list(hostile.push_all(connection, kinds, count, sentinel_dir, QUEUE_NAMES))
+        pushed = early + list(
+            hostile.push_all(connection, kinds[: -len(early_kinds)], count, sentinel_dir, QUEUE_NAMES)
+        )
         ids = {job_id for _, job_id in pushed}
         colons = {job_id for _, job_id in pushed if ":" in job_id}
 
@@ -266,7 +273,11 @@ def test_edge_webhooks_forged_ids_and_junk_fail_clearly_and_block_nothing(
         assert all(proc.alive() for proc in procs), worker_pool.logs()[-5000:]
         out, err = StringIO(), StringIO()
         call_command("rqsignals", "failures", stdout=out, stderr=err)
-        forged = {job_id for kind, job_id in pushed if kind.expect == hostile.INVALID_ID}
+        forged = {
+            job_id
+            for kind, job_id in pushed
+            if kind.expect in (hostile.INVALID_ID, hostile.INVALID_REGISTRY_ID)
+        }
         assert out.getvalue().endswith(f"\n{len(ids - forged)} failed call(s).\n")
         assert all(repr(job_id) in err.getvalue() for job_id in forged & landed)
         sent = send(chaos_receivers.work_default, ["after-the-edges"])

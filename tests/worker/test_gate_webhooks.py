@@ -206,3 +206,50 @@ def test_webhooks_climbing_out_of_their_entry_or_carrying_credentials_fail_at_on
     assert credentialed.get_status() == JobStatus.FINISHED
     assert sink.paths == ["/auth/done"]
     assert sink.headers["/auth/done"]["Authorization"] == "Bearer ok"
+
+
+@pytest.mark.parametrize("worker_class", sorted(GATED_WORKERS))
+def test_a_guarded_header_name_disguised_with_a_space_or_bad_characters_fails_at_once(
+    connection, redis_url, json_queue: Queue, sink: Sink, tmp_path, worker_class
+):
+    # Given jobs whose webhook to an allowed URL carries Authorization under a name that is not a
+    # plain header name: urllib sends "Authorization : ..." for the first, which servers may honour
+    disguised = ["Authorization ", " Authorization", "Authorization:", "Author\tization", "Authorizätion"]
+    refused = [
+        (
+            name,
+            json_queue.enqueue(
+                jobs.succeed, webhooks=[Webhook(f"{sink.url}/rq/x", "finished", headers={name: "t"})]
+            ),
+        )
+        for name in disguised
+    ]
+    # ... and one whose header name differs from the entry's only in case
+    credentialed = json_queue.enqueue(
+        jobs.succeed,
+        webhooks=[Webhook(f"{sink.url}/auth/done", "finished", headers={"AUTHORIZATION": "Bearer ok"})],
+    )
+    # When a worker behind a gate allowing the URL, and Authorization under /auth/ only, works the queue
+    entry = {"url": f"{sink.url}/auth/", "headers": ["authorization"]}
+    run_gated_worker(redis_url, tmp_path, worker_class, [f"{sink.url}/rq/", entry])
+    # Then each disguised one failed at once, naming the header, did not run, and nothing was sent for it
+    for name, job in refused:
+        assert_refused(connection, json_queue, job.id, f"header name {name!r}", "not an HTTP token")
+        assert runs(connection, job) == 0
+    assert credentialed.get_status() == JobStatus.FINISHED
+    assert sink.paths == ["/auth/done"]
+
+
+def test_header_names_are_compared_stripped_and_case_folded_and_must_be_tokens():
+    entry = {"url": "https://hooks.example.com/auth/", "headers": ["Authorization"]}
+    gate = JobGate(("*",), allowed_webhook_urls=("https://hooks.example.com/rq/", entry))
+    assert gate._webhook_refusal("https://hooks.example.com/auth/x", {"aUTHORIZATION": "t"}) is None
+    assert "header(s) COOKIE" in (
+        gate._webhook_refusal("https://hooks.example.com/auth/x", {"COOKIE": "c"}) or ""
+    )
+    for name in ("Authorization ", "Host\r\nX", "", "Auth\x00"):
+        assert "is not an HTTP token" in (
+            gate._webhook_refusal("https://hooks.example.com/rq/x", {name: "t"}) or ""
+        )
+    with pytest.raises(ValueError, match="allowed_webhook_urls must be http"):
+        JobGate(("*",), allowed_webhook_urls=({"url": "https://a.test/", "headers": ["Cookie "]},))

@@ -20,7 +20,7 @@ from tests.support.processes import start_worker
 from tests.support.waiting import wait_until
 from tests.worker import crash_jobs
 from tests.worker.crash_jobs import key
-from worker import intermediate, leases
+from worker import intermediate, job_ids, leases
 from worker.attempts import ATTEMPTS_META_KEY
 
 WORKERS = {
@@ -443,3 +443,159 @@ def test_an_idle_worker_given_an_id_that_is_not_utf8_stays_up_and_runs_the_next_
 
 def blocked_in_a_pop(connection) -> bool:
     return any(client.get("cmd") in ("blmove", "blpop") for client in connection.client_list())
+
+
+#: Started-registry entries rq's registry cleanup read as jobs and raised on ("x:y" is job "x",
+#: execution "y": rq reads it, and drops it as a job whose hash is gone).
+REFUSED_STARTED = ["a b", "*", "x:y:z", "bad id:exec"]
+
+
+def plant_refused_registry_entries(connection, queue: Queue) -> None:
+    """Ids rq refuses, expired long ago, in `queue`'s started registry; one, with a hash, in its ready one."""
+    connection.zadd(queue.started_job_registry.key, dict.fromkeys([*REFUSED_STARTED, "x:y"], 1))
+    forge_job(connection, queue, "r q")
+    connection.zadd(f"rq:ready:{queue.name}", {"r q": 1})
+
+
+def assert_refused_entries_failed(connection, queue: Queue) -> None:
+    failed = {item.decode() for item in connection.zrange(queue.failed_job_registry.key, 0, -1)}
+    assert {*REFUSED_STARTED, "r q"} <= failed
+    assert connection.zrange(queue.started_job_registry.key, 0, -1) == []
+    assert connection.zrange(f"rq:ready:{queue.name}", 0, -1) == []
+
+
+@pytest.mark.parametrize("worker_class", sorted(WORKERS))
+def test_a_worker_starting_with_ids_rq_refuses_in_its_registries_stays_up_and_runs_a_job(
+    connection, redis_url, tmp_path, worker_class
+):
+    # Given ids rq refuses in the started and ready registries (rq's registry cleanup, which a
+    # worker runs as it starts, raised ValueError on them and the worker quit within a second)
+    queue = Queue("registries", connection=connection)
+    plant_refused_registry_entries(connection, queue)
+    job = queue.enqueue(crash_jobs.quick)
+    # When a worker starts on the queue
+    proc = start_worker(
+        redis_url, ["registries"], tmp_path=tmp_path, worker_class=class_path(WORKERS[worker_class])
+    )
+    try:
+        # Then it stays up and runs the job, and each entry is failed under its raw id, naming it
+        def finished():
+            assert proc.alive(), proc.output()[-3000:]
+            return job.get_status() == JobStatus.FINISHED
+
+        wait_until(finished, timeout=30, what=f"job {job.id} to run")
+        assert_refused_entries_failed(connection, queue)
+        assert "Job 'a b': invalid job id found in the registry 'rq:wip:registries'" in proc.output()
+        assert "Job 'r q': invalid job id found in the registry 'rq:ready:registries'" in proc.output()
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize("worker_class", sorted(WORKERS))
+def test_a_running_worker_whose_maintenance_meets_ids_rq_refuses_goes_on(
+    connection, redis_url, tmp_path, worker_class
+):
+    # Given a worker running its registry maintenance every second
+    queue = Queue("registries", connection=connection)
+    proc = start_worker(
+        redis_url,
+        ["registries"],
+        tmp_path=tmp_path,
+        worker_class=class_path(WORKERS[worker_class]),
+        extra_args=["--maintenance-interval", "1"],
+    )
+    try:
+        wait_until(lambda: "cleaning registries" in proc.output(), timeout=30, what="a first maintenance")
+        # When ids rq refuses appear in its registries
+        plant_refused_registry_entries(connection, queue)
+
+        # ... and it goes on working (rq runs maintenance between two jobs, or when its pop times out)
+        def purged():
+            assert proc.alive(), proc.output()[-3000:]
+            if connection.llen(queue.key) == 0:
+                queue.enqueue(crash_jobs.quick)
+            return connection.zscore(queue.failed_job_registry.key, "a b") is not None
+
+        # Then its next maintenance fails them under their raw ids, and it stays up and runs a job
+        wait_until(purged, timeout=30, what="'a b' to be failed", interval=0.2)
+        job = queue.enqueue(crash_jobs.quick)
+
+        def finished():
+            assert proc.alive(), proc.output()[-3000:]
+            return job.get_status() == JobStatus.FINISHED
+
+        wait_until(finished, timeout=30, what=f"job {job.id} to run")
+        assert_refused_entries_failed(connection, queue)
+    finally:
+        proc.stop()
+
+
+def test_registry_maintenance_that_raises_is_logged_with_the_queue_and_the_worker_goes_on(
+    connection, caplog, monkeypatch
+):
+    # Given more refused entries than one purge looks at (the rest reach rq's cleanup, which raises)
+    queue = Queue("registries", connection=connection)
+    connection.zadd(queue.started_job_registry.key, {f"bad {n}:e": 1 for n in range(5)})
+    worker = crash_jobs.FastSimpleRetryWorker([queue], connection=connection)
+    # When the worker runs its maintenance with a purge batch of 2
+    monkeypatch.setattr(job_ids, "REGISTRY_BATCH", 2)
+    with caplog.at_level("ERROR"):
+        worker.clean_registries()
+    # Then rq's error is logged with the queue's name, and the maintenance lock is released
+    assert "Queue registries: registry maintenance failed" in caplog.text
+    assert "Job ID must only contain" in caplog.text
+    assert connection.exists(queue.registry_cleaning_key) == 0
+    # ... and the next passes take the next entries
+    worker.clean_registries()
+    worker.clean_registries()
+    assert connection.zcard(queue.failed_job_registry.key) == 5
+    assert connection.zcard(queue.started_job_registry.key) == 0
+
+
+@pytest.mark.parametrize("worker_class", sorted(WORKERS))
+def test_a_busy_worker_drops_an_id_with_a_colon_and_no_hash_with_a_warning_and_runs_nothing_for_it(
+    connection, redis_url, tmp_path, worker_class
+):
+    # Given a stored job that was never queued, and "<its id>:x" (no hash under that id) pushed
+    # between two proper jobs, so that a worker pops it between two jobs (one round trip dequeue)
+    queue = Queue("colon", connection=connection)
+    stored = Job.create(crash_jobs.quick, connection=connection, origin="colon")
+    stored.save()
+    first = queue.enqueue(crash_jobs.quick)
+    forged = f"{stored.id}:x"
+    connection.rpush(queue.key, forged)
+    last = queue.enqueue(crash_jobs.quick)
+    # When a worker works the queue
+    proc = start_worker(
+        redis_url, ["colon"], tmp_path=tmp_path, worker_class=class_path(WORKERS[worker_class])
+    )
+    try:
+        # Then the forged id is dropped with a warning naming it (the old code dropped it silently) ...
+        def settled():
+            assert proc.alive(), proc.output()[-3000:]
+            return last.get_status() == JobStatus.FINISHED and "no job hash" in proc.output()
+
+        wait_until(settled, timeout=30, what=f"{last.id} to run and {forged} to be dropped")
+        assert f"Job {forged!r}: invalid job id popped from queue 'colon'" in proc.output()
+        # ... the stored job did not run, and nothing is left in the queue or its intermediate list
+        assert first.get_status() == JobStatus.FINISHED
+        assert connection.get(key(stored.id, "runs")) is None
+        assert ids(connection, queue.key) == []
+        assert ids(connection, queue.intermediate_queue_key) == []
+    finally:
+        proc.stop()
+
+
+def test_group_maintenance_that_raises_is_logged_and_the_worker_goes_on(connection, caplog):
+    # Given a group holding a member that is not UTF-8 (rq's group cleanup decodes each as text)
+    connection.sadd("rq:groups", "forged")
+    connection.sadd("rq:group:forged", b"\xff\xfe")
+    worker = crash_jobs.FastSimpleRetryWorker(
+        [Queue("registries", connection=connection)], connection=connection
+    )
+    # When the worker runs its maintenance
+    with caplog.at_level("ERROR"):
+        worker.run_maintenance_tasks()
+    # Then the error is logged, naming the worker, and nothing is raised
+    assert f"Worker {worker.name}: group registry maintenance failed; it goes on" in caplog.text
+    assert "UnicodeDecodeError" in caplog.text

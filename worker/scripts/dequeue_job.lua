@@ -26,7 +26,9 @@
 -- Returns {queue key, job id, field, value, field, value...}; false when every queue is empty; -1
 -- when suspended (nothing popped).
 -- A popped id whose hash is gone is skipped as rq skips it (it stays in the intermediate queue for
--- the cleanups, as with rq); at most 100 such in one call.
+-- the cleanups, as with rq); at most 100 such in one call. An id rq would not accept as a job id
+-- (letters, digits, "_" and "-" only; rq reads "x:y" as job "x") is returned whether or not it has a
+-- hash, so that the caller fails it under that raw id or, with no hash, drops it with a warning.
 redis.call('HSET', KEYS[1], 'state', 'idle', 'last_heartbeat', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
@@ -46,7 +48,7 @@ for _ = 1, 100 do
     return false
   end
   local hash = redis.call('HGETALL', ARGV[4] .. job_id)
-  if #hash > 0 then
+  if #hash > 0 or not string.find(job_id, '^[A-Za-z0-9_%-]+$') then
     local reply = {queue_key, job_id}
     for i = 1, #hash do
       reply[#reply + 1] = hash[i]
