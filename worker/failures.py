@@ -40,6 +40,8 @@ from worker.attempts import (
 )
 from worker.exceptions import NoSuchFailedJob
 from worker.job_ids import RQ_RULE, as_text, id_repr, is_valid_job_id
+from worker.limits import limits_of
+from worker.results import latest_result_request, restore_result
 
 logger = logging.getLogger(__name__)
 
@@ -215,8 +217,7 @@ class FailureRegistry:
             with self._registry.connection.pipeline(transaction=False) as pipeline:
                 for job_id in chunk:
                     pipeline.hgetall(self._registry.job_class.key_for(job_id))
-                    results_key = Result.get_key(job_id)  # type: ignore[no-untyped-call]  # unannotated in rq
-                    pipeline.xrevrange(results_key, "+", "-", count=1)
+                    latest_result_request(pipeline, job_id)
                     pipeline.zscore(self._registry.key, job_id)
                 replies = pipeline.execute()
             expired = []
@@ -273,13 +274,15 @@ class FailureRegistry:
         if not raw_results:
             return None
         result_id, payload = raw_results[0]
+        limits = limits_of(self._registry.job_class)
         try:
-            return Result.restore(
+            return restore_result(  # its failure text bounded: a zlib bomb there is a short note
                 job_id,
                 result_id.decode(),
                 payload,
                 connection=self._registry.connection,
                 serializer=self._registry.serializer,
+                max_exc_bytes=limits.max_exc_info_bytes,
             )
         except Exception:
             logger.warning(
