@@ -92,8 +92,8 @@ class MetaNotAnObject(JobLoadError):
         shown = repr(meta)
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
         self.args = (
-            f"Job {job_id}: cannot load its meta: it is not a JSON object but a "
-            f"{type(meta).__name__} ({shown}), so it was not loaded",
+            f"Job {job_id}: cannot load its meta: it is not a JSON object but "
+            f"{'null' if meta is None else f'a {type(meta).__name__} ({shown})'}, so it was not loaded",
         )
 
     def __str__(self) -> str:
