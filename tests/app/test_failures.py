@@ -205,6 +205,9 @@ def test_a_zlib_bomb_as_a_failure_result_is_listed_as_a_short_note(failed_job_id
     with PeakRss() as rss:
         baseline = rss.process.memory_info().rss
         listing = rqsignals("failures")
+    print(
+        f"rqsignals failures: RSS grew {(rss.peak - baseline) / 2**20:.1f} MiB, printed {len(listing)} chars"
+    )
 
     # Then the job is listed with a short note naming the limit, and memory stays bounded
     assert "(failure text over 1048576 bytes; not loaded)" in listing, listing[:2000]
