@@ -40,7 +40,7 @@ from worker.attempts import (
 )
 from worker.exceptions import NoSuchFailedJob
 from worker.job_ids import RQ_RULE, as_text, id_repr, is_valid_job_id
-from worker.limits import limits_of
+from worker.limits import bounded_job_class, limits_of
 from worker.results import latest_result_request, restore_result
 
 logger = logging.getLogger(__name__)
@@ -98,12 +98,18 @@ class FailureRegistry:
         None), or with the queue's own when a `Queue` is given. `on_skip` is told of each entry skipped
         or removed because rq cannot read its id (a line naming it); by default it is logged as a warning."""
         self._on_skip = on_skip
+        # Jobs are read within limits (`worker.limits`): a forged hash (a zlib bomb, meta that is no
+        # JSON object) is listed, never inflated in full nor a crash of the listing.
         if isinstance(queue, Queue):
-            self._registry = FailedJobRegistry(queue=queue, job_class=queue.job_class)
+            job_class = bounded_job_class(queue.job_class, limits_of(queue.job_class))
+            self._registry = FailedJobRegistry(queue=queue, job_class=job_class)
         elif connection is None:
             raise ValueError(f"FailureRegistry: queue {queue!r} is given by name, so pass its connection too")
         else:
-            self._registry = FailedJobRegistry(queue, connection=connection, serializer=serializer)
+            job_class = bounded_job_class(Job, limits_of(Job))
+            self._registry = FailedJobRegistry(
+                queue, connection=connection, serializer=serializer, job_class=job_class
+            )
         self.queue_name: str = self._registry.name
 
     def count(self) -> int:
