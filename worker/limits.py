@@ -132,7 +132,7 @@ class BoundedJob(Job):
 
     job_limits: ClassVar[JobLimits] = JobLimits()
     _too_large: JobLoadError | None = None
-    _stored: dict[str, bytes] | None = None  # what an oversize field held in Redis, written back on save
+    _stored: dict[str, bytes] | None = None  # what an unloaded field held in Redis, written back on save
 
     def limits(self) -> JobLimits:
         return self.job_limits
