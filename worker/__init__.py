@@ -17,7 +17,7 @@ from worker.exceptions import (
 )
 from worker.failures import ErrorSummary, FailedJob, FailureRegistry
 from worker.gate import JobGate, JobRefused, install_job_gate
-from worker.limits import JobLimits, JobTooLarge, install_job_limits
+from worker.limits import JobLimits, JobTooLarge, MetaNotAnObject, install_job_limits
 from worker.prefork import PreforkRetryWorker
 from worker.serializers import JSONOrPickleSerializer, JSONRefused, JSONSerializer, PickleRefused
 from worker.workers import RetryWorker, SimpleRetryWorker
@@ -38,6 +38,7 @@ __all__ = [
     "JobLoadError",
     "JobRefused",
     "JobTooLarge",
+    "MetaNotAnObject",
     "NoSuchFailedJob",
     "PermanentJobError",
     "PickleRefused",

@@ -40,6 +40,8 @@ from worker.attempts import (
 )
 from worker.exceptions import NoSuchFailedJob
 from worker.job_ids import RQ_RULE, as_text, id_repr, is_valid_job_id
+from worker.limits import bounded_job_class, limits_of
+from worker.results import latest_result_request, restore_result
 
 logger = logging.getLogger(__name__)
 
@@ -96,12 +98,18 @@ class FailureRegistry:
         None), or with the queue's own when a `Queue` is given. `on_skip` is told of each entry skipped
         or removed because rq cannot read its id (a line naming it); by default it is logged as a warning."""
         self._on_skip = on_skip
+        # Jobs are read within limits (`worker.limits`): a forged hash (a zlib bomb, meta that is no
+        # JSON object) is listed, never inflated in full nor a crash of the listing.
         if isinstance(queue, Queue):
-            self._registry = FailedJobRegistry(queue=queue, job_class=queue.job_class)
+            job_class = bounded_job_class(queue.job_class, limits_of(queue.job_class))
+            self._registry = FailedJobRegistry(queue=queue, job_class=job_class)
         elif connection is None:
             raise ValueError(f"FailureRegistry: queue {queue!r} is given by name, so pass its connection too")
         else:
-            self._registry = FailedJobRegistry(queue, connection=connection, serializer=serializer)
+            job_class = bounded_job_class(Job, limits_of(Job))
+            self._registry = FailedJobRegistry(
+                queue, connection=connection, serializer=serializer, job_class=job_class
+            )
         self.queue_name: str = self._registry.name
 
     def count(self) -> int:
@@ -215,8 +223,7 @@ class FailureRegistry:
             with self._registry.connection.pipeline(transaction=False) as pipeline:
                 for job_id in chunk:
                     pipeline.hgetall(self._registry.job_class.key_for(job_id))
-                    results_key = Result.get_key(job_id)  # type: ignore[no-untyped-call]  # unannotated in rq
-                    pipeline.xrevrange(results_key, "+", "-", count=1)
+                    latest_result_request(pipeline, job_id)
                     pipeline.zscore(self._registry.key, job_id)
                 replies = pipeline.execute()
             expired = []
@@ -273,13 +280,15 @@ class FailureRegistry:
         if not raw_results:
             return None
         result_id, payload = raw_results[0]
+        limits = limits_of(self._registry.job_class)
         try:
-            return Result.restore(
+            return restore_result(  # its failure text bounded: a zlib bomb there is a short note
                 job_id,
                 result_id.decode(),
                 payload,
                 connection=self._registry.connection,
                 serializer=self._registry.serializer,
+                max_exc_bytes=limits.max_exc_info_bytes,
             )
         except Exception:
             logger.warning(

@@ -8,8 +8,17 @@ decompresses with ``zlib.decompressobj().decompress(raw, limit + 1)``, so never 
 A job over a limit still loads, with its data unread, so whoever reads it (registries, crash
 recovery, pages) can handle it: `oversize(job)` is the `JobTooLarge` naming the job, the field and
 the limit; decoding its data raises it (wrapped in rq's ``DeserializationError``); saving the job
-writes the stored bytes back as they were. A worker fails such a job at once after dequeueing it
-(`worker.loading`). Limits come from the worker's ``job_limits`` argument, else from
+writes the stored bytes back as they were. Meta that decodes to something other than a JSON object
+(``[1, 2, 3]``, ``"hello"``, ``null``: only a forged hash holds it) loads the same way, as ``{}``, and
+`unloadable(job)` is the `MetaNotAnObject` naming it. A worker fails such a job at once after
+dequeueing it (`worker.loading`), and crash recovery fails it (no policy is read from it).
+
+A job hash without a ``timeout`` (rq's queues always write one) loads with rq's default job timeout,
+`Queue.DEFAULT_TIMEOUT`: rq's work-horse monitor adds to it. The job's results (`results()`,
+`latest_result()`, read by django-rq's job page) are restored by `worker.results.restore_result`,
+their failure text bounded by ``max_exc_info_bytes`` as the hash's ``exc_info`` is.
+
+Limits come from the worker's ``job_limits`` argument, else from
 `install_job_limits` (the Django app installs ``RQ_SIGNALS["MAX_JOB_DATA_BYTES"]`` and
 ``["MAX_JOB_META_BYTES"]``), else `JobLimits()`.
 """
@@ -20,13 +29,17 @@ import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
 
 from rq.exceptions import DeserializationError
 from rq.job import Job
+from rq.queue import Queue
 from rq.utils import as_text, decode_redis_hash
 
 from worker.exceptions import JobLoadError
+
+if TYPE_CHECKING:
+    from rq.results import Result
 
 #: Largest job data a worker decompresses, in bytes: twice rq_signals' largest payload (1 MiB of JSON, see
 #: RQ_SIGNALS["MAX_PAYLOAD_BYTES"]), so a payload a send accepts always loads, with its envelope.
@@ -71,6 +84,22 @@ class JobTooLarge(JobLoadError):
         return str(self.args[0])
 
 
+class MetaNotAnObject(JobLoadError):
+    """A job's meta decodes to something other than a JSON object (a dict): rq and our retries need one."""
+
+    def __init__(self, job_id: str, meta: Any) -> None:
+        super().__init__(job_id, "its meta")
+        shown = repr(meta)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        self.args = (
+            f"Job {job_id}: cannot load its meta: it is not a JSON object but "
+            f"{'null' if meta is None else f'a {type(meta).__name__} ({shown})'}, so it was not loaded",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def decompress_bounded(raw: bytes, limit: int) -> bytes | None:
     """`raw` decompressed, or `raw` itself if it is not a whole zlib stream (as rq's restore does);
     None if the result would be longer than `limit` bytes. Never holds more than `limit` + 1 bytes."""
@@ -88,7 +117,13 @@ def decompress_bounded(raw: bytes, limit: int) -> bytes | None:
 
 def oversize(job: Job) -> JobTooLarge | None:
     """Why `job` was loaded without its data or meta (a limit of its bounded class), or None."""
-    found: JobTooLarge | None = getattr(job, "_too_large", None)
+    found = unloadable(job)
+    return found if isinstance(found, JobTooLarge) else None
+
+
+def unloadable(job: Job) -> JobLoadError | None:
+    """Why `job` was loaded without its data or meta: over a limit, or meta that is no JSON object."""
+    found: JobLoadError | None = getattr(job, "_too_large", None)
     return found
 
 
@@ -96,8 +131,8 @@ class BoundedJob(Job):
     """Base of the classes `bounded_job_class` makes; `limits()` are the bounds a restore obeys."""
 
     job_limits: ClassVar[JobLimits] = JobLimits()
-    _too_large: JobTooLarge | None = None
-    _stored: dict[str, bytes] | None = None  # what an oversize field held in Redis, written back on save
+    _too_large: JobLoadError | None = None
+    _stored: dict[str, bytes] | None = None  # what an unloaded field held in Redis, written back on save
 
     def limits(self) -> JobLimits:
         return self.job_limits
@@ -115,7 +150,7 @@ class BoundedJob(Job):
             if data is None:
                 self._note("data", raw, limits.max_data_bytes, limits.data_setting)
             obj["data"] = b""
-        meta = obj.get("meta")
+        meta = raw_meta = obj.get("meta")
         if meta and len(meta) > limits.max_meta_bytes:
             self._note("meta", meta, limits.max_meta_bytes, limits.meta_setting)
             obj["meta"] = b""
@@ -126,11 +161,43 @@ class BoundedJob(Job):
             )
             obj["exc_info"] = b""
         result = super().restore(obj)
+        if not isinstance(self.meta, dict):  # rq's own code and our retries call `meta.get`
+            self._stored = {**(self._stored or {}), "meta": raw_meta or b""}
+            self._too_large = self._too_large or MetaNotAnObject(self.id, self.meta)
+            self.meta = {}
+        if self.timeout is None:  # a forged hash: rq's work-horse monitor computes `timeout + 60`
+            self.timeout = Queue.DEFAULT_TIMEOUT
         if data is not None:
             self.data = data
         if exc_info is not None:
             self._exc_info = as_text(exc_info)
         return result
+
+    def results(self) -> list[Result]:
+        from worker import results  # worker.results reads with this module's decompress_bounded
+
+        return [
+            self._restore_result(result_id, fields)
+            for result_id, fields in results.result_stream_entries(self.connection, self.id)
+        ]
+
+    def latest_result(self, timeout: int = 0) -> Result | None:
+        from worker import results
+
+        entry = results.latest_result_entry(self.connection, self.id, timeout=timeout)
+        return self._restore_result(*entry) if entry is not None else None
+
+    def _restore_result(self, result_id: bytes, fields: dict[bytes, bytes]) -> Result:
+        from worker import results
+
+        return results.restore_result(
+            self.id,
+            result_id.decode(),
+            fields,
+            connection=self.connection,
+            serializer=self.serializer,
+            max_exc_bytes=self.limits().max_exc_info_bytes,
+        )
 
     def _note(self, field_name: str, raw: bytes, limit: int, setting: str) -> None:
         stored = self._stored if self._stored is not None else {}
@@ -186,6 +253,13 @@ def install_job_limits(limits: LimitsSource) -> LimitsSource:
     with _lock:
         previous, _installed = _installed, limits
     return previous
+
+
+def limits_of(job_class: type[Job]) -> JobLimits:
+    """The limits `job_class` restores within: its own if it is bounded, else the installed ones."""
+    if issubclass(job_class, BoundedJob):
+        return job_class.job_limits
+    return installed_job_limits()
 
 
 def installed_job_limits() -> JobLimits:

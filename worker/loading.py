@@ -21,7 +21,7 @@ from rq.worker import BaseWorker
 from worker import job_ids
 from worker.exceptions import JobLoadError
 from worker.gate import JobGate, gated_job_class, installed_job_gate
-from worker.limits import JobLimits, bounded_job_class, installed_job_limits, oversize
+from worker.limits import JobLimits, bounded_job_class, installed_job_limits, unloadable
 
 if TYPE_CHECKING:
     from rq.queue import Queue
@@ -160,7 +160,7 @@ class UnreadableJobMixin(BaseWorker):
     def _refusal(self, found: tuple[Job, Queue] | None) -> tuple[Job, Queue, JobLoadError] | None:
         if found is None:
             return None
-        too_large = oversize(found[0])
+        too_large = unloadable(found[0])
         if too_large is not None:
             return (*found, too_large)
         gate = self.job_gate

@@ -43,6 +43,7 @@ from worker import crashes, fencing, intermediate, leases
 from worker.connection import ReconnectMixin
 from worker.exceptions import WorkerCrashed
 from worker.lean import ExecutionStartMixin
+from worker.limits import unloadable
 from worker.orphans import die_with_parent
 from worker.threads import surviving
 
@@ -377,6 +378,7 @@ class RecoveryMixin(ReconnectMixin, ExecutionStartMixin):
         exc = WorkerCrashed(
             f"Job {job_id}: worker {dead} died mid-job (no heartbeat for {self.lease_ttl:g}s: "
             f"killed, out of memory or cut off from Redis); recovered by worker {self.name}"
+            + (f"; {unreadable}" if (unreadable := unloadable(job)) is not None else "")
         )
         self.log.warning("%s", exc)
         started_at = execution.created_at if execution else job.started_at

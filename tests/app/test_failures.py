@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from io import StringIO
 
 import pytest
@@ -190,4 +191,25 @@ def test_a_zlib_bomb_in_the_failed_registry_is_listed_without_decompressing_it(f
     # Then the listing completes without decompressing the bomb (the job's receiver is unreadable,
     # so it is not listed as a receiver call), and memory stays bounded
     assert listing.endswith("0 failed call(s).\n"), listing
+    assert rss.peak - baseline < 50 * 2**20, f"grew {(rss.peak - baseline) / 2**20:.0f} MiB"
+
+
+def test_a_zlib_bomb_as_a_failure_result_is_listed_as_a_short_note(failed_job_id, connection):
+    # Given a failed job with no attempt history whose latest result's failure text someone replaced
+    # by a zlib bomb (300 MB once decompressed), as rq writes results (the job's result stream)
+    connection.hdel(f"rq:job:{failed_job_id}", "meta")
+    bomb = base64.b64encode(zlib_bomb(300 * 1024 * 1024))
+    connection.xadd(f"rq:results:{failed_job_id}", {"type": 2, "worker_name": "w", "exc_string": bomb})
+
+    # When the operator lists the failures, this process's memory watched
+    with PeakRss() as rss:
+        baseline = rss.process.memory_info().rss
+        listing = rqsignals("failures")
+    print(
+        f"rqsignals failures: RSS grew {(rss.peak - baseline) / 2**20:.1f} MiB, printed {len(listing)} chars"
+    )
+
+    # Then the job is listed with a short note naming the limit, and memory stays bounded
+    assert "(failure text over 1048576 bytes; not loaded)" in listing, listing[:2000]
+    assert len(listing) < 10_000
     assert rss.peak - baseline < 50 * 2**20, f"grew {(rss.peak - baseline) / 2**20:.0f} MiB"

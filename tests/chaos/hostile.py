@@ -166,11 +166,31 @@ def _corrupt(
     return push
 
 
+def _without(field: str, receiver: str) -> Callable[[Queue, Path], str]:
+    """A valid job of `run_receiver` for `receiver`, its hash without `field` (rq always writes it)."""
+
+    def push(queue: Queue, sentinels: Path) -> str:
+        job = Job.create(
+            JOB_FUNCTION,
+            args=(receiver, SIGNAL, _payload({"tag": f"no {field}"})),
+            connection=queue.connection,
+            serializer=queue.serializer,
+        )
+        job.origin = queue.name
+        job.save()
+        queue.connection.hdel(job.key, field)
+        queue.connection.rpush(queue.key, job.id)
+        return job.id
+
+    return push
+
+
 def _garbage(size: int) -> bytes:
     return random.Random(size).randbytes(size)
 
 
 _LOAD = "JobLoadError"
+_NOT_OBJECT = "cannot load its meta: it is not a JSON object"
 
 corrupt_hashes: tuple[Hostile, ...] = (
     Hostile("data is random bytes", _LOAD, _corrupt(data=_garbage(64))),
@@ -183,6 +203,12 @@ corrupt_hashes: tuple[Hostile, ...] = (
     Hostile("meta is garbage", _UNKNOWN, _corrupt("tests.chaos.receivers.nope", meta=_garbage(32))),
     Hostile("created_at is garbage", _LOAD, _corrupt(created_at=b"yesterday-ish")),
     Hostile("timeout is garbage", _LOAD, _corrupt(timeout=b"forever")),
+    # valid JSON, but no object: rq's and our code call `meta.get` (it killed the workers)
+    Hostile("meta is a JSON list", _NOT_OBJECT, _corrupt(meta=b"[1,2,3]")),
+    Hostile("meta is a JSON string", _NOT_OBJECT, _corrupt(meta=b'"hello"')),
+    Hostile("meta is JSON null", _NOT_OBJECT, _corrupt(meta=b"null")),
+    # rq's horse monitor adds 60 to a job's timeout: loaded without one, it gets rq's default
+    Hostile("timeout field missing", _UNKNOWN, _without("timeout", "tests.chaos.receivers.nope")),
 )
 
 
@@ -201,12 +227,28 @@ def _bomb(field: str) -> Callable[[Queue, Path], str]:
     return push
 
 
+def _result_bomb(queue: Queue, sentinels: Path) -> str:
+    """A job whose result stream already holds a failed result whose failure text is a zlib bomb (as
+    rq writes results: base64 of zlib); it fails for its unknown receiver, a newer result on top.
+    Whoever reads its results (django-rq's job page, `rqsignals failures`, this scenario) must not
+    inflate the bomb."""
+    args = ("tests.chaos.receivers.nope", SIGNAL, _payload({"tag": "result bomb"}))
+    job = Job.create(JOB_FUNCTION, args=args, connection=queue.connection, serializer=queue.serializer)
+    job.origin = queue.name
+    job.save()
+    bomb = base64.b64encode(zlib_bomb())
+    queue.connection.xadd(f"rq:results:{job.id}", {"type": 2, "worker_name": "w", "exc_string": bomb})
+    queue.connection.rpush(queue.key, job.id)
+    return job.id
+
+
 #: CPython hashes an int modulo this prime: its multiples all hash to 0.
 _HASH_MODULUS = 2**61 - 1
 
 costly_jobs: tuple[Hostile, ...] = (
     Hostile("data is a zlib bomb", "cannot load its data: it decompresses past 2097152 bytes", _bomb("data")),
     Hostile("meta is a zlib bomb", "cannot load its meta: it is larger than 262144 bytes", _bomb("meta")),
+    Hostile("failure result is a zlib bomb", _UNKNOWN, _result_bomb),
     Hostile(
         "payload nested 900 deep",
         "nests deeper than the limit of 100",

@@ -27,20 +27,25 @@ from tests.chaos.harness import QUEUE_NAMES, Ledger, Outcome, send, wait_for_all
 from tests.settings import SETTINGS_ENV
 from tests.support import http_sink
 from tests.support.waiting import wait_until
+from worker.limits import JobLimits, bounded_job_class
 from worker.serializers import JSONSerializer
+
+BOUNDED_JOB = bounded_job_class(Job, JobLimits())
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def failure_text(connection: redis.Redis, job_id: str) -> str:
-    """The error a failed job records: its latest failure result, else the exc_info of its hash.
+    """The error a failed job records: its newest failure result, else the exc_info of its hash.
 
-    Read as JSON, as the app reads jobs: a pickled hostile job is never unpickled here either.
+    Read as JSON, as the app reads jobs: a pickled hostile job is never unpickled here either. All
+    its results are read, as django-rq's job page does, within the limits (a bomb there is a note).
     """
     try:
-        result = Job.fetch(job_id, connection=connection, serializer=JSONSerializer).latest_result()
-        if result is not None and result.exc_string:
-            return result.exc_string
+        job = BOUNDED_JOB.fetch(job_id, connection=connection, serializer=JSONSerializer)
+        for result in job.results():
+            if result.exc_string:
+                return result.exc_string
     except Exception as exc:  # an unreadable hash: rq cannot build the Job
         fallback = f"(Job.fetch: {type(exc).__name__})"
     else:

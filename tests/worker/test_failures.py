@@ -21,9 +21,11 @@ from rq.utils import utcformat
 
 from tests.support.upstream import RqSimpleWorker as SimpleWorker
 from tests.support.upstream import RqWorker as Worker
+from tests.worker import jobs
 from worker import ATTEMPTS_META_KEY, Attempt, NoSuchFailedJob
 from worker.attempts import BUDGET_START_META_KEY, retries_used, utcnow
 from worker.failures import ErrorSummary, FailedJob, FailureRegistry
+from worker.serializers import JSONSerializer
 
 HERE = __name__  # the dotted module path rq stores for the job functions below
 
@@ -373,3 +375,18 @@ def test_requeue_keeps_meta_it_cannot_read(queue, failures, connection, caplog):
     assert queue.job_ids == [job.id]
     assert connection.hget(job.key, "meta") == b"written by another serializer"
     assert f"Job {job.id}: meta unreadable" in caplog.text
+
+
+def test_a_failed_job_whose_meta_is_a_json_list_is_listed_not_a_crash(connection):
+    # Given a failed job whose meta someone with write access to Redis set to a JSON list
+    queue = Queue("default", connection=connection, serializer=JSONSerializer)
+    job = queue.enqueue(jobs.succeed)
+    queue.remove(job.id)
+    queue.failed_job_registry.add(job, exc_string="Traceback...\nValueError: boom")
+    connection.hset(job.key, "meta", b"[1,2,3]")
+    # When the operator lists the failures (the registry by name, as by its Queue)
+    by_name = FailureRegistry("default", connection=connection, serializer=JSONSerializer).list()
+    by_queue = FailureRegistry(queue).list()
+    # Then it is listed, without attempts
+    assert [entry.job_id for entry in by_name] == [job.id] == [entry.job_id for entry in by_queue]
+    assert by_name[0].attempts == ()

@@ -15,15 +15,17 @@ from rq.job import Job, JobStatus
 from tests.support.memory import PeakRss, zlib_bomb
 from tests.support.processes import start_worker
 from tests.support.waiting import wait_until
-from tests.worker import jobs
+from tests.worker import crash_jobs, jobs, prefork_jobs
 from tests.worker.retry_support import enqueue
 from worker.dequeue import uses_rq_dequeue
 from worker.limits import JobLimits, bounded_job_class, decompress_bounded, oversize
+from worker.serializers import JSONSerializer
 from worker.workers import SimpleRetryWorker
 
 WORKER_CLASSES = ["worker.RetryWorker", "worker.SimpleRetryWorker", "worker.PreforkRetryWorker"]
 BOMB_DECOMPRESSED_BYTES = 300 * 1024 * 1024
 RSS_LIMIT_BYTES = 200 * 1024 * 1024
+JSON_ARGS = ["--serializer", "worker.serializers.JSONSerializer"]
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +141,98 @@ def test_failure_text_past_its_limit_is_shown_as_a_note_not_decompressed(connect
     loaded = bounded_job_class(Job, JobLimits()).fetch(job.id, connection=connection)
     assert loaded.exc_info == "(failure text over 1048576 bytes; not loaded)"
     assert oversize(loaded) is None  # the job itself still loads and runs
+
+
+NOT_OBJECT_METAS = [b"[1,2,3]", b'"hello"', b"null"]
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_meta_that_is_not_a_json_object_fails_the_job_at_once_and_the_worker_goes_on(
+    connection, redis_url, tmp_path, worker_class
+):
+    # Given jobs whose meta someone with write access to Redis set to a list, a string and null
+    # (rq's JSON serializer, as rq_signals queues write), then a good job
+    queue = Queue("default", connection=connection, serializer=JSONSerializer)
+    broken = []
+    for meta in NOT_OBJECT_METAS:
+        job = enqueue(queue, jobs.succeed)
+        connection.hset(job.key, "meta", meta)
+        broken.append(job)
+    good = enqueue(queue, jobs.succeed)
+    # When a real worker of each class works the queue
+    proc = start_worker(
+        redis_url, ["default"], tmp_path=tmp_path, worker_class=worker_class, extra_args=JSON_ARGS
+    )
+    try:
+        wait_until(lambda: good.get_status() == JobStatus.FINISHED, timeout=30, what="the good job to finish")
+        # Then it is the same worker still serving: none of them killed it ...
+        assert proc.alive(), proc.output()[-3000:]
+    finally:
+        proc.stop()
+    # ... each failed at once, naming the job and what its meta is, never run nor retried
+    for job, meta in zip(broken, NOT_OBJECT_METAS, strict=True):
+        assert job.id in queue.failed_job_registry, proc.output()[-3000:]
+        text = failure_text(connection, job)
+        assert f"MetaNotAnObject: Job {job.id}: cannot load its meta: it is not a JSON object" in text
+        assert connection.get(jobs.runs_key(job.id)) is None
+        assert connection.hget(job.key, "meta") == meta  # kept as stored, for whoever looks into it
+    assert "found an unhandled exception" not in proc.output()
+
+
+def test_a_started_job_whose_meta_is_a_list_is_failed_by_recovery_not_retried_forever(
+    connection, redis_url, tmp_path
+):
+    # Given a job with list meta whose worker died mid-job: STARTED, its lease run out
+    queue = Queue("crash", connection=connection, serializer=JSONSerializer)
+    broken = enqueue(queue, jobs.succeed)
+    queue.remove(broken.id)
+    connection.hset(broken.key, mapping={"meta": b"[1,2,3]", "status": JobStatus.STARTED.value})
+    crash_jobs.expired_lease(connection, queue, member=f"{broken.id}:execution-1")
+    # When a worker recovers it
+    proc = start_worker(
+        redis_url,
+        ["crash"],
+        tmp_path=tmp_path,
+        worker_class="tests.worker.crash_jobs.FastSimpleRetryWorker",
+        extra_args=JSON_ARGS,
+    )
+    try:
+        wait_until(
+            lambda: broken.get_status() == JobStatus.FAILED,
+            timeout=30,
+            what="recovery to fail the list-meta job",
+        )
+        assert proc.alive(), proc.output()[-3000:]
+    finally:
+        proc.stop()
+    # Then it failed once, saying why, and recovery never looped on it
+    assert broken.id in queue.failed_job_registry
+    assert "it is not a JSON object but a list ([1, 2, 3])" in broken.latest_result().exc_string
+    assert "AttributeError" not in proc.output()
+
+
+def test_a_job_hash_without_a_timeout_runs_under_rqs_default_and_the_fork_worker_survives(
+    connection, redis_url, tmp_path
+):
+    # Given a job hash someone wrote without a timeout (rq's queues always write one), running longer
+    # than the worker's monitoring interval, then a good job
+    queue = Queue("default", connection=connection)
+    slow = queue.enqueue(prefork_jobs.sleep_for, 2.5)
+    connection.hdel(slow.key, "timeout")
+    good = enqueue(queue, jobs.succeed)
+    # When a fork-per-job worker that checks on its horse every second works the queue
+    proc = start_worker(
+        redis_url, ["default"], tmp_path=tmp_path, extra_args=["--job-monitoring-interval", "1"]
+    )
+    try:
+        wait_until(lambda: good.get_status() == JobStatus.FINISHED, timeout=30, what="the good job to finish")
+        # Then the worker survived the monitor's `timeout + 60`, and the slow job ran to its end
+        assert proc.alive(), proc.output()[-3000:]
+    finally:
+        proc.stop()
+    assert slow.get_status() == JobStatus.FINISHED, proc.output()[-3000:]
+    assert "TypeError" not in proc.output()
+    assert (
+        bounded_job_class(Job, JobLimits()).fetch(slow.id, connection=connection).timeout
+        == Queue.DEFAULT_TIMEOUT
+    )
