@@ -32,6 +32,7 @@ from worker.exceptions import JobLoadError
 if TYPE_CHECKING:
     from redis import Redis
     from rq.queue import Queue
+    from rq.worker import BaseWorker
 
 #: What rq's `validate_job_id` says of an id it refuses; repeated in our errors so they grep alike.
 RQ_RULE = "Job ID must only contain letters, numbers, underscores and dashes"
@@ -100,10 +101,12 @@ def record_failure(
     error: BaseException,
     *,
     expire: bool,
+    worker: BaseWorker | None = None,
 ) -> None:
     """Write a job FAILED without loading it, in one transaction: status, `error`'s traceback as
     ``exc_info`` and the end time on its hash, its entry in `queue`'s failed registry, and `member`
-    taken off the intermediate list; with `expire`, the hash expires with that entry."""
+    taken off the intermediate list; with `expire`, the hash expires with that entry; with `worker`,
+    its failed-job count goes up by one, as rq counts a job it could not run."""
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     with connection.pipeline() as pipe:
         pipe.hset(
@@ -118,6 +121,8 @@ def record_failure(
             pipe.expire(job_key, DEFAULT_FAILURE_TTL)
         pipe.zadd(queue.failed_job_registry.key, {member: current_timestamp() + DEFAULT_FAILURE_TTL})
         pipe.lrem(queue.intermediate_queue_key, 1, member)
+        if worker is not None:
+            worker.increment_failed_job_count(pipeline=pipe)
         pipe.execute()
 
 

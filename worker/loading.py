@@ -92,7 +92,7 @@ def fail_at_once(worker: BaseWorker, job_id: str, queue: Queue, error: JobLoadEr
     """Mark a dequeued job FAILED with `error` (its traceback in ``exc_info``) in its queue's failed
     registry, in one transaction, without loading it: nothing of the job runs or is imported."""
     job_ids.record_failure(
-        worker.connection, queue, worker.job_class.key_for(job_id), job_id, error, expire=False
+        worker.connection, queue, worker.job_class.key_for(job_id), job_id, error, expire=False, worker=worker
     )
 
 

@@ -24,8 +24,9 @@ from tests.support.processes import start_worker
 from tests.support.round_trips import fail, noop
 from tests.support.upstream import RqSimpleWorker, RqWorker
 from tests.support.waiting import wait_until
-from worker import RetryWorker, SimpleRetryWorker
+from worker import JobGate, RetryWorker, SimpleRetryWorker
 from worker.prefork import PreforkRetryWorker
+from worker.serializers import JSONSerializer
 
 #: Each class of ours, with the rq class it stands in for.
 COUNTERPARTS = [
@@ -163,3 +164,30 @@ def test_rq_info_shows_a_running_worker_of_ours_as_one_of_rqs(redis_url, tmp_pat
         for proc in workers.values():
             proc.stop()
         connection.close()
+
+
+@pytest.mark.parametrize("ours, theirs", COUNTERPARTS)
+def test_a_job_the_gate_refuses_counts_as_failed_as_rq_counts_one_it_cannot_import(redis_url, ours, theirs):
+    # Given a job naming a function that does not exist, then a good job: rq's class tries to import it
+    # and fails the job; ours, behind a job gate allowing only the good function, refuses it at once
+    connection = redis.Redis.from_url(redis_url)
+    gate = JobGate((f"{noop.__module__}.noop",))
+    counts = []
+    for make_worker, name in (
+        (lambda queue: theirs([queue], connection=connection, serializer=JSONSerializer), "theirs"),
+        (lambda queue: ours([queue], connection=connection, job_gate=gate), "ours"),
+    ):
+        queue = Queue(name, connection=connection, serializer=JSONSerializer)
+        queue.enqueue_call(f"{noop.__module__}.no_such_function")
+        queue.enqueue(noop)
+        worker = make_worker(queue)
+        worker.work(burst=True, logging_level="CRITICAL")
+        seen = RqBaseWorker.find_by_key(worker.key, connection=connection)
+        assert seen is not None
+        counts.append((seen.failed_job_count, seen.successful_job_count, queue.failed_job_registry.count))
+
+    # Then the worker's counters say what rq's say (django-rq's Prometheus failed-jobs total included)
+    expected, actual = counts
+    assert expected == (1, 1, 1)
+    assert actual == expected
+    connection.close()
