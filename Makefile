@@ -49,7 +49,7 @@ CELLS ?=
 matrix: install
 	@test -x $(NOX_VENV)/bin/nox || { $(PYTHON) -m venv $(NOX_VENV) && \
 		$(NOX_VENV)/bin/python -m pip install --progress-bar off --quiet 'nox==$(NOX_VERSION)'; }
-	$(NOX_VENV)/bin/nox --no-color $(if $(CELLS),-s $(CELLS))
+	bash scripts/matrix.sh $(NOX_VENV)/bin/nox $(CELLS)
 
 # Refresh the pins: the newest releases setup.cfg admits, resolved in a scratch environment.
 pins:

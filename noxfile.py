@@ -1,4 +1,4 @@
-"""`make matrix`: the suite on every boundary of the versions setup.cfg declares, one cell at a time.
+"""`make matrix`: the suite on every boundary of the versions setup.cfg declares, cells two at a time.
 
 Each cell is a nox session with an environment of its own (`.nox/<cell>`), made with the Python it
 names, and the four packages we build on (Django, rq, django-rq, redis-py) pinned to that cell's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -35,3 +36,19 @@ def connection(redis_url: str) -> Iterator[redis.Redis]:
     conn = redis.Redis.from_url(redis_url)
     yield conn
     conn.close()
+
+
+@pytest.fixture(autouse=True)
+def rq_logs_reach_caplog() -> Iterator[None]:
+    """Each test sees rq's and our worker logs in `caplog`, whatever ran before it.
+
+    rq's `setup_loghandlers` (run by every in-process `worker.work()`) sets the ``rq.worker`` and
+    ``rq.job`` loggers' level (``logging_level="CRITICAL"`` in some tests) and turns their propagation
+    off when it finds no handler; `caplog` listens on the root logger, so a later test asserting a
+    ``rq.worker.*`` log line saw nothing, depending on the random order.
+    """
+    for name in ("rq.worker", "rq.job"):
+        logger = logging.getLogger(name)
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
+    yield
