@@ -144,8 +144,11 @@ def test_rq_info_shows_a_running_worker_of_ours_as_one_of_rqs(redis_url, tmp_pat
 
         # And what django-rq's Prometheus collector (`django_rq.contrib.prometheus`) and its stats
         # view (`Worker.count(queue=...)`) read of each is the same
-        def metrics(role: str) -> tuple:
-            (seen,) = [w for w in RqBaseWorker.all(connection=connection) if w.name == f"parity-{role}"]
+        def metrics(role: str) -> tuple | None:
+            listed = [w for w in RqBaseWorker.all(connection=connection) if w.name == f"parity-{role}"]
+            if len(listed) != 1:
+                return None  # not listed at this instant (seen once in CI); polled again below
+            (seen,) = listed
             queue = Queue(role, connection=connection)
             return (
                 seen.get_state(),
@@ -158,7 +161,13 @@ def test_rq_info_shows_a_running_worker_of_ours_as_one_of_rqs(redis_url, tmp_pat
                 queue.failed_job_registry.count,
             )
 
-        assert metrics("ours") == metrics("theirs") == ("idle", ["X"], 1, 1, True, 1, (0, 0, 1), 1)
+        expected = ("idle", ["X"], 1, 1, True, 1, (0, 0, 1), 1)
+        wait_until(
+            lambda: metrics("ours") == metrics("theirs") == expected,
+            timeout=10,
+            what="both workers listed by Worker.all: idle, 1 finished, 1 failed, the same registries",
+        )
+        assert metrics("ours") == metrics("theirs") == expected
         assert "idle" in lines["ours"], info
     finally:
         for proc in workers.values():
