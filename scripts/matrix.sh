@@ -15,6 +15,15 @@ for ((i = 0; i < ${#cells[@]}; i += 2)); do
   pair=("${cells[@]:i:2}")
   pids=()
   for cell in "${pair[@]}"; do
+    if [ ${#pids[@]} -gt 0 ]; then
+      # Each cell builds the package in the checkout's build/ directory: two builds at once break each
+      # other, so the second cell starts once the first has installed (it then prints its versions).
+      for ((waited = 0; waited < 900; waited++)); do
+        grep -q "==> cell runs Python" ".nox/logs/${pair[0]}.log" 2>/dev/null && break
+        kill -0 "${pids[0]}" 2>/dev/null || break
+        sleep 1
+      done
+    fi
     echo "==> matrix cell $cell: started $(date -u +%H:%M:%S)"
     "$nox" --no-color -s "$cell" >".nox/logs/$cell.log" 2>&1 &
     pids+=($!)
