@@ -15,8 +15,8 @@ from typing import Any
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from worker.attempts import ATTEMPTS_META_KEY
-from worker.backoff import POLICY_META_KEY, Backoff
+from worker.retries.attempts import ATTEMPTS_META_KEY
+from worker.retries.backoff import POLICY_META_KEY, Backoff
 
 #: Every benchmark job carries the same policy our app attaches, so all classes see identical jobs.
 POLICY_META = {POLICY_META_KEY: Backoff(max_retries=3, base=0.5).to_dict()}

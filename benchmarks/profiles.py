@@ -133,7 +133,7 @@ def worker_loop(ctx: Context, name: str, worker_path: str, ids: list[str]) -> li
 @contextlib.contextmanager
 def without_job_gate() -> Iterator[None]:
     """No job gate for the workers built inside, as under `rq worker` (restored after)."""
-    from worker.gate import install_job_gate
+    from worker.gate.gate import install_job_gate
 
     previous = install_job_gate(None)
     try:

@@ -26,7 +26,7 @@ from benchmarks import workers
 from benchmarks.harness import Context, Row, Section
 from benchmarks.jobs import FAILED_AT_KEY, RETRIED_AT_KEY
 from benchmarks.stats import percentile, summarize
-from worker.backoff import POLICY_META_KEY, Backoff
+from worker.retries.backoff import POLICY_META_KEY, Backoff
 
 NAME = "retry_lateness"
 TITLE = "Retry lateness, retries due 0.2–1 s after failure"

@@ -37,7 +37,7 @@ from benchmarks.stats import summarize
 NAME = "throughput"
 TITLE = "Worker throughput, no-op jobs, one worker"
 GOALS = {
-    "worker.prefork.PreforkRetryWorker": (2.0, "≥ 2× rq.Worker"),
+    "worker.PreforkRetryWorker": (2.0, "≥ 2× rq.Worker"),
     "worker.RetryWorker": (None, "none (forks per job, like rq.Worker)"),
     "worker.SimpleRetryWorker": (0.8, "≥ 0.8× rq.SimpleWorker"),
 }

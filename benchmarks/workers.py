@@ -39,7 +39,7 @@ RQ_WORKER = WorkerClass("rq.Worker")
 RQ_SIMPLE = WorkerClass("rq.SimpleWorker", fork_per_job=False)
 RETRY = WorkerClass("worker.RetryWorker", baseline="rq.Worker")
 SIMPLE_RETRY = WorkerClass("worker.SimpleRetryWorker", baseline="rq.SimpleWorker", fork_per_job=False)
-PREFORK = WorkerClass("worker.prefork.PreforkRetryWorker", baseline="rq.Worker", fork_per_job=False)
+PREFORK = WorkerClass("worker.PreforkRetryWorker", baseline="rq.Worker", fork_per_job=False)
 
 ALL = (RQ_WORKER, RQ_SIMPLE, RETRY, SIMPLE_RETRY, PREFORK)
 

@@ -13,7 +13,7 @@ from rq_signals.exceptions import (
 )
 from rq_signals.flusher import flush_jobs
 from rq_signals.registration import AsyncReceiver, async_receiver
-from worker.backoff import Backoff
+from worker.retries.backoff import Backoff
 
 __all__ = [
     "AsyncReceiver",

@@ -30,8 +30,8 @@ class RqSignalsConfig(AppConfig):
         register_relay()  # every retry worker in this process drains the outbox (worker.hooks)
 
         from rq_signals.queues import job_gate, job_limits
-        from worker.gate import install_job_gate
-        from worker.limits import install_job_limits
+        from worker.gate.gate import install_job_gate
+        from worker.gate.limits import install_job_limits
 
         # Every retry worker built in this process runs only run_receiver (and ALLOWED_JOB_FUNCTIONS),
         # loading jobs as JSON (pickle only under ACCEPT_PICKLE); the settings are read per worker.

@@ -24,8 +24,8 @@ from rq.serializers import resolve_serializer
 
 from rq_signals import defaults, registration
 from rq_signals.conf import KNOWN_KEYS, conf
-from worker.backoff import Backoff
-from worker.gate import is_function_pattern, is_webhook_url_pattern
+from worker.gate.gate import is_function_pattern, is_webhook_url_pattern
+from worker.retries.backoff import Backoff
 
 _RETRY_WORKERS = ("worker.RetryWorker", "worker.SimpleRetryWorker", "worker.PreforkRetryWorker")
 
@@ -115,14 +115,14 @@ def _policy_problem(policy: Any) -> str | None:
 
 @register(Tags.compatibility)
 def check_worker_class(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
-    from worker.retry import RetryMixin
+    from worker.core import WorkerCore
 
     configured = conf.worker_class
     try:
         worker_class = import_string(configured) if isinstance(configured, str) else configured
     except ImportError:
         worker_class = None
-    if isinstance(worker_class, type) and issubclass(worker_class, RetryMixin):
+    if isinstance(worker_class, type) and issubclass(worker_class, WorkerCore):
         return []
     others = ", ".join(f'"{path}"' for path in _RETRY_WORKERS[1:])
     return [

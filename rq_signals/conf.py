@@ -12,7 +12,7 @@ from django.conf import settings
 
 from rq_signals import defaults
 from rq_signals.defaults import FlushMode, MissingPolicy, OutboxMode
-from worker.backoff import Backoff
+from worker.retries.backoff import Backoff
 
 #: The keys `RQ_SIGNALS` may hold; anything else is reported by the `rq_signals.E002` check.
 KNOWN_KEYS: Final = frozenset(

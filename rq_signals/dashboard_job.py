@@ -21,7 +21,7 @@ from rq_signals.dashboard import MANAGE_PERMISSION
 from rq_signals.dashboard_limits import DashboardJob, View
 from rq_signals.dashboard_links import dashboard_queue, instance_url, page_context
 from rq_signals.dashboard_reading import UnreadableJob, read_receiver_job
-from worker.limits import oversize
+from worker.gate.limits import oversize
 
 
 def job_page(raw_view: View) -> View:

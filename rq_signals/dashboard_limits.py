@@ -3,7 +3,7 @@
 django-rq's views and helpers fetch jobs with ``rq.job.Job`` itself (its ``RQ["JOB_CLASS"]`` setting
 reaches queues and workers, not the pages), and rq's restore decompresses a job's data without a
 bound: one staff GET of a job whose data is a zlib bomb cost the web process its memory.
-`bound_dashboard_jobs` makes those pages load jobs with `DashboardJob` (`worker.limits`), whose
+`bound_dashboard_jobs` makes those pages load jobs with `DashboardJob` (`worker.gate.limits`), whose
 limits are read from the settings on each load. A job over a limit loads with its data unread, so
 its page shows "Unpickling Error" for the arguments (django-rq's words for data it cannot decode)
 and `note_oversize_jobs` adds a message saying which limit it exceeds. A time field rq cannot parse
@@ -26,7 +26,7 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.utils import decode_redis_hash, str_to_date
 
-from worker.limits import BoundedJob, JobLimits, oversize
+from worker.gate.limits import BoundedJob, JobLimits, oversize
 
 View = Callable[..., HttpResponse]
 #: Job hash fields rq's restore parses as times (`rq.utils.str_to_date`), raising ValueError on other text.

@@ -20,9 +20,9 @@ from rq_signals import defaults
 from rq_signals.dashboard_payload import Argument, InstanceRef, clip, read_argument, sender_label
 from rq_signals.dashboard_tracebacks import Traceback, split_traceback
 from rq_signals.listing import describe_retry
-from worker.attempts import Attempt, attempt_count, dropped_attempts, records_of, retries_used
-from worker.backoff import POLICY_META_KEY, Backoff
-from worker.limits import oversize
+from worker.gate.limits import oversize
+from worker.retries.attempts import Attempt, attempt_count, dropped_attempts, records_of, retries_used
+from worker.retries.backoff import POLICY_META_KEY, Backoff
 
 #: Longest error message in a list row, in characters.
 ROW_ERROR_CHARS = 120

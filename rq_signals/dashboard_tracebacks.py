@@ -1,6 +1,6 @@
 """A stored traceback split for people: whole lines, the receiver's own frames apart from library frames.
 
-An attempt keeps the last 2,000 characters of its traceback (`worker.attempts.TRACEBACK_TAIL_CHARS`),
+An attempt keeps the last 2,000 characters of its traceback (`worker.retries.attempts.TRACEBACK_TAIL_CHARS`),
 so it may start mid-line: that partial line is dropped. A frame is "library" when its file is in
 site-packages, the standard library, rq, rq_signals or worker; the rest are the project's own.
 """

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-from worker.backoff import Backoff
-from worker.limits import DEFAULT_MAX_DATA_BYTES, DEFAULT_MAX_META_BYTES
+from worker.gate.limits import DEFAULT_MAX_DATA_BYTES, DEFAULT_MAX_META_BYTES
+from worker.retries.backoff import Backoff
 
 MissingPolicy = Literal["skip", "snapshot", "fail"]
 OutboxMode = Literal["on_failure", "always", "off"]

@@ -42,7 +42,7 @@ from rq_signals import defaults, flusher, queues
 from rq_signals.conf import conf
 from rq_signals.exceptions import SerializationError
 from rq_signals.payload import encode_arguments
-from worker.backoff import POLICY_META_KEY, Backoff
+from worker.retries.backoff import POLICY_META_KEY, Backoff
 
 if TYPE_CHECKING:
     from rq_signals.registration import AsyncReceiver, SignalRef

@@ -20,7 +20,7 @@ from rq_signals import defaults, queues
 from rq_signals.conf import conf
 from rq_signals.dashboard_limits import DashboardJob
 from worker.exceptions import NoSuchFailedJob
-from worker.failures import FailedJob, FailureRegistry
+from worker.retries.failures import FailedJob, FailureRegistry
 
 _AGE = re.compile(r"^\s*(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw])\s*$")
 _AGE_UNITS_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

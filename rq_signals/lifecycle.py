@@ -20,8 +20,8 @@ from typing import Any
 from django.dispatch import Signal
 from rq.job import Job
 
-from worker.attempts import attempt_count
-from worker.policy import plan_retry, policy_of
+from worker.retries.attempts import attempt_count
+from worker.retries.policy import plan_retry, policy_of
 
 logger = logging.getLogger(__name__)
 

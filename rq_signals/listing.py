@@ -9,7 +9,7 @@ from django.db import models
 
 from rq_signals import registration
 from rq_signals.conf import conf
-from worker.backoff import Backoff
+from worker.retries.backoff import Backoff
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,8 @@ from rq.utils import get_call_string, parse_timeout, utcformat
 
 from rq_signals import defaults
 from rq_signals.conf import conf
-from worker.gate import JobGate
-from worker.limits import JobLimits
+from worker.gate.gate import JobGate
+from worker.gate.limits import JobLimits
 from worker.serializers import JSONOrPickleSerializer, JSONSerializer
 
 _lock = threading.Lock()
@@ -84,7 +84,7 @@ def job_gate() -> JobGate:
     ``RQ_SIGNALS["ALLOWED_JOB_FUNCTIONS"]``, pickled jobs only under ``RQ_SIGNALS["ACCEPT_PICKLE"]``,
     webhooks only to ``RQ_SIGNALS["ALLOWED_WEBHOOK_URLS"]``.
 
-    Installed for every worker by ``AppConfig.ready()`` (`worker.gate.install_job_gate`).
+    Installed for every worker by ``AppConfig.ready()`` (`worker.gate.gate.install_job_gate`).
     """
     return JobGate(
         (defaults.JOB_FUNCTION, *conf.allowed_job_functions),
@@ -100,7 +100,7 @@ def job_limits() -> JobLimits:
     """How large a job's data and meta may be where this process loads one (workers, dashboard):
     ``RQ_SIGNALS["MAX_JOB_DATA_BYTES"]`` and ``["MAX_JOB_META_BYTES"]``.
 
-    Installed for every worker by ``AppConfig.ready()`` (`worker.limits.install_job_limits`).
+    Installed for every worker by ``AppConfig.ready()`` (`worker.gate.limits.install_job_limits`).
     """
     return JobLimits(
         max_data_bytes=conf.max_job_data_bytes,

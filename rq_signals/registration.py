@@ -23,7 +23,7 @@ from django.dispatch import Signal
 
 from rq_signals.conf import conf
 from rq_signals.exceptions import ReceiverDeclarationError, UnknownReceiver
-from worker.backoff import Backoff
+from worker.retries.backoff import Backoff
 
 P = ParamSpec("P")
 R = TypeVar("R")

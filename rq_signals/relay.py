@@ -1,7 +1,7 @@
 """The outbox relay: drains `rq_signals.outbox` rows into Redis, each job id once, until the outbox is empty.
 
 Every worker runs `relay_for_worker` as a maintenance chore (`register_relay`, called by
-``RqSignalsConfig.ready()``, puts it in `worker.hooks`), and ``manage.py rqsignals relay`` runs
+``RqSignalsConfig.ready()``, puts it in `worker.maintenance.chores`), and ``manage.py rqsignals relay`` runs
 `relay_once` (``--once``) or `relay_forever`. Rows are claimed in primary-key order, a batch per
 transaction, with ``SELECT ... FOR UPDATE SKIP LOCKED`` where the database has it (PostgreSQL,
 MySQL 8, Oracle), so concurrent relays split the rows and a batch's rows are deleted in the
@@ -109,7 +109,7 @@ def relay_for_worker(*, using: str | None = None) -> RelayReport | None:
 
 def register_relay() -> str:
     """Make every worker of this process relay the outbox (``AppConfig.ready()`` calls this); its name."""
-    from worker.hooks import register_maintenance
+    from worker.maintenance.chores import register_maintenance
 
     return register_maintenance(
         relay_for_worker, defaults.OUTBOX_RELAY_INTERVAL_SECONDS, name="rq_signals.outbox.relay"

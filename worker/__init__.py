@@ -5,8 +5,6 @@ Framework-agnostic: imports rq and redis, never Django.
 
 from __future__ import annotations
 
-from worker.attempts import ATTEMPTS_META_KEY, Attempt
-from worker.backoff import POLICY_META_KEY, Backoff
 from worker.exceptions import (
     JobLoadError,
     NoSuchFailedJob,
@@ -15,12 +13,13 @@ from worker.exceptions import (
     WorkerCrashed,
     WorkerError,
 )
-from worker.failures import ErrorSummary, FailedJob, FailureRegistry
-from worker.gate import JobGate, JobRefused, install_job_gate
-from worker.limits import JobLimits, JobTooLarge, MetaNotAnObject, install_job_limits
-from worker.prefork import PreforkRetryWorker
+from worker.gate.gate import JobGate, JobRefused, install_job_gate
+from worker.gate.limits import JobLimits, JobTooLarge, MetaNotAnObject, install_job_limits
+from worker.retries.attempts import ATTEMPTS_META_KEY, Attempt
+from worker.retries.backoff import POLICY_META_KEY, Backoff
+from worker.retries.failures import ErrorSummary, FailedJob, FailureRegistry
 from worker.serializers import JSONOrPickleSerializer, JSONRefused, JSONSerializer, PickleRefused
-from worker.workers import RetryWorker, SimpleRetryWorker
+from worker.workers import PreforkRetryWorker, RetryWorker, SimpleRetryWorker
 
 __all__ = [
     "ATTEMPTS_META_KEY",

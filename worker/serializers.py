@@ -2,7 +2,7 @@
 
 rq stores a job's function name, arguments and meta with its default serializer, pickle, so whoever
 can write a job hash to Redis can make a worker that loads it call any function (a ``__reduce__``
-runs on ``pickle.loads``). A worker behind a `worker.gate.JobGate` loads jobs with one of these:
+runs on ``pickle.loads``). A worker behind a `worker.gate.gate.JobGate` loads jobs with one of these:
 
 - `JSONSerializer` writes what rq's ``rq.serializers.JSONSerializer`` writes (UTF-8 JSON) and reads
   JSON only. Pickled bytes are refused with `PickleRefused`, which says so; ``pickle`` is never called.
@@ -46,7 +46,7 @@ class PickleRefused(WorkerError, ValueError):
 
 #: Deepest nesting of JSON arrays and objects the serializers decode (payloads nest a few levels).
 MAX_JSON_DEPTH: Final = 100
-#: Longest JSON text the serializers decode, in bytes (job data is already bounded by `worker.limits`).
+#: Longest JSON text the serializers decode, in bytes (job data is already bounded by `worker.gate.limits`).
 MAX_JSON_BYTES: Final = 16 * 1024 * 1024
 
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)

@@ -23,7 +23,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "baseline": {},
     "RetryWorker": {"Worker": "worker.RetryWorker"},
     "SimpleRetryWorker": {"SimpleWorker": "worker.SimpleRetryWorker"},
-    "PreforkRetryWorker": {"Worker": "worker.prefork.PreforkRetryWorker"},
+    "PreforkRetryWorker": {"Worker": "worker.PreforkRetryWorker"},
     "canary": {"Worker": "rq_compat_canary.CanaryWorker"},  # self-test: must show regressions
 }
 

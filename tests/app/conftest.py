@@ -14,7 +14,7 @@ from django.db import connection as db_connection
 from rq_signals import queues, registration
 from tests.support.processes import REPO_ROOT, Proc
 from tests.support.waiting import wait_until
-from worker.scheduler import promote_due
+from worker.retries.scheduler import promote_due
 
 QUEUE_NAMES = ("high", "default", "low")
 
@@ -42,7 +42,7 @@ def run_worker(tmp_path: Path) -> Callable[..., str]:
     """Run `manage.py rqworker --burst` subprocesses until no job is queued or due for retry; their logs.
 
     A burst worker quits when its queues are empty, which may be before a retry it scheduled is
-    promoted; between bursts the test promotes due retries itself (as `worker.promoter` would).
+    promoted; between bursts the test promotes due retries itself (as `worker.retries.promoter` would).
     """
 
     def run(*extra_args: str, timeout: float = 60.0) -> str:

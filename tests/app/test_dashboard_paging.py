@@ -19,7 +19,7 @@ from rq.registry import FailedJobRegistry
 
 from tests.receivers import invoice_paid
 from tests.testapp.models import Invoice
-from worker.attempts import Attempt, append_attempt, iso, utcnow
+from worker.retries.attempts import Attempt, append_attempt, iso, utcnow
 from worker.serializers import JSONSerializer
 
 pytestmark = pytest.mark.django_db(transaction=True)

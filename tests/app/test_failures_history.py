@@ -9,7 +9,7 @@ from django.core.management import call_command
 
 from rq_signals import queues
 from tests.receivers import invoice_flagged
-from worker.attempts import Attempt, append_attempt
+from worker.retries.attempts import Attempt, append_attempt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

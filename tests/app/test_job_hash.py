@@ -21,7 +21,7 @@ from rq.utils import utcparse
 from rq_signals import defaults, enqueue, queues
 from tests.receivers import invoice_paid
 from tests.testapp.models import Effect, Invoice
-from worker.backoff import Backoff
+from worker.retries.backoff import Backoff
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

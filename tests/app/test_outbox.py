@@ -29,7 +29,6 @@ from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until
 from tests.testapp.models import Effect, Invoice
 from worker import SimpleRetryWorker
-from worker.hooks import MaintenanceMixin
 from worker.serializers import JSONSerializer
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
@@ -37,15 +36,7 @@ pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "othe
 QUEUE_NAMES = ("high", "default", "low")
 
 
-# The worker classes may already run the chores (once MaintenanceMixin is composed onto them).
-_RELAYING_BASES = (
-    (SimpleRetryWorker,)
-    if issubclass(SimpleRetryWorker, MaintenanceMixin)
-    else (MaintenanceMixin, SimpleRetryWorker)
-)
-
-
-class RelayingWorker(*_RELAYING_BASES):  # type: ignore[misc]
+class RelayingWorker(SimpleRetryWorker):
     """A worker that runs the maintenance chores, the outbox relay among them (for the end-to-end story)."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:

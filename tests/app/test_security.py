@@ -43,7 +43,7 @@ from tests.support.processes import REPO_ROOT, Proc
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until
 from tests.testapp.models import Effect, Invoice
-from worker.gate import installed_job_gate
+from worker.gate.gate import installed_job_gate
 from worker.serializers import JSONOrPickleSerializer, JSONSerializer
 
 pytestmark = pytest.mark.django_db(transaction=True)

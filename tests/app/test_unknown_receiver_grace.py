@@ -10,7 +10,7 @@ from rq.job import Job
 
 from rq_signals import UnknownReceiver, UnknownReceiverInGrace, queues
 from rq_signals.jobs import in_grace, run_receiver
-from worker.backoff import Backoff
+from worker.retries.backoff import Backoff
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

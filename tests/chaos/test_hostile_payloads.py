@@ -27,7 +27,7 @@ from tests.chaos.harness import QUEUE_NAMES, Ledger, Outcome, send, wait_for_all
 from tests.settings import SETTINGS_ENV
 from tests.support import http_sink
 from tests.support.waiting import wait_until
-from worker.limits import JobLimits, bounded_job_class
+from worker.gate.limits import JobLimits, bounded_job_class
 from worker.serializers import JSONSerializer
 
 BOUNDED_JOB = bounded_job_class(Job, JobLimits())

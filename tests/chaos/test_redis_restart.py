@@ -27,7 +27,7 @@ from tests.chaos.harness import (
 from tests.chaos.workers import LEASE_SECONDS
 from tests.support.processes import Proc
 from tests.support.waiting import wait_until
-from worker.fencing import FENCED_EXIT_STATUS
+from worker.safety.fencing import FENCED_EXIT_STATUS
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

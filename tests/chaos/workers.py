@@ -6,7 +6,7 @@ a killed worker's job is claimed about five seconds after the kill, not fifteen.
 
 from __future__ import annotations
 
-from worker.prefork import PreforkRetryWorker
+from worker import PreforkRetryWorker
 from worker.workers import RetryWorker, SimpleRetryWorker
 
 LEASE_SECONDS = 5.0

@@ -23,8 +23,8 @@ from rq.job import Job
 
 from tests.support.processes import Proc
 from tests.support.waiting import wait_until
-from worker import leases
-from worker.prefork import PreforkRetryWorker
+from worker import PreforkRetryWorker
+from worker.safety import leases
 from worker.workers import RetryWorker, SimpleRetryWorker
 
 #: Longest a job waits for its release, seconds: a bound, not a timing the tests rely on.

@@ -7,8 +7,8 @@ import json
 import os
 from typing import Any
 
-from worker.gate import JobGate
-from worker.prefork import PreforkRetryWorker
+from worker import PreforkRetryWorker
+from worker.gate.gate import JobGate
 from worker.workers import RetryWorker, SimpleRetryWorker
 
 ALLOWED_WEBHOOK_URLS_ENV = "TEST_ALLOWED_WEBHOOK_URLS"

@@ -14,7 +14,7 @@ import time
 
 from rq import get_current_job
 
-from worker.prefork import PreforkRetryWorker
+from worker import PreforkRetryWorker
 
 #: Held by `leak_megabytes`: memory a job leaks on purpose, as module state survives between jobs.
 _LEAKED: list[bytes] = []

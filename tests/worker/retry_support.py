@@ -14,9 +14,9 @@ from rq.job import Job, JobStatus
 from tests.support.waiting import wait_until
 from tests.worker import jobs
 from worker import Backoff
-from worker.attempts import ATTEMPTS_META_KEY
-from worker.backoff import POLICY_META_KEY
-from worker.scheduler import promote_due
+from worker.retries.attempts import ATTEMPTS_META_KEY
+from worker.retries.backoff import POLICY_META_KEY
+from worker.retries.scheduler import promote_due
 from worker.workers import SimpleRetryWorker
 
 #: Short, exact delays so the tests run fast; "none" jitter keeps them predictable.

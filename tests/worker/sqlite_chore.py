@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from worker import PreforkRetryWorker, RetryWorker
-from worker.hooks import register_maintenance
+from worker.maintenance.chores import register_maintenance
 
 HOLD_SECONDS = 1.5
 #: How long the job's write waits for the database lock (sqlite3's busy timeout).

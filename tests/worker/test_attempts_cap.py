@@ -13,7 +13,7 @@ from rq.job import JobStatus
 from tests.worker import jobs
 from tests.worker.retry_support import attempts, enqueue, run_until_settled, runs
 from worker import Backoff
-from worker.attempts import (
+from worker.retries.attempts import (
     BUDGET_START_META_KEY,
     DROPPED_META_KEY,
     KEEP_FIRST_ATTEMPTS,
@@ -23,7 +23,7 @@ from worker.attempts import (
     attempt_count,
     retries_used,
 )
-from worker.failures import FailureRegistry
+from worker.retries.failures import FailureRegistry
 from worker.workers import RetryWorker, SimpleRetryWorker
 
 KEPT = KEEP_FIRST_ATTEMPTS + KEEP_LAST_ATTEMPTS

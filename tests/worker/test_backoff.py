@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from worker import Backoff
-from worker.backoff import MAX_DELAY_SECONDS, MAX_RETRIES, MIN_DELAY_SECONDS
-from worker.policy import Plan, plan_retry
+from worker.retries.backoff import MAX_DELAY_SECONDS, MAX_RETRIES, MIN_DELAY_SECONDS
+from worker.retries.policy import Plan, plan_retry
 
 
 def upper(low: float, high: float) -> float:

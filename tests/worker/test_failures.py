@@ -23,8 +23,8 @@ from tests.support.upstream import RqSimpleWorker as SimpleWorker
 from tests.support.upstream import RqWorker as Worker
 from tests.worker import jobs
 from worker import ATTEMPTS_META_KEY, Attempt, NoSuchFailedJob
-from worker.attempts import BUDGET_START_META_KEY, retries_used, utcnow
-from worker.failures import ErrorSummary, FailedJob, FailureRegistry
+from worker.retries.attempts import BUDGET_START_META_KEY, retries_used, utcnow
+from worker.retries.failures import ErrorSummary, FailedJob, FailureRegistry
 from worker.serializers import JSONSerializer
 
 HERE = __name__  # the dotted module path rq stores for the job functions below

@@ -26,11 +26,12 @@ from tests.support.waiting import wait_until
 from tests.worker import crash_jobs
 from tests.worker.crash_jobs import key, wait_started
 from tests.worker.retry_support import attempts, settle
-from worker import Backoff, leases
-from worker.backoff import POLICY_META_KEY
-from worker.connection import retry_forever
-from worker.fencing import FENCED_EXIT_STATUS, Fence
-from worker.recovery import RecoveryMixin
+from worker import Backoff
+from worker.core import WorkerCore
+from worker.retries.backoff import POLICY_META_KEY
+from worker.safety import leases
+from worker.safety.fencing import FENCED_EXIT_STATUS, Fence
+from worker.safety.reconnect import retry_forever
 from worker.workers import RetryWorker
 
 WORKERS = {
@@ -139,7 +140,7 @@ def test_a_margin_that_leaves_no_room_for_two_renewals_is_refused_naming_it(conn
 
 def test_the_default_margin_is_a_sixth_of_the_lease(connection):
     built = RetryWorker([Queue("fence", connection=connection)], connection=connection)
-    assert isinstance(built, RecoveryMixin)
+    assert isinstance(built, WorkerCore)
     assert (built.lease_ttl, built.fence_margin, built.job_monitoring_interval) == (15.0, 2.5, 5)
 
 

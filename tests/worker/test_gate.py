@@ -21,9 +21,9 @@ from tests.chaos.canary import SENTINEL_DIR_ENV, Boom, unregistered_canary
 from tests.support.processes import REPO_ROOT, Proc
 from tests.worker import jobs
 from tests.worker.retry_support import FAST, attempts, runs
-from worker.backoff import POLICY_META_KEY
-from worker.gate import JobGate, JobRefused, install_job_gate, installed_job_gate
-from worker.prefork import PreforkRetryWorker
+from worker import PreforkRetryWorker
+from worker.gate.gate import JobGate, JobRefused, install_job_gate, installed_job_gate
+from worker.retries.backoff import POLICY_META_KEY
 from worker.serializers import JSONOrPickleSerializer, JSONSerializer
 from worker.workers import RetryWorker, SimpleRetryWorker
 

@@ -23,8 +23,8 @@ from tests.support.processes import start_worker
 from tests.worker import gated_workers, jobs
 from tests.worker.retry_support import runs
 from tests.worker.test_gate import GATE, assert_refused
-from worker.gate import JobGate
-from worker.prefork import PreforkRetryWorker
+from worker import PreforkRetryWorker
+from worker.gate.gate import JobGate
 from worker.serializers import JSONSerializer
 from worker.workers import RetryWorker, SimpleRetryWorker
 

@@ -12,8 +12,7 @@ import redis
 
 from tests.support.processes import start_worker
 from worker import SimpleRetryWorker
-from worker.hooks import (
-    MaintenanceMixin,
+from worker.maintenance.chores import (
     register_maintenance,
     registered_maintenance,
     run_due_maintenance,
@@ -61,7 +60,7 @@ def test_a_failing_chore_is_logged_by_name_and_the_others_still_run(chores, capl
     chores.append(register_maintenance(broken, 60, name="tests.broken"))
     chores.append(register_maintenance(lambda: calls.append("ran"), 60, name="tests.fine"))
 
-    with caplog.at_level(logging.ERROR, logger="worker.hooks"):
+    with caplog.at_level(logging.ERROR, logger="worker.maintenance.chores"):
         ran = run_due_maintenance(force=True)
 
     assert {"tests.broken", "tests.fine"} <= set(ran)
@@ -76,15 +75,7 @@ def test_an_interval_must_be_a_positive_number_of_seconds(interval):
         register_maintenance(lambda: None, interval)
 
 
-# SimpleRetryWorker may run the chores itself already (once MaintenanceMixin is composed onto it).
-_BASES = (
-    (SimpleRetryWorker,)
-    if issubclass(SimpleRetryWorker, MaintenanceMixin)
-    else (MaintenanceMixin, SimpleRetryWorker)
-)
-
-
-class ChoreWorker(*_BASES):  # type: ignore[misc]
+class ChoreWorker(SimpleRetryWorker):
     """A worker whose process registered one chore: it marks a Redis key each time it runs."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:

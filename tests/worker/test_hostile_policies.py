@@ -20,7 +20,7 @@ from tests.support.waiting import wait_until
 from tests.worker import crash_jobs, jobs
 from tests.worker.crash_jobs import expired_lease, key
 from tests.worker.retry_support import attempts
-from worker.backoff import POLICY_META_KEY
+from worker.retries.backoff import POLICY_META_KEY
 
 CLASSES = ["worker.RetryWorker", "worker.SimpleRetryWorker", "worker.PreforkRetryWorker"]
 ZEN = "Beautiful is better than ugly"

@@ -2,7 +2,7 @@
 
 The job then sits in `rq:queue:<name>:intermediate` with no lease and no started-registry entry;
 every worker's recovery scan puts it back at the front of its queue once it has been seen stuck
-`lease_ttl + fence_margin` seconds (`worker.intermediate`). For a worker of one queue the kill
+`lease_ttl + fence_margin` seconds (`worker.safety.intermediate`). For a worker of one queue the kill
 window is simulated deterministically: the test makes the dying worker's LMOVE itself. A worker of
 several queues is really killed there: a subprocess worker SIGKILLs itself right after its dequeue
 (`crash_jobs.KilledAfterDequeue*`). Real redis-server, real worker subprocesses with a 5 s lease
@@ -20,8 +20,10 @@ from tests.support.processes import start_worker
 from tests.support.waiting import wait_until
 from tests.worker import crash_jobs
 from tests.worker.crash_jobs import key
-from worker import intermediate, job_ids, leases
-from worker.attempts import ATTEMPTS_META_KEY
+from worker.gate import job_ids
+from worker.retries.attempts import ATTEMPTS_META_KEY
+from worker.rq_compat import layout as rq_layout
+from worker.safety import intermediate, leases
 
 WORKERS = {
     "RetryWorker": crash_jobs.FastRetryWorker,
@@ -80,7 +82,7 @@ def test_a_job_dequeued_by_a_worker_that_died_before_starting_it_is_put_back_and
     mark_started(connection, queue, running, execution_id="live", started=True, lease=True)
     # ... and one waiting its turn, with a first-seen key from an earlier pass through the list
     waiting = queue.enqueue(crash_jobs.quick)
-    first_seen_waiting = intermediate.first_seen_key(queue.intermediate_queue_key, waiting.id)
+    first_seen_waiting = rq_layout.first_seen_key(queue.intermediate_queue_key, waiting.id)
     connection.set(first_seen_waiting, redis_now(connection))
 
     # When a worker serves the queue
@@ -101,7 +103,7 @@ def test_a_job_dequeued_by_a_worker_that_died_before_starting_it_is_put_back_and
         # ... without using a retry attempt (it never started) ...
         stuck.refresh()
         assert stuck.meta.get(ATTEMPTS_META_KEY, []) == []
-        assert not connection.exists(intermediate.first_seen_key(queue.intermediate_queue_key, stuck.id))
+        assert not connection.exists(rq_layout.first_seen_key(queue.intermediate_queue_key, stuck.id))
         # ... the job whose start began the transaction that dropped the first-seen key ...
         assert not connection.exists(first_seen_waiting)
         # ... and the started one, though as long in the list, is left alone: not put back, not run.
@@ -120,7 +122,7 @@ def test_the_rescue_script_waits_its_threshold_then_exactly_one_caller_puts_the_
     stuck = queue.enqueue(crash_jobs.quick)
     dying_workers_lmove(connection, queue)
     behind = queue.enqueue(crash_jobs.quick)
-    first_seen = intermediate.first_seen_key(queue.intermediate_queue_key, stuck.id)
+    first_seen = rq_layout.first_seen_key(queue.intermediate_queue_key, stuck.id)
 
     # A first sighting only notes the time (Redis clock, rq's key, with rq's expiry) ...
     assert intermediate.rescue_stuck(connection, queue, after=3600).requeued == []
@@ -153,7 +155,7 @@ def test_a_started_job_in_the_intermediate_list_is_left_alone(connection, starte
         assert intermediate.rescue_stuck(connection, queue, after=0) == intermediate.Rescued()
     assert ids(connection, queue.intermediate_queue_key) == [job.id]
     assert ids(connection, queue.key) == []
-    assert not connection.exists(intermediate.first_seen_key(queue.intermediate_queue_key, job.id))
+    assert not connection.exists(rq_layout.first_seen_key(queue.intermediate_queue_key, job.id))
 
 
 def test_an_id_whose_job_is_gone_or_no_longer_queued_is_removed_not_put_back(connection):

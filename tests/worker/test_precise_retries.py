@@ -17,9 +17,9 @@ from tests.support.waiting import wait_until
 from tests.worker import jobs
 from tests.worker.retry_support import attempts, enqueue, runs, starts, timestamp
 from worker import Backoff, keys
-from worker.promoter import Promoter
-from worker.rq_scheduler import RetryAwareScheduler
-from worker.scheduler import pending_retries, promote_due, schedule_retry
+from worker.retries.promoter import Promoter
+from worker.retries.rq_scheduler import RetryAwareScheduler
+from worker.retries.scheduler import pending_retries, promote_due, schedule_retry
 from worker.workers import SimpleRetryWorker
 
 

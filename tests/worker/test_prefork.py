@@ -22,13 +22,12 @@ from rq.worker import Worker
 from tests.support.processes import Proc, start_worker
 from tests.support.waiting import wait_until
 from tests.worker import prefork_jobs
-from worker import Backoff
-from worker.attempts import ATTEMPTS_META_KEY
-from worker.backoff import POLICY_META_KEY
-from worker.prefork import PreforkRetryWorker
-from worker.scheduler import promote_due
+from worker import Backoff, PreforkRetryWorker
+from worker.retries.attempts import ATTEMPTS_META_KEY
+from worker.retries.backoff import POLICY_META_KEY
+from worker.retries.scheduler import promote_due
 
-PREFORK = "worker.prefork.PreforkRetryWorker"
+PREFORK = "worker.PreforkRetryWorker"
 QUICK = "tests.worker.prefork_jobs.QuickPreforkWorker"
 
 
@@ -78,7 +77,7 @@ def test_cli_worker_runs_jobs_in_one_reused_horse_and_stores_results_as_rq_does(
     # Given four jobs that return the pid of the process running them
     jobs = [queue.enqueue(prefork_jobs.horse_pid) for _ in range(4)]
 
-    # When `rq worker -w worker.prefork.PreforkRetryWorker --burst` runs them
+    # When `rq worker -w worker.PreforkRetryWorker --burst` runs them
     proc = burst(redis_url, tmp_path)
 
     # Then all finished, in one horse that is not the worker itself ...
@@ -334,5 +333,5 @@ def test_horses_are_replaced_promptly_while_rqs_scheduler_runs(redis_url, queue,
     [("max_jobs_per_horse", 0), ("max_horse_rss_mb", -1.0), ("horse_kill_grace_seconds", -5.0)],
 )
 def test_a_bad_limit_is_refused_naming_it(connection, setting, value):
-    with pytest.raises(ValueError, match=f"PreforkMixin: {setting} must be .*, got {value!r}"):
+    with pytest.raises(ValueError, match=f"PreforkRetryWorker: {setting} must be .*, got {value!r}"):
         PreforkRetryWorker(["prefork"], connection=connection, **{setting: value})

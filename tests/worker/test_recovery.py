@@ -21,8 +21,9 @@ from tests.support.waiting import wait_until
 from tests.worker import crash_jobs
 from tests.worker.crash_jobs import key, wait_started
 from tests.worker.retry_support import attempts, settle
-from worker import Backoff, leases
-from worker.backoff import POLICY_META_KEY
+from worker import Backoff
+from worker.retries.backoff import POLICY_META_KEY
+from worker.safety import leases
 
 DETECTION_BOUND_SECONDS = 60.0
 WORKERS = {

@@ -12,10 +12,10 @@ from rq.results import Result
 from tests.worker import jobs
 from tests.worker.retry_support import FAST, SLOW, attempts, enqueue, run_until_settled, runs, timestamp
 from worker import Backoff
-from worker.attempts import ATTEMPTS_META_KEY
 from worker.exceptions import WorkerCrashed
-from worker.retry import retry_or_fail
-from worker.scheduler import pending_retries
+from worker.retries.attempts import ATTEMPTS_META_KEY
+from worker.retries.handler import retry_or_fail
+from worker.retries.scheduler import pending_retries
 from worker.workers import RetryWorker, SimpleRetryWorker
 
 both_workers = pytest.mark.parametrize("worker_class", [SimpleRetryWorker, RetryWorker])

@@ -16,8 +16,7 @@ from rq.suspension import resume, suspend
 from tests.support.round_trips import noop, per_job
 from tests.support.upstream import RqSimpleWorker as SimpleWorker
 from tests.support.upstream import RqWorker as Worker
-from worker import RetryWorker, SimpleRetryWorker
-from worker.prefork import PreforkRetryWorker
+from worker import PreforkRetryWorker, RetryWorker, SimpleRetryWorker
 
 #: Round trips per no-op job (rq 3.0: SimpleWorker 20, Worker 24 of which 4 open the horse's connection).
 SIMPLE_MOST = 5

@@ -24,8 +24,7 @@ from tests.support.processes import start_worker
 from tests.support.round_trips import fail, noop
 from tests.support.upstream import RqSimpleWorker, RqWorker
 from tests.support.waiting import wait_until
-from worker import JobGate, RetryWorker, SimpleRetryWorker
-from worker.prefork import PreforkRetryWorker
+from worker import JobGate, PreforkRetryWorker, RetryWorker, SimpleRetryWorker
 from worker.serializers import JSONSerializer
 
 #: Each class of ours, with the rq class it stands in for.
@@ -87,7 +86,7 @@ def test_a_worker_leaves_what_rqs_own_class_leaves(redis_url, ours, theirs, burs
         ("worker.SimpleRetryWorker", "tests.support.upstream.RqSimpleWorker"),
         ("worker.RetryWorker", "tests.support.upstream.RqWorker"),
         pytest.param(
-            "worker.prefork.PreforkRetryWorker",
+            "worker.PreforkRetryWorker",
             "tests.support.upstream.RqWorker",
             marks=pytest.mark.skip(
                 reason="OPEN: beside a PreforkRetryWorker, rq's own worker was missing from Worker.all() "

@@ -13,7 +13,7 @@ from rq.serializers import JSONSerializer as RqJSONSerializer
 from rq.serializers import resolve_serializer
 
 from tests.chaos.canary import SENTINEL_DIR_ENV, Boom
-from worker.gate import JobGate
+from worker.gate.gate import JobGate
 from worker.serializers import (
     JSONOrPickleSerializer,
     JSONRefused,

@@ -17,8 +17,8 @@ from tests.support.waiting import wait_until
 from tests.worker import crash_jobs
 from tests.worker.crash_jobs import key
 from worker import Backoff
-from worker.attempts import ATTEMPTS_META_KEY, retries_used
-from worker.backoff import POLICY_META_KEY
+from worker.retries.attempts import ATTEMPTS_META_KEY, retries_used
+from worker.retries.backoff import POLICY_META_KEY
 
 WORKERS = {
     "RetryWorker": "tests.worker.crash_jobs.FastRetryWorker",

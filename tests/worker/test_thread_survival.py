@@ -18,10 +18,10 @@ from rq.command import send_shutdown_command
 from tests.support.processes import start_worker
 from tests.support.waiting import wait_until
 from worker import SimpleRetryWorker
-from worker.fencing import Fence
-from worker.hooks import register_maintenance, run_due_maintenance, unregister_maintenance
-from worker.leases import LeaseKeeper
-from worker.promoter import Promoter
+from worker.maintenance.chores import register_maintenance, run_due_maintenance, unregister_maintenance
+from worker.retries.promoter import Promoter
+from worker.safety.fencing import Fence
+from worker.safety.leases import LeaseKeeper
 
 
 class Once:
@@ -48,7 +48,7 @@ def chore() -> Iterator[Once]:
 
 
 def test_a_chore_that_raises_system_exit_is_logged_and_the_pass_goes_on(chore, caplog):
-    with caplog.at_level(logging.ERROR, logger="worker.hooks"):
+    with caplog.at_level(logging.ERROR, logger="worker.maintenance.chores"):
         ran = run_due_maintenance(force=True)
         run_due_maintenance(force=True)
 
@@ -61,7 +61,7 @@ def test_the_lease_keeper_renews_again_after_a_renewal_raised_system_exit(caplog
     renew = Once()
     keeper = LeaseKeeper(renew, 0.05, name="test-lease-keeper")
     job = type("FakeJob", (), {"id": "job-1"})()
-    with caplog.at_level(logging.ERROR, logger="worker.leases"):
+    with caplog.at_level(logging.ERROR, logger="worker.safety.leases"):
         keeper.arm(job, None)  # type: ignore[arg-type]
         try:
             wait_until(lambda: renew.calls >= 3, timeout=10, what="renewals after the SystemExit")
@@ -96,7 +96,7 @@ class ExitingOncePromoter(Promoter):
 def test_the_promoter_goes_on_promoting_after_system_exit(connection, caplog):
     queue = Queue("default", connection=connection)
     promoter = ExitingOncePromoter(connection, [queue], job_class=queue.job_class, name="p1", idle_check=0.05)
-    with caplog.at_level(logging.WARNING, logger="worker.promoter"):
+    with caplog.at_level(logging.WARNING, logger="worker.retries.promoter"):
         promoter.start()
         try:
             wait_until(
@@ -122,13 +122,13 @@ class ExitingOnceWorker(SimpleRetryWorker):
 
 def test_the_recovery_thread_scans_again_after_a_scan_raised_system_exit(connection, caplog):
     worker = ExitingOnceWorker([Queue("default", connection=connection)], connection=connection)
-    thread = threading.Thread(target=worker._recovery_loop, daemon=True)
+    thread = threading.Thread(target=worker.recovery._loop, daemon=True)
     with caplog.at_level(logging.ERROR):
         thread.start()
         try:
             wait_until(lambda: worker.once.calls >= 3, timeout=10, what="recovery scans after the SystemExit")
         finally:
-            worker._recovery_stop.set()
+            worker.recovery.stop()
             thread.join(5)
     assert f"Worker {worker.name}: recovery scan: failed; next in 0.05s (SystemExit: 2)" in caplog.text
 
