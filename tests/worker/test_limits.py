@@ -17,7 +17,8 @@ from tests.support.processes import start_worker
 from tests.support.waiting import wait_until
 from tests.worker import crash_jobs, jobs, prefork_jobs
 from tests.worker.retry_support import enqueue
-from worker.gate.limits import JobLimits, bounded_job_class, decompress_bounded, oversize
+from worker.gate.decompress import decompress_bounded
+from worker.gate.limits import JobLimits, bounded_job_class, oversize
 from worker.serializers import JSONSerializer
 from worker.shortcuts.dequeue import uses_rq_dequeue
 from worker.workers import SimpleRetryWorker

@@ -34,6 +34,7 @@ from rq.worker import WorkerStatus
 from worker.execution.horse import Horse, Order, Report
 from worker.execution.runner import ExitStatus, Runner
 from worker.rq_compat import private as rq_private
+from worker.safety import fencing
 
 if TYPE_CHECKING:
     from rq.executions import Execution
@@ -252,14 +253,9 @@ class Prefork(Runner):
         if not pid:
             worker.log.debug("Worker %s: no job running, no work horse to kill", worker.name)
             return
-        try:
-            os.killpg(pid, sig)  # the horse leads its own process group, as rq's does
-        except ProcessLookupError:
-            try:
-                os.kill(pid, sig)  # forked a moment ago: not yet its own group
-            except ProcessLookupError:
-                worker.log.debug("Worker %s: work horse %d already dead", worker.name, pid)
-                return
+        if not fencing.kill_horse(pid, sig):
+            worker.log.debug("Worker %s: work horse %d already dead", worker.name, pid)
+            return
         worker.log.info("Worker %s: killed work horse %d (%s)", worker.name, pid, sig.name)
 
     def wait_for_horse(self, rq: Callable[[], ExitStatus]) -> ExitStatus:

@@ -27,6 +27,7 @@ from rq.utils import current_timestamp
 
 from worker.exceptions import JobLoadError
 from worker.rq_compat import layout as rq_layout
+from worker.text import short_repr
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -65,8 +66,7 @@ def as_text(job_id: bytes | str) -> str:
 
 def id_repr(job_id: str) -> str:
     """`job_id` as an error names it: repr'd (a space or a newline shows), truncated."""
-    text = repr(job_id)
-    return text if len(text) <= ID_REPR_CHARS else text[: ID_REPR_CHARS - 1] + "…"
+    return short_repr(job_id, ID_REPR_CHARS)
 
 
 class InvalidJobId(JobLoadError):

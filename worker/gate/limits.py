@@ -26,7 +26,6 @@ Limits come from the worker's ``job_limits`` argument, else from
 from __future__ import annotations
 
 import threading
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
@@ -37,6 +36,8 @@ from rq.queue import Queue
 from rq.utils import as_text, decode_redis_hash
 
 from worker.exceptions import JobLoadError
+from worker.gate import results
+from worker.gate.decompress import decompress_bounded
 from worker.rq_compat import private as rq_private
 
 if TYPE_CHECKING:
@@ -101,21 +102,6 @@ class MetaNotAnObject(JobLoadError):
         return str(self.args[0])
 
 
-def decompress_bounded(raw: bytes, limit: int) -> bytes | None:
-    """`raw` decompressed, or `raw` itself if it is not a whole zlib stream (as rq's restore does);
-    None if the result would be longer than `limit` bytes. Never holds more than `limit` + 1 bytes."""
-    decompressor = zlib.decompressobj()
-    try:
-        out = decompressor.decompress(raw, limit + 1)
-    except zlib.error:
-        out = None
-    if out is not None and len(out) > limit:
-        return None
-    if out is None or not decompressor.eof:  # not zlib, or a truncated stream: rq keeps it as stored
-        return raw if len(raw) <= limit else None
-    return out
-
-
 def oversize(job: Job) -> JobTooLarge | None:
     """Why `job` was loaded without its data or meta (a limit of its bounded class), or None."""
     found = unloadable(job)
@@ -175,22 +161,16 @@ class BoundedJob(Job):
         return result
 
     def results(self) -> list[Result]:
-        from worker.gate import results  # worker.gate.results reads with this module's decompress_bounded
-
         return [
             self._restore_result(result_id, fields)
             for result_id, fields in results.result_stream_entries(self.connection, self.id)
         ]
 
     def latest_result(self, timeout: int = 0) -> Result | None:
-        from worker.gate import results
-
         entry = results.latest_result_entry(self.connection, self.id, timeout=timeout)
         return self._restore_result(*entry) if entry is not None else None
 
     def _restore_result(self, result_id: bytes, fields: dict[bytes, bytes]) -> Result:
-        from worker.gate import results
-
         return results.restore_result(
             self.id,
             result_id.decode(),

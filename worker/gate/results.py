@@ -3,7 +3,7 @@
 rq's `Result.restore` runs ``zlib.decompress`` on a result's ``exc_string`` without a bound, so a
 300 KB zlib bomb written to a job's result stream becomes 300 MB in whatever process reads it:
 django-rq's job page, `worker.retries.failures.FailureRegistry`, our dashboard. `restore_result` decompresses
-it first with `worker.gate.limits.decompress_bounded`; a longer one becomes a short note naming the limit.
+it first with `worker.gate.decompress.decompress_bounded`; a longer one becomes a short note naming the limit.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from redis.client import Pipeline
 from rq.results import Result
 from rq.serializers import Serializer
 
-from worker.gate.limits import decompress_bounded
+from worker.gate.decompress import decompress_bounded
 
 
 def result_stream_entries(

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import SplitResult, unquote, urlsplit
 
+from worker.text import short_repr
+
 if TYPE_CHECKING:
     from rq.job import Job
     from rq.webhook import Webhook
@@ -112,7 +114,8 @@ def refusal(url: str, headers: Mapping[str, str] | None, targets: Iterable[Webho
     for name in names:
         if not is_header_name(name):
             return (
-                f"webhook to {url!r} carries header name {_short_repr(name)}, which is not an HTTP token "
+                f"webhook to {url!r} carries header name {short_repr(name, HEADER_REPR_CHARS)}, "
+                "which is not an HTTP token "
                 "(a space, a control character, ':' or non-ASCII) and which this worker never sends"
             )
     guarded = sorted(name for name in names if normalised(name) in GUARDED_HEADERS)
@@ -194,8 +197,3 @@ def _decoded(path: str) -> str:
 def _has_dot_segment(parts: SplitResult) -> bool:
     segments = _decoded(parts.path).replace("\\", "/").split("/")
     return "." in segments or ".." in segments
-
-
-def _short_repr(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= HEADER_REPR_CHARS else text[: HEADER_REPR_CHARS - 1] + "…"

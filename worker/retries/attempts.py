@@ -79,11 +79,6 @@ def traceback_tail(exc: BaseException, limit: int = TRACEBACK_TAIL_CHARS) -> str
     return text[-limit:]
 
 
-def attempts_of(meta: dict[str, Any]) -> list[Attempt]:
-    """The attempt records kept in a job's meta (see `dropped_attempts` for those dropped)."""
-    return [Attempt.from_dict(item) for item in records_of(meta)]
-
-
 def records_of(meta: dict[str, Any]) -> list[Any]:
     """The raw attempt records in a job's meta; [] when it holds something else."""
     records = meta.get(ATTEMPTS_META_KEY, [])

@@ -19,7 +19,6 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from redis import Redis
 from rq.defaults import DEFAULT_FAILURE_TTL
@@ -44,6 +43,7 @@ from worker.retries.attempts import (
 )
 from worker.rq_compat import layout as rq_layout
 from worker.rq_compat import private as rq_private
+from worker.text import short_repr, truncate
 
 logger = logging.getLogger(__name__)
 
@@ -319,7 +319,9 @@ def _attempts(job: Job) -> tuple[Attempt, ...]:
         try:
             attempts.append(Attempt.from_dict(record))
         except (TypeError, AttributeError):
-            logger.warning("Job %s: unreadable attempt record %s skipped", job.id, _short_repr(record))
+            logger.warning(
+                "Job %s: unreadable attempt record %s skipped", job.id, short_repr(record, ARG_REPR_CHARS)
+            )
     return tuple(attempts)
 
 
@@ -329,21 +331,9 @@ def _call_summary(job: Job) -> tuple[str | None, str]:
     except DeserializationError as exc:
         cause = exc.__cause__ or exc
         return None, f"<undecodable job data: {type(cause).__name__}>"
-    parts = [_short_repr(arg) for arg in args]
-    parts += [f"{key}={_short_repr(value)}" for key, value in kwargs.items()]
-    return func, _truncate(", ".join(parts), ARGS_SUMMARY_CHARS)
-
-
-def _short_repr(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception as exc:
-        text = f"<{type(value).__name__}: repr raised {type(exc).__name__}>"
-    return _truncate(text, ARG_REPR_CHARS)
-
-
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    parts = [short_repr(arg, ARG_REPR_CHARS) for arg in args]
+    parts += [f"{key}={short_repr(value, ARG_REPR_CHARS)}" for key, value in kwargs.items()]
+    return func, truncate(", ".join(parts), ARGS_SUMMARY_CHARS)
 
 
 def _last_error(job: Job, attempts: tuple[Attempt, ...], result: Result | None) -> ErrorSummary | None:

@@ -165,13 +165,17 @@ class Fence:
 FENCED_EXIT_STATUS = 75
 
 
-def kill_horse(pid: int) -> None:
-    """SIGKILL work horse `pid` and its process group (the job's own children), without Redis."""
+def kill_horse(pid: int, sig: signal.Signals = signal.SIGKILL) -> bool:
+    """Send `sig` to work horse `pid` and its process group (the job's own children), without Redis;
+    False if the horse is gone."""
     try:
-        os.killpg(pid, signal.SIGKILL)  # a horse leads its own process group
+        os.killpg(pid, sig)  # a horse leads its own process group
     except ProcessLookupError:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)  # forked a moment ago: not yet its own group, or gone
+        try:
+            os.kill(pid, sig)  # forked a moment ago: not yet its own group
+        except ProcessLookupError:
+            return False
+    return True
 
 
 def exit_fenced(log: logging.Logger, worker_name: str, job_id: str) -> NoReturn:

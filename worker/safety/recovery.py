@@ -34,6 +34,7 @@ from rq.job import Job, JobStatus
 from rq.utils import parse_composite_key
 
 from worker.exceptions import WorkerCrashed
+from worker.gate import job_ids
 from worker.gate.limits import unloadable
 from worker.safety import crashes, intermediate, leases
 from worker.threads import surviving
@@ -123,6 +124,14 @@ class Recovery:
                     job_id,
                     queue.name,
                 )
+            for job_id in done.gone:
+                if job_ids.is_valid_job_id(job_id):  # an invalid one is logged by the rescue itself
+                    self.worker.log.info(
+                        "Job %s: left in %s's intermediate list with no job hash (deleted or expired); "
+                        "removed from it",
+                        job_id,
+                        queue.name,
+                    )
             requeued += len(done.requeued)
         return requeued
 
