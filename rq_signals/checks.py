@@ -26,6 +26,7 @@ from rq_signals import defaults, registration
 from rq_signals.conf import KNOWN_KEYS, conf
 from worker.backoff import Backoff
 from worker.gate import is_function_pattern, is_webhook_url_pattern
+from worker.retry import RetryMixin
 
 _RETRY_WORKERS = ("worker.RetryWorker", "worker.SimpleRetryWorker", "worker.PreforkRetryWorker")
 
@@ -115,8 +116,6 @@ def _policy_problem(policy: Any) -> str | None:
 
 @register(Tags.compatibility)
 def check_worker_class(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
-    from worker.retry import RetryMixin
-
     configured = conf.worker_class
     try:
         worker_class = import_string(configured) if isinstance(configured, str) else configured
