@@ -18,7 +18,7 @@ from rq.queue import Queue
 from rq.serializers import JSONSerializer
 from rq.utils import utcparse
 
-from rq_signals import defaults, jobspec, jobwriter, queues
+from rq_signals import defaults, jobspec, jobwriter, outbox, queues
 from tests.receivers import invoice_paid
 from tests.testapp.models import Effect, Invoice
 from worker.backoff import Backoff
@@ -181,6 +181,22 @@ def test_a_committed_transaction_writes_each_job_as_rq_would(connection):
             )
             enqueue_with_rq(queue, again, job_id=f"rq-{job_id}")
             assert_same_hash(connection, job_id, f"rq-{job_id}", queue.serializer)
+
+
+def test_the_relay_writes_a_job_as_the_commit_path_does(connection):
+    # Given a job of the "default" queue kept in the outbox (Redis refused it at commit)
+    queue = queues.get_queue("default")
+    job = spec(queue="default", timeout=30)
+    relayed = outbox.OutboxJob.from_json(outbox.OutboxJob.from_spec(job).to_json())
+
+    # When the relay enqueues it, and the same call is enqueued by rq's own enqueue_many
+    sent = outbox.enqueue_once([relayed])
+    enqueue_with_rq(queue, job, job_id="enqueued-by-rq")
+
+    # Then the relay wrote it once, through the writer of the commit path: the hash rq reads back as its own
+    assert sent.enqueued == [job.job_id]
+    assert queue.job_ids == [job.job_id, "enqueued-by-rq"]
+    assert_same_hash(connection, job.job_id, "enqueued-by-rq", queue.serializer)
 
 
 def test_thousands_of_jobs_go_out_in_one_request_in_order(connection):
