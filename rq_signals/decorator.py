@@ -104,8 +104,8 @@ class SignalProxy:
         self.signal_path = signal_path
 
     def __call__(self, signal: Signal, sender: Any, **kwargs: Any) -> None:
-        # At the first send, not at import: enqueue imports django_rq, which reads settings at import,
-        # and `import rq_signals` (this module, from settings.py) comes before settings; it imports models.
+        # Not at import: settings.py may `import rq_signals` (so this module) before settings exist, and
+        # enqueue imports django_rq (which reads settings at import) and the outbox's models (app loading).
         from rq_signals import enqueue
 
         registration = lookup(self.receiver_id)
