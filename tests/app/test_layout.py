@@ -35,7 +35,7 @@ def import_graph(root: Path, package: str) -> Graph:
         is_package = path.name == "__init__.py"
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             for target in _imported(node, name, is_package):
-                # `from rq_signals import queues` imports the module; `from rq_signals import Backoff` the package.
+                # `from rq_signals import queues`: the module; `from rq_signals import Backoff`: the package.
                 while target and target not in modules:
                     target = target.rpartition(".")[0]
                 if target and target != name:
