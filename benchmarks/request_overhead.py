@@ -32,7 +32,7 @@ median: the latency a request sees while the process is not saturated. The tight
 the writer costs when it is (commit mode keeps its goal row on the tight loop, as before).
 
 The commit→Redis window, and the writer's CPU, from separate instrumented passes (wrappers around
-`flusher.submit` and `enqueue.enqueue_group`, outside the timed loops): per job, from the moment the
+`flusher.submit` and `jobwriter.write_group`, outside the timed loops): per job, from the moment the
 committed job is handed to the writer (background) or its write starts inside `create()`
 (commit) to the moment Redis acknowledged the write (one request), p50 and p99, paced and tight. A process
 killed hard in that window loses the job (unless `OUTBOX = "always"`). The writer's CPU is its
@@ -130,11 +130,11 @@ class Window:
 
 def window(name: str, count: int, *, pace: float) -> Window:
     """An instrumented pass of `count` creates: each job's commit→Redis window."""
-    from rq_signals import enqueue, flush_jobs, flusher
+    from rq_signals import flush_jobs, flusher, jobwriter
 
     handed: dict[str, float] = {}
     result = Window()
-    submit, enqueue_group = flusher.submit, enqueue.enqueue_group
+    submit, write_group = flusher.submit, jobwriter.write_group
 
     def timed_submit(committed: flusher.Committed) -> bool:
         now = time.perf_counter()
@@ -143,13 +143,13 @@ def window(name: str, count: int, *, pace: float) -> Window:
 
     def timed_group(specs: list[Any]) -> list[str]:
         began = time.perf_counter()
-        job_ids = enqueue_group(specs)
+        job_ids = write_group(specs)
         done = time.perf_counter()
         result.seconds += [done - handed.pop(job_id, began) for job_id in job_ids]
         result.writes += 1
         return job_ids
 
-    flusher.submit, enqueue.enqueue_group = timed_submit, timed_group
+    flusher.submit, jobwriter.write_group = timed_submit, timed_group
     try:
         with variant(name):
             cpu = writer_cpu()
@@ -157,7 +157,7 @@ def window(name: str, count: int, *, pace: float) -> Window:
             flush_jobs(timeout=60)
             result.writer_cpu = writer_cpu() - cpu
     finally:
-        flusher.submit, enqueue.enqueue_group = submit, enqueue_group
+        flusher.submit, jobwriter.write_group = submit, write_group
     return result
 
 

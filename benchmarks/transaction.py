@@ -188,7 +188,7 @@ def after_commit_row(ends: dict[tuple[str, int], list[float]]) -> Row:
 
     The end of a transaction is the time from its last insert to the return of ``atomic()``: the
     commit, and in commit mode the write of its jobs. Minus the same end without a receiver (same
-    repeat), that is the after-commit write: one round trip, plus per job what `queues.write_jobs`
+    repeat), that is the after-commit write: one round trip, plus per job what `jobwriter.write_jobs`
     does. The goal row above stays the goal; this row says how much of it the app's own part meets.
     """
     large = SIZES[-1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rq_signals.decorator import async_receiver
 from rq_signals.exceptions import (
     MissingInstance,
     PayloadError,
@@ -12,7 +13,7 @@ from rq_signals.exceptions import (
     UnknownReceiverInGrace,
 )
 from rq_signals.flusher import flush_jobs
-from rq_signals.registration import AsyncReceiver, async_receiver
+from rq_signals.registration import AsyncReceiver
 from worker.retries.backoff import Backoff
 
 __all__ = [

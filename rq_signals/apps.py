@@ -5,7 +5,13 @@ from __future__ import annotations
 from django.apps import AppConfig
 from django.utils.module_loading import autodiscover_modules
 
+from rq_signals import checks  # noqa: F401  (registers the checks)
+from rq_signals.dashboard_limits import bound_dashboard_jobs
 from rq_signals.defaults import RECEIVERS_MODULE
+from rq_signals.gate import job_gate, job_limits
+from rq_signals.registration import require_configured_queues
+from worker.gate.gate import install_job_gate
+from worker.gate.limits import install_job_limits
 
 
 class RqSignalsConfig(AppConfig):
@@ -13,32 +19,22 @@ class RqSignalsConfig(AppConfig):
     verbose_name = "RQ signals"
 
     def ready(self) -> None:
-        from rq_signals import checks  # noqa: F401  (registers the checks)
-
         # Workers run only registered receivers: import them all, as the web process does. Receivers
         # outside a `receivers` module must be imported from their app's AppConfig.ready().
         autodiscover_modules(RECEIVERS_MODULE)
-
-        from rq_signals.registration import require_configured_queues
 
         # A receiver's queue missing from RQ_QUEUES stops every process at start-up (gunicorn and
         # `shell` run no checks), never after a commit with a bare KeyError (rq_signals.E001 too).
         require_configured_queues()
 
-        from rq_signals.relay import register_relay
+        from rq_signals.relay import register_relay  # imports models: not before Django's app loading
 
-        register_relay()  # every retry worker in this process drains the outbox (worker.hooks)
-
-        from rq_signals.queues import job_gate, job_limits
-        from worker.gate.gate import install_job_gate
-        from worker.gate.limits import install_job_limits
+        register_relay()  # every retry worker in this process drains the outbox (worker.maintenance.chores)
 
         # Every retry worker built in this process runs only run_receiver (and ALLOWED_JOB_FUNCTIONS),
         # loading jobs as JSON (pickle only under ACCEPT_PICKLE); the settings are read per worker.
         install_job_gate(job_gate)
         # ... and loads no job data or meta past RQ_SIGNALS["MAX_JOB_DATA_BYTES"] / ["MAX_JOB_META_BYTES"].
         install_job_limits(job_limits)
-
-        from rq_signals.dashboard_limits import bound_dashboard_jobs
 
         bound_dashboard_jobs()  # django-rq's pages load jobs within those limits too

@@ -24,6 +24,7 @@ from rq.serializers import resolve_serializer
 
 from rq_signals import defaults, registration
 from rq_signals.conf import KNOWN_KEYS, conf
+from worker.core import WorkerCore
 from worker.gate.gate import is_function_pattern, is_webhook_url_pattern
 from worker.retries.backoff import Backoff
 
@@ -115,8 +116,6 @@ def _policy_problem(policy: Any) -> str | None:
 
 @register(Tags.compatibility)
 def check_worker_class(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
-    from worker.core import WorkerCore
-
     configured = conf.worker_class
     try:
         worker_class = import_string(configured) if isinstance(configured, str) else configured

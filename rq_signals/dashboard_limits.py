@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any
 
+import django_rq.utils
+import django_rq.views
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern
@@ -26,6 +28,7 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.utils import decode_redis_hash, str_to_date
 
+from rq_signals.gate import job_limits
 from worker.gate.limits import BoundedJob, JobLimits, oversize
 
 View = Callable[..., HttpResponse]
@@ -36,11 +39,9 @@ JOB_PAGE = "job_detail"
 
 
 class DashboardJob(BoundedJob):
-    """rq's `Job`, loaded within the limits ``RQ_SIGNALS`` sets now (see `rq_signals.queues.job_limits`)."""
+    """rq's `Job`, loaded within the limits ``RQ_SIGNALS`` sets now (see `rq_signals.gate.job_limits`)."""
 
     def limits(self) -> JobLimits:
-        from rq_signals.queues import job_limits
-
         return job_limits()
 
     def restore(self, raw_data: Any) -> Any:
@@ -65,9 +66,6 @@ def _is_time(value: Any) -> bool:
 
 def bound_dashboard_jobs() -> None:
     """Make django-rq's pages fetch jobs as `DashboardJob`s (called once, by ``AppConfig.ready()``)."""
-    import django_rq.utils
-    import django_rq.views
-
     # django-rq's private module globals (django-rq 4.2): its views and `get_jobs` name rq's `Job`
     # directly, and its views build queues with `get_queue_by_index`, which passes no job class (so
     # rq's `Job`, whatever RQ["JOB_CLASS"] says). A subclass: isinstance checks and templates still work.

@@ -3,10 +3,10 @@
 Each send registers one ``on_commit`` callback on the sending database alias, so Django's savepoint
 bookkeeping drops the callbacks of rolled-back savepoints (and of a rolled-back transaction). The
 callbacks of one transaction share a `_Batch`: each one that runs adds its job to the batch, and
-the last of them still pending flushes the batch: one request per Redis server (a script writing a
-queue's jobs, `rq_signals.queues.write_jobs`; a MULTI/EXEC around several), so one round trip per
-transaction in the usual one-server setup. The payload is encoded to JSON text once, at send; the
-flush embeds that text in the job's ``data``.
+the last of them still pending flushes the batch: one request per Redis server
+(`rq_signals.jobwriter.write_group`: a script writing a queue's jobs; a MULTI/EXEC around several),
+so one round trip per transaction in the usual one-server setup. The payload is encoded to JSON
+text once, at send; the flush embeds that text in the job's ``data``.
 
 "Still pending" is a `weakref.WeakSet` of the callbacks Django holds: a callback Django discards on
 a savepoint rollback is freed at once (reference counting, as on CPython), leaving the set. With
@@ -16,50 +16,32 @@ Jobs Redis does not take go to the database outbox (`rq_signals.outbox`), and wi
 ``RQ_SIGNALS["OUTBOX"] = "always"`` every after-commit job is written there inside the transaction.
 With ``RQ_SIGNALS["FLUSH"] = "background"`` a committed transaction's jobs (and those of a send in
 autocommit, whose write is already committed) are handed to the writer thread of `rq_signals.flusher`
-instead, which writes them with `enqueue_group` too; sends with ``on_commit=False`` and ``EAGER``
-are unchanged.
+instead, which writes them with `rq_signals.jobwriter.write_group` too; sends with
+``on_commit=False`` and ``EAGER`` are unchanged.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import weakref
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
-from uuid import uuid4
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.transaction import TransactionManagementError
 from redis.exceptions import RedisError
-from rq.queue import Queue
-from rq.utils import now
 
-from rq_signals import defaults, flusher, queues
+from rq_signals import defaults, flusher, jobs, jobwriter, outbox
 from rq_signals.conf import conf
 from rq_signals.exceptions import SerializationError
+from rq_signals.jobspec import JobSpec, list_receivers, payload_text
 from rq_signals.payload import encode_arguments
+from rq_signals.registration import AsyncReceiver, SignalRef
 from worker.retries.backoff import POLICY_META_KEY, Backoff
 
-if TYPE_CHECKING:
-    from rq_signals.registration import AsyncReceiver, SignalRef
-
 logger = logging.getLogger(__name__)
-
-
-def payload_text(payload: dict[str, Any]) -> str:
-    """The payload as compact ASCII JSON (non-ASCII escaped): its length is its size in bytes.
-
-    Made once per send: the size check measures it and the job's ``data`` embeds it as it is.
-    """
-    return _PAYLOAD_ENCODER.encode(payload)
-
-
-#: Built once: ``json.dumps`` with these options would build an encoder per call.
-_PAYLOAD_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def check_size(text: str, *, signal_name: str, receiver_id: str) -> None:
@@ -71,43 +53,6 @@ def check_size(text: str, *, signal_name: str, receiver_id: str) -> None:
             f"{signal_name} receiver {receiver_id} got a payload of {size} bytes, over "
             f'RQ_SIGNALS["MAX_PAYLOAD_BYTES"] = {limit}; send pks or a smaller value instead of large data.'
         )
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """One receiver call, ready to become an RQ job; `timeout` in seconds.
-
-    `payload_json` is the payload's `payload_text`, encoded once at send: the size check measured it,
-    and the job's ``data`` embeds it as it is (`args_json`).
-    """
-
-    queue: str
-    receiver_id: str
-    signal_path: str
-    payload_json: str
-    description: str
-    meta: dict[str, Any]
-    timeout: int | None
-    job_id: str = field(default_factory=lambda: str(uuid4()))  # chosen at send: the outbox keeps it
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        """The payload, decoded again from `payload_json` (the outbox, eager mode, other queue classes)."""
-        return json.loads(self.payload_json)  # type: ignore[no-any-return]
-
-    def job_args(self) -> tuple[str, str, dict[str, Any]]:
-        """The arguments of `rq_signals.jobs.run_receiver`."""
-        return (self.receiver_id, self.signal_path, self.payload)
-
-    @property
-    def args_json(self) -> str:
-        """`job_args` as JSON text (as a JSON serializer writes them), without encoding the payload again."""
-        return _args_prefix(self.receiver_id, self.signal_path) + self.payload_json + "]"
-
-
-@functools.lru_cache(maxsize=1024)
-def _args_prefix(receiver_id: str, signal_path: str) -> str:
-    return json.dumps([receiver_id, signal_path])[:-1] + ", "
 
 
 def send(registration: AsyncReceiver, ref: SignalRef, sender: Any, kwargs: dict[str, Any]) -> None:
@@ -145,8 +90,6 @@ def send(registration: AsyncReceiver, ref: SignalRef, sender: Any, kwargs: dict[
     if batch is None:
         batch = _batches[connection] = _Batch(alias)
     if conf.outbox == "always" and not conf.eager:
-        from rq_signals import outbox  # imports models: not at this module's import time
-
         outbox.store([spec], using=alias)  # in the transaction: it commits or rolls back with the rows
         batch.outboxed.add(spec.job_id)
     callback = _OnCommit(batch, spec)
@@ -177,14 +120,12 @@ def dispatch(specs: list[JobSpec], *, using: str = DEFAULT_DB_ALIAS) -> list[str
         _run_eagerly(specs)
         return []
     job_ids: list[str] = []
-    for group in by_connection(specs):
+    for group in jobwriter.by_connection(specs):
         try:
-            job_ids += enqueue_group(group)
+            job_ids += jobwriter.write_group(group)
         except (RedisError, OSError) as exc:
             if conf.outbox == "off":
                 raise
-            from rq_signals import outbox
-
             outbox.store_unsent(group, using=using, error=exc)
     return job_ids
 
@@ -239,14 +180,12 @@ class _Batch:
             return
         try:
             if delivered:
-                from rq_signals import outbox
-
                 outbox.deliver(delivered, using=self.alias)
             dispatch(specs, using=self.alias)
         except Exception:
             logger.exception(
                 "Receivers %s: %d job(s) of a committed transaction could not be enqueued",
-                ", ".join(sorted({spec.receiver_id for spec in delivered + specs})),
+                list_receivers(delivered + specs),
                 len(delivered) + len(specs),
             )
             raise
@@ -295,56 +234,6 @@ def _label(sender: Any) -> str:
     return text if len(text) <= 40 else text[:39] + "…"
 
 
-def by_connection(specs: Iterable[JobSpec]) -> list[list[JobSpec]]:
-    """`specs` in groups whose queues share a Redis connection (one pipeline each), in order."""
-    groups: dict[str, list[JobSpec]] = {}
-    for spec in specs:
-        groups.setdefault(queues.connection_key(spec.queue), []).append(spec)
-    return list(groups.values())
-
-
-def enqueue_group(specs: list[JobSpec]) -> list[str]:
-    """Write jobs whose queues share a Redis connection in one request, atomically; their ids.
-
-    Plain queues get their jobs written by one script each (`queues.write_jobs`, what
-    ``enqueue_many`` would write, without an rq ``Job`` per job); any other queue class goes
-    through rq. One plain queue (the usual case) is one command; more are one MULTI/EXEC.
-    """
-    by_queue: dict[str, list[JobSpec]] = {}
-    for spec in specs:
-        by_queue.setdefault(spec.queue, []).append(spec)
-    first: Queue = queues.get_queue(specs[0].queue)
-    enqueued_at = now()
-    if len(by_queue) == 1 and queues.writes_directly(first):
-        queues.write_jobs(first.connection, first, defaults.JOB_FUNCTION, specs, now=enqueued_at)
-    else:
-        with first.connection.pipeline() as pipe:
-            for name, queue_specs in by_queue.items():
-                queue = queues.get_queue(name)
-                if queues.writes_directly(queue):
-                    queues.write_jobs(pipe, queue, defaults.JOB_FUNCTION, queue_specs, now=enqueued_at)
-                else:
-                    queue.enqueue_many([_enqueue_data(spec) for spec in queue_specs], pipeline=pipe)
-            pipe.execute()
-    if logger.isEnabledFor(logging.DEBUG):
-        for spec in specs:
-            logger.debug("Job %s: enqueued on %r: %s", spec.job_id, spec.queue, spec.description)
-    return [spec.job_id for spec in specs]
-
-
-def _enqueue_data(spec: JobSpec) -> Any:
-    return Queue.prepare_data(
-        defaults.JOB_FUNCTION,
-        args=spec.job_args(),
-        timeout=spec.timeout,
-        description=spec.description,
-        meta=spec.meta,
-        job_id=spec.job_id,
-    )
-
-
 def _run_eagerly(specs: list[JobSpec]) -> None:
-    from rq_signals import jobs  # jobs imports the registry, which imports this module's callers
-
     for spec in specs:
         jobs.call_receiver(spec.receiver_id, spec.signal_path, spec.payload)  # what a worker would get

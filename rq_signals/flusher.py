@@ -5,7 +5,7 @@ pipeline) before ``save()`` or ``atomic()`` returns: the request waits one Redis
 ``"background"`` mode the after-commit callback hands the jobs, already encoded and size-checked
 at send time (errors still surface in the sender), to `submit` and returns. One daemon thread per
 process, ``rq-signals-flush``, started by the first `submit`, takes everything pending and writes
-it with the commit path's one-request code (`rq_signals.enqueue.enqueue_group`): transactions
+it with the commit path's one-request code (`rq_signals.jobwriter.write_group`): transactions
 that pile up while it writes go out together, in one round trip per Redis server.
 
 What Redis refuses goes to the outbox of the database that committed it, as in the commit path
@@ -34,15 +34,13 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from django.db import connections
 from redis.exceptions import RedisError
 
 from rq_signals.defaults import OutboxMode
-
-if TYPE_CHECKING:
-    from rq_signals.enqueue import JobSpec
+from rq_signals.jobspec import JobSpec, list_ids, list_receivers
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +165,8 @@ def write(batch: Sequence[Committed]) -> None:
     Runs in the writer thread, which must not die: anything unexpected is logged with its job ids.
     The database connections it opened (outbox rows) are this thread's, closed before it returns.
     """
-    from rq_signals import enqueue  # enqueue imports this module
+    # Not at module level: settings.py may `import rq_signals` (so us); django_rq reads settings at import.
+    from rq_signals import jobwriter
 
     aliases = {committed.alias for committed in batch if committed.outboxed}
     specs = [spec for committed in batch for spec in committed.specs]
@@ -175,9 +174,9 @@ def write(batch: Sequence[Committed]) -> None:
         for committed in batch:
             if committed.outboxed:
                 _deliver(committed)
-        for group in enqueue.by_connection(specs):
+        for group in jobwriter.by_connection(specs):
             try:
-                enqueue.enqueue_group(group)
+                jobwriter.write_group(group)
             except (RedisError, OSError) as exc:
                 refused = [_only(committed, group) for committed in batch]
                 aliases.update(committed.alias for committed in refused if committed.specs)
@@ -192,7 +191,7 @@ def write(batch: Sequence[Committed]) -> None:
 
 
 def _deliver(committed: Committed) -> None:
-    from rq_signals import outbox  # imports models: not at this module's import time
+    from rq_signals import outbox  # imports models: not before Django's app loading
 
     try:
         outbox.deliver(committed.outboxed, using=committed.alias)
@@ -200,16 +199,16 @@ def _deliver(committed: Committed) -> None:
         logger.exception(
             "Receivers %s: %d job(s) of a committed transaction wait in the outbox of database %r "
             "for the relay: %s",
-            _receivers([committed]),
+            list_receivers(_specs([committed])),
             len(committed.outboxed),
             committed.alias,
-            _ids([committed]),
+            list_ids(_job_ids([committed])),
         )
 
 
 def _keep(batch: Iterable[Committed], *, error: BaseException) -> None:
     """Store jobs that were not written in the outbox of their database, as the commit path does."""
-    from rq_signals import outbox
+    from rq_signals import outbox  # imports models: not before Django's app loading
 
     for committed in batch:
         if not committed.specs:
@@ -218,10 +217,10 @@ def _keep(batch: Iterable[Committed], *, error: BaseException) -> None:
             logger.error(
                 "Receivers %s: Redis did not take %d job(s) after commit (%s) and "
                 'RQ_SIGNALS["OUTBOX"] is "off": lost: %s',
-                _receivers([committed]),
+                list_receivers(_specs([committed])),
                 len(committed.specs),
                 outbox.describe_error(error),
-                _ids([committed]),
+                list_ids(_job_ids([committed])),
             )
             continue
         try:
@@ -230,20 +229,20 @@ def _keep(batch: Iterable[Committed], *, error: BaseException) -> None:
             logger.exception(
                 "Receivers %s: Redis did not take %d job(s) after commit (%s), nor did the outbox of "
                 "database %r: lost: %s",
-                _receivers([committed]),
+                list_receivers(_specs([committed])),
                 len(committed.specs),
                 outbox.describe_error(error),
                 committed.alias,
-                _ids([committed]),
+                list_ids(_job_ids([committed])),
             )
 
 
 def _log_lost(batch: list[Committed]) -> None:
     logger.exception(
         "Receivers %s: %d job(s) of committed transactions could not be enqueued: %s",
-        _receivers(batch),
+        list_receivers(_specs(batch)),
         sum(len(committed.job_ids()) for committed in batch),
-        _ids(batch),
+        list_ids(_job_ids(batch)),
     )
 
 
@@ -252,11 +251,11 @@ def _report_timeout(timeout: float, untaken: list[Committed], left_to_writer: li
         if batch:
             logger.warning(
                 "Receivers %s: %d job(s) not written to Redis within %ss; %s: %s",
-                _receivers(batch),
+                list_receivers(_specs(batch)),
                 sum(len(committed.job_ids()) for committed in batch),
                 timeout,
                 where,
-                _ids(batch),
+                list_ids(_job_ids(batch)),
             )
 
 
@@ -267,16 +266,12 @@ def _only(committed: Committed, group: Sequence[JobSpec]) -> Committed:
     return Committed(committed.alias, specs, (), committed.outbox_mode)
 
 
-def _receivers(batch: Iterable[Committed]) -> str:
-    return ", ".join(
-        sorted({spec.receiver_id for committed in batch for spec in (*committed.specs, *committed.outboxed)})
-    )
+def _specs(batch: Iterable[Committed]) -> list[JobSpec]:
+    return [spec for committed in batch for spec in (*committed.specs, *committed.outboxed)]
 
 
-def _ids(batch: Iterable[Committed], limit: int = 20) -> str:
-    job_ids = [job_id for committed in batch for job_id in committed.job_ids()]
-    shown = ", ".join(job_ids[:limit])
-    return shown if len(job_ids) <= limit else f"{shown} (and {len(job_ids) - limit} more)"
+def _job_ids(batch: Iterable[Committed]) -> list[str]:
+    return [job_id for committed in batch for job_id in committed.job_ids()]
 
 
 def _flush_at_exit() -> None:
@@ -285,14 +280,9 @@ def _flush_at_exit() -> None:
 
 def _forget_in_child() -> None:
     """After ``fork()``: no pending jobs (they are the parent's), no writer (threads do not survive a fork),
-    and fresh locks (the parent's may have been held at that moment)."""
-    from rq_signals import queues
-
+    and a fresh lock (the parent's may have been held at that moment)."""
     global _writer
-    _writer = _Writer()
-    # The writer may have been building a queue (a connect and an INFO under `queues._lock`) when
-    # another thread forked: in the child nobody would ever release it.
-    queues._lock = threading.Lock()
+    _writer = _Writer()  # `rq_signals.queues` renews its own lock after a fork
 
 
 _hooks_installed = False

@@ -27,20 +27,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.utils import timezone
 from redis.exceptions import RedisError, WatchError
 from rq.job import Job
-from rq.queue import Queue
 
-from rq_signals import defaults, queues
+from rq_signals import defaults, jobwriter, queues
+from rq_signals.jobspec import JobSpec, list_ids, list_receivers
 from rq_signals.models import OutboxEntry
-
-if TYPE_CHECKING:
-    from rq_signals.enqueue import JobSpec
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +70,7 @@ class OutboxJob:
         return cls(
             spec.job_id,
             spec.queue,
-            defaults.JOB_FUNCTION,
+            spec.function,
             spec.job_args(),
             spec.description,
             spec.meta,
@@ -109,6 +106,14 @@ class OutboxJob:
     def receiver(self) -> str:
         return str(self.args[0]) if self.args else self.function
 
+    def job_args(self) -> tuple[Any, ...]:
+        return self.args
+
+    @property
+    def args_json(self) -> str:
+        """`args` as JSON text, as a JSON serializer writes them (`rq_signals.jobwriter.NewJob`)."""
+        return json.dumps(list(self.args))
+
 
 def store(specs: Sequence[JobSpec], *, using: str) -> list[str]:
     """Write `specs` to the outbox of database `using` (in its current transaction, if any); their ids.
@@ -134,11 +139,11 @@ def store_unsent(specs: Sequence[JobSpec], *, using: str, error: BaseException) 
     logger.warning(
         "Receivers %s: Redis did not take %d job(s) after commit (%s); kept in the outbox of "
         "database %r until the relay enqueues them: %s",
-        _receivers(specs),
+        list_receivers(specs),
         len(job_ids),
         describe_error(error),
         using,
-        _ids(job_ids),
+        list_ids(job_ids),
     )
 
 
@@ -152,11 +157,11 @@ def deliver(specs: Sequence[JobSpec], *, using: str) -> list[str]:
         logger.warning(
             "Receivers %s: Redis did not take %d job(s) after commit (%s); they wait in the "
             "outbox of database %r for the relay: %s",
-            _receivers(spec for spec in specs if spec.job_id in sent.failed),
+            list_receivers(spec for spec in specs if spec.job_id in sent.failed),
             len(sent.failed),
             "; ".join(sorted(set(sent.failed.values()))),
             using,
-            _ids(list(sent.failed)),
+            list_ids(list(sent.failed)),
         )
     discard(sent.done, using=using)
     return sent.enqueued
@@ -194,7 +199,7 @@ def enqueue_once(jobs: Sequence[OutboxJob]) -> Sent:
     `REDIS_ERRORS` error) are reported in `Sent.failed` and the other servers still get theirs.
     """
     sent = Sent()
-    for group in _by_connection(jobs):
+    for group in jobwriter.by_connection(jobs):
         try:
             fresh, present = _enqueue_group_once(group)
         except REDIS_ERRORS as exc:
@@ -210,11 +215,11 @@ def marker_key(job_id: str) -> str:
 
 
 def _enqueue_group_once(jobs: list[OutboxJob]) -> tuple[list[str], list[str]]:
-    """Jobs whose queues share a Redis connection: WATCH their keys, check, enqueue the new ones."""
+    """Jobs whose queues share a Redis connection: WATCH their keys, check, enqueue the new ones.
+
+    The new ones are written by `rq_signals.jobwriter.queue_writes` inside the ``MULTI``, with their markers.
+    """
     keys = [key for job in jobs for key in (marker_key(job.job_id), Job.key_for(job.job_id))]
-    by_queue: dict[str, list[OutboxJob]] = {}
-    for job in jobs:
-        by_queue.setdefault(job.queue, []).append(job)
     connection = queues.get_queue(jobs[0].queue).connection
     with connection.pipeline() as pipe:
         for _ in range(defaults.OUTBOX_WATCH_ATTEMPTS):
@@ -223,14 +228,11 @@ def _enqueue_group_once(jobs: list[OutboxJob]) -> tuple[list[str], list[str]]:
                 found = pipe.eval(_EXISTS_SCRIPT, len(keys), *keys)
                 present = {job.job_id for i, job in enumerate(jobs) if found[2 * i] or found[2 * i + 1]}
                 pipe.multi()
-                for name, queue_jobs in by_queue.items():
-                    fresh = [job for job in queue_jobs if job.job_id not in present]
-                    for job in fresh:
-                        pipe.set(marker_key(job.job_id), 1, ex=defaults.OUTBOX_MARKER_TTL_SECONDS)
-                    if fresh:
-                        queues.get_queue(name).enqueue_many(
-                            [_enqueue_data(job) for job in fresh], pipeline=pipe
-                        )
+                fresh = [job for job in jobs if job.job_id not in present]
+                for job in fresh:
+                    pipe.set(marker_key(job.job_id), 1, ex=defaults.OUTBOX_MARKER_TTL_SECONDS)
+                if fresh:
+                    jobwriter.queue_writes(pipe, fresh)
                 pipe.execute()
             except WatchError:
                 continue  # another relay (or flush) touched one of these jobs: look again
@@ -239,36 +241,9 @@ def _enqueue_group_once(jobs: list[OutboxJob]) -> tuple[list[str], list[str]]:
                 [job.job_id for job in jobs if job.job_id in present],
             )
     raise WatchError(
-        f"Outbox: jobs {_ids([job.job_id for job in jobs])} kept changing under "
+        f"Outbox: jobs {list_ids([job.job_id for job in jobs])} kept changing under "
         f"{defaults.OUTBOX_WATCH_ATTEMPTS} WATCH attempts; left for the next pass"
     )
-
-
-def _enqueue_data(job: OutboxJob) -> Any:
-    return Queue.prepare_data(
-        job.function,
-        args=job.args,
-        timeout=job.timeout,
-        description=job.description,
-        meta=job.meta,
-        job_id=job.job_id,
-    )
-
-
-def _by_connection(jobs: Iterable[OutboxJob]) -> list[list[OutboxJob]]:
-    groups: dict[str, list[OutboxJob]] = {}
-    for job in jobs:
-        groups.setdefault(queues.connection_key(job.queue), []).append(job)
-    return list(groups.values())
-
-
-def _receivers(specs: Iterable[JobSpec]) -> str:
-    return ", ".join(sorted({spec.receiver_id for spec in specs}))
-
-
-def _ids(job_ids: Sequence[str], limit: int = 20) -> str:
-    shown = ", ".join(job_ids[:limit])
-    return shown if len(job_ids) <= limit else f"{shown} (and {len(job_ids) - limit} more)"
 
 
 def describe_error(exc: BaseException) -> str:

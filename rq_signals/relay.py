@@ -24,6 +24,7 @@ from rq_signals import defaults
 from rq_signals.conf import conf
 from rq_signals.models import OutboxEntry
 from rq_signals.outbox import OutboxJob, describe_error, discard, enqueue_once
+from worker.maintenance.chores import register_maintenance
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +110,6 @@ def relay_for_worker(*, using: str | None = None) -> RelayReport | None:
 
 def register_relay() -> str:
     """Make every worker of this process relay the outbox (``AppConfig.ready()`` calls this); its name."""
-    from worker.maintenance.chores import register_maintenance
-
     return register_maintenance(
         relay_for_worker, defaults.OUTBOX_RELAY_INTERVAL_SECONDS, name="rq_signals.outbox.relay"
     )

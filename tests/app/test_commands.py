@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from rq.job import Job, JobStatus
 
-from rq_signals import async_receiver, queues
+from rq_signals import async_receiver, gate, queues
 from rq_signals.jobs import run_receiver
 from tests.receivers import invoice_noted
 from tests.support.processes import REPO_ROOT, python_env
@@ -90,9 +90,7 @@ def test_a_short_receiver_name_finds_the_receiver_it_names(connection):
     assert (
         rqsignals("requeue", "--all", "--receiver", "receivers.record_note") == "Requeued 1 failed call(s).\n"
     )
-    assert (
-        Job.fetch(job_id, connection=connection, serializer=queues.job_serializer()).get_status() == "queued"
-    )
+    assert Job.fetch(job_id, connection=connection, serializer=gate.job_serializer()).get_status() == "queued"
 
 
 def record_note(sender, **kwargs):

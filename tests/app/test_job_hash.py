@@ -18,7 +18,7 @@ from rq.queue import Queue
 from rq.serializers import JSONSerializer
 from rq.utils import utcparse
 
-from rq_signals import defaults, enqueue, queues
+from rq_signals import defaults, jobspec, jobwriter, outbox, queues
 from tests.receivers import invoice_paid
 from tests.testapp.models import Effect, Invoice
 from worker.retries.backoff import Backoff
@@ -64,22 +64,22 @@ RESTORED = (
 )
 
 
-def spec(queue: str = "default", **overrides) -> enqueue.JobSpec:
+def spec(queue: str = "default", **overrides) -> jobspec.JobSpec:
     fields = {
         "queue": queue,
         "receiver_id": "tests.receivers.record_payment",
         "signal_path": "tests.signals.invoice_paid",
-        "payload_json": enqueue.payload_text(
+        "payload_json": jobspec.payload_text(
             {"kwargs": {"amount": 3, "note": "é ünïcode"}, "sender": "checkout"}
         ),
         "description": "tests.signals.invoice_paid sender='checkout' → tests.receivers.record_payment",
         "meta": {"retry_policy": Backoff(max_retries=2, base=0.5).to_dict()},
         "timeout": None,
     }
-    return enqueue.JobSpec(**{**fields, **overrides})
+    return jobspec.JobSpec(**{**fields, **overrides})
 
 
-def enqueue_with_rq(queue: Queue, job: enqueue.JobSpec, job_id: str) -> None:
+def enqueue_with_rq(queue: Queue, job: jobspec.JobSpec, job_id: str) -> None:
     """The old way: rq builds a Job and saves it, in one pipeline, as `enqueue_many` does."""
     data = Queue.prepare_data(
         defaults.JOB_FUNCTION,
@@ -94,8 +94,10 @@ def enqueue_with_rq(queue: Queue, job: enqueue.JobSpec, job_id: str) -> None:
         pipe.execute()
 
 
-def enqueue_directly(queue: Queue, job: enqueue.JobSpec) -> None:
-    queues.write_jobs(queue.connection, queue, defaults.JOB_FUNCTION, [job], now=datetime.now(timezone.utc))
+def enqueue_directly(queue: Queue, job: jobspec.JobSpec) -> None:
+    jobwriter.write_jobs(
+        queue.connection, queue, defaults.JOB_FUNCTION, [job], now=datetime.now(timezone.utc)
+    )
 
 
 def assert_same_hash(connection: redis.Redis, ours: str, theirs: str, serializer=None) -> None:
@@ -168,17 +170,33 @@ def test_a_committed_transaction_writes_each_job_as_rq_would(connection):
     for name, queue in (("high", high), ("default", default)):
         for job_id in ids[name]:
             job = Job.fetch(job_id, connection, queue.serializer)
-            again = enqueue.JobSpec(
+            again = jobspec.JobSpec(
                 queue=name,
                 receiver_id=job.args[0],
                 signal_path=job.args[1],
-                payload_json=enqueue.payload_text(job.args[2]),
+                payload_json=jobspec.payload_text(job.args[2]),
                 description=job.description,
                 meta=job.meta,
                 timeout=None if job.timeout == 60 else job.timeout,  # 60: RQ_QUEUES' DEFAULT_TIMEOUT
             )
             enqueue_with_rq(queue, again, job_id=f"rq-{job_id}")
             assert_same_hash(connection, job_id, f"rq-{job_id}", queue.serializer)
+
+
+def test_the_relay_writes_a_job_as_the_commit_path_does(connection):
+    # Given a job of the "default" queue kept in the outbox (Redis refused it at commit)
+    queue = queues.get_queue("default")
+    job = spec(queue="default", timeout=30)
+    relayed = outbox.OutboxJob.from_json(outbox.OutboxJob.from_spec(job).to_json())
+
+    # When the relay enqueues it, and the same call is enqueued by rq's own enqueue_many
+    sent = outbox.enqueue_once([relayed])
+    enqueue_with_rq(queue, job, job_id="enqueued-by-rq")
+
+    # Then the relay wrote it once, through the writer of the commit path: the hash rq reads back as its own
+    assert sent.enqueued == [job.job_id]
+    assert queue.job_ids == [job.job_id, "enqueued-by-rq"]
+    assert_same_hash(connection, job.job_id, "enqueued-by-rq", queue.serializer)
 
 
 def test_thousands_of_jobs_go_out_in_one_request_in_order(connection):
@@ -188,7 +206,7 @@ def test_thousands_of_jobs_go_out_in_one_request_in_order(connection):
 
     # When they are written in one call
     with connection.pipeline(transaction=False) as pipe:
-        queues.write_jobs(pipe, queue, defaults.JOB_FUNCTION, jobs, now=datetime.now(timezone.utc))
+        jobwriter.write_jobs(pipe, queue, defaults.JOB_FUNCTION, jobs, now=datetime.now(timezone.utc))
         assert len(pipe.command_stack) == 1
         pipe.execute()
 
@@ -205,9 +223,9 @@ def test_a_queue_class_of_its_own_or_a_synchronous_queue_still_goes_through_rq(c
     class AuditedQueue(Queue):
         pass
 
-    assert queues.writes_directly(queues.get_queue("default"))
-    assert not queues.writes_directly(AuditedQueue("audited", connection=connection))
-    assert not queues.writes_directly(Queue("inline", connection=connection, is_async=False))
+    assert jobwriter.writes_directly(queues.get_queue("default"))
+    assert not jobwriter.writes_directly(AuditedQueue("audited", connection=connection))
+    assert not jobwriter.writes_directly(Queue("inline", connection=connection, is_async=False))
 
 
 @pytest.mark.slow
@@ -216,7 +234,7 @@ def test_a_worker_runs_the_jobs_written_directly(run_worker):
     with transaction.atomic():
         invoice = Invoice.objects.create(reference="INV-7", total="5.00")
         invoice_paid.send(sender="checkout", invoice=invoice, amount=5)
-    assert queues.writes_directly(queues.get_queue("high"))
+    assert jobwriter.writes_directly(queues.get_queue("high"))
 
     # When a SimpleRetryWorker drains the queues
     run_worker()

@@ -34,6 +34,7 @@ from rq.job import Job, JobStatus
 
 from rq_signals import queues, registration
 from rq_signals.exceptions import SerializationError, UnknownReceiver
+from rq_signals.gate import job_gate
 from rq_signals.jobs import run_receiver
 from rq_signals.models import OutboxEntry
 from tests.chaos.canary import SENTINEL_DIR_ENV, Boom
@@ -137,13 +138,13 @@ def test_the_stored_job_envelope_is_json_not_pickle(connection):
 
 
 def test_the_workers_load_jobs_with_json_and_run_only_run_receiver_by_default():
-    gate = queues.job_gate()
+    gate = job_gate()
     assert gate.serializer is JSONSerializer
     assert gate.allowed_functions == ("rq_signals.jobs.run_receiver",)
     assert not gate.accept_pickle
     assert installed_job_gate() == gate  # what AppConfig.ready() installed for every worker
     with override_settings(RQ_SIGNALS={"ALLOWED_JOB_FUNCTIONS": ["shop.jobs.*"], "ACCEPT_PICKLE": True}):
-        gate = queues.job_gate()
+        gate = job_gate()
         assert gate.allows("shop.jobs.report") and gate.allows("rq_signals.jobs.run_receiver")
         assert not gate.allows("os.system")
         assert gate.serializer is JSONOrPickleSerializer
@@ -152,14 +153,14 @@ def test_the_workers_load_jobs_with_json_and_run_only_run_receiver_by_default():
 
 def test_the_workers_send_rq_webhooks_only_where_allowed_webhook_urls_says():
     metadata = "http://169.254.169.254/latest/meta-data/"  # where a forged webhook would go
-    assert not queues.job_gate().allows_webhook(metadata)
+    assert not job_gate().allows_webhook(metadata)
     with override_settings(RQ_SIGNALS={"ALLOWED_WEBHOOK_URLS": ["https://hooks.example.com/rq/"]}):
-        gate = queues.job_gate()
+        gate = job_gate()
         assert gate.allows_webhook("https://hooks.example.com/rq/done")
         assert not gate.allows_webhook(metadata)
         assert 'RQ_SIGNALS["ALLOWED_WEBHOOK_URLS"]' in gate.webhooks_setting
     with override_settings(RQ_SIGNALS={"ALLOWED_JOB_FUNCTIONS": ["*"]}):
-        assert queues.job_gate().allows_webhook(metadata)  # "*": rq's behaviour, webhooks included
+        assert job_gate().allows_webhook(metadata)  # "*": rq's behaviour, webhooks included
 
 
 # -- what a worker run by manage.py rqworker runs ------------------------------------------------

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from rq.job import Job
 
-from rq_signals import UnknownReceiver, UnknownReceiverInGrace, queues
+from rq_signals import UnknownReceiver, UnknownReceiverInGrace, gate, queues
 from rq_signals.jobs import in_grace, run_receiver
 from worker.retries.backoff import Backoff
 
@@ -30,7 +30,7 @@ def enqueue_from_newer_code() -> Job:
 
 
 def attempts(job: Job) -> list[dict]:
-    fetched = Job.fetch(job.id, connection=job.connection, serializer=queues.job_serializer())
+    fetched = Job.fetch(job.id, connection=job.connection, serializer=gate.job_serializer())
     return fetched.meta["attempts"]
 
 

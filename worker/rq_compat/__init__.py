@@ -70,6 +70,7 @@ INSTANCE_ATTRIBUTES: tuple[tuple[type, tuple[str, ...]], ...] = (
         ),
     ),
     (RQScheduler, ("_acquired_locks", "_scheduled_job_registries")),
+    (Queue, ("_is_async", "_default_timeout")),
 )
 
 

@@ -126,3 +126,26 @@ def queue_failed_by_hand(
         pipeline.expire(job_key, DEFAULT_FAILURE_TTL)
     pipeline.zadd(queue.failed_job_registry.key, {member: current_timestamp() + DEFAULT_FAILURE_TTL})
     pipeline.lrem(queue.intermediate_queue_key, 1, member)
+
+
+def write_new_jobs(
+    client: Redis[Any] | Pipeline[Any],
+    queue: Queue,
+    job_ids: list[str],
+    values: list[str | bytes],
+    *,
+    created_at: datetime,
+) -> None:
+    """What rq's `Queue.enqueue_many` writes for new jobs of `queue`, in one `write_jobs.lua` (sent, or
+    queued on a pipeline): `values` holds, per job in `job_ids`' order, its zlib-compressed data,
+    description, timeout and serialized meta (b"" for none)."""
+    keys = [
+        queue.redis_queues_keys,
+        queue.key,
+        *(queue.job_class.redis_job_namespace_prefix + i for i in job_ids),
+    ]
+    argv: list[str | bytes] = [utcformat(created_at), queue.name]
+    for index, job_id in enumerate(job_ids):
+        argv += (job_id, *values[index * 4 : index * 4 + 4])
+    # EVAL with the text, not EVALSHA: one round trip always (Redis caches the compiled script).
+    client.execute_command("EVAL", script_text("write_jobs.lua"), len(keys), *keys, *argv)

@@ -125,6 +125,17 @@ def enqueue_at_front(queue: Queue, job: Job, pipeline: Pipeline[Any]) -> None:
     queue._enqueue_job(job, pipeline=pipeline, at_front=True)
 
 
+def queue_is_async(queue: Queue) -> bool:
+    """Whether `queue` enqueues for workers (rq's `is_async=False` runs jobs at once)."""
+    return bool(queue._is_async)
+
+
+def queue_default_timeout(queue: Queue) -> int:
+    """The timeout, in seconds, `queue` gives a job that names none."""
+    timeout: int = queue._default_timeout
+    return timeout
+
+
 def attach_job(execution: Execution, job: Job) -> None:
     """Give `execution` its job without a fetch (the prefork horse got the job with its order)."""
     execution._job = job

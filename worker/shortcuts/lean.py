@@ -52,7 +52,7 @@ def _driver_info_resolver() -> Any:
     or None where this redis-py has no such function: before 7.2 there is no `redis.driver_info`,
     and in 7.2.0 and 7.3.0 its three arguments are required (so: its signature, not a version number)."""
     try:
-        from redis.driver_info import resolve_driver_info
+        from redis.driver_info import resolve_driver_info  # redis-py 7.2+ only: optional here
     except ImportError:
         return None
     parameters = inspect.signature(resolve_driver_info).parameters.values()
