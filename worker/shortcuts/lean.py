@@ -42,6 +42,7 @@ from worker.shortcuts.common import ShortcutBookkeeping, set_processing_procline
 if TYPE_CHECKING:
     from redis.client import Pipeline
 
+
 class LeanBookkeeping(ShortcutBookkeeping):
     """rq's per-job bookkeeping in fewer round trips, for `RetryWorker` and `SimpleRetryWorker`;
     see the module docstring."""
