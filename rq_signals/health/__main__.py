@@ -10,7 +10,7 @@ project. Run it where ``manage.py`` runs (the project folder is then on ``sys.pa
 
 Prints the same line and exits with the same status as the management command: 0 and the summary
 on stdout when healthy; 1 and the problem on stderr otherwise (manage.py prefixes ``CommandError: ``);
-2 for a bad flag.
+2 for a bad flag. Settings it cannot find or import are one line on stderr and exit 1 as well.
 """
 
 from __future__ import annotations
@@ -45,8 +45,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except cli.ProbeFailed as exc:
         print(exc, file=sys.stderr)
         return 1
-    except (ImproperlyConfigured, ImportError) as exc:  # no (importable) settings module: one line too
+    except ImproperlyConfigured as exc:  # no settings module named: one line too
         print(f"rq_signals.health: {exc}", file=sys.stderr)
+        return 1
+    except ImportError as exc:  # the settings module (or what it imports) is not importable from here
+        module = os.environ.get("DJANGO_SETTINGS_MODULE")
+        print(
+            f"rq_signals.health: could not import the settings module {module!r} ({exc}); run it in the "
+            "folder of manage.py, or pass --pythonpath",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -210,12 +210,47 @@ def test_a_bad_flag_is_a_usage_error_for_both(redis_url):
         assert done.stderr.splitlines()[-1].endswith("argument --max-age: invalid float value: 'soon'")
 
 
-def test_the_module_without_settings_says_so_in_one_line(redis_url):
+@pytest.mark.parametrize(
+    ("settings", "first_words"),
+    [
+        (None, "rq_signals.health: Requested setting RQ_QUEUES, but settings are not configured."),
+        ("nowhere.settings", "rq_signals.health: could not import the settings module 'nowhere.settings'"),
+    ],
+)
+def test_the_module_says_in_one_line_when_it_cannot_read_the_settings(settings, first_words):
     env = {key: value for key, value in python_env().items() if key != "DJANGO_SETTINGS_MODULE"}
+    if settings:
+        env["DJANGO_SETTINGS_MODULE"] = settings
+
     done = subprocess.run(
         [sys.executable, "-m", "rq_signals.health"], cwd=REPO_ROOT, env=env, capture_output=True, text=True
     )
 
     assert done.returncode == 1
-    assert done.stderr.startswith("rq_signals.health: Requested setting RQ_QUEUES, but settings are not")
+    assert done.stderr.startswith(first_words)
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_the_module_takes_the_settings_and_the_path_as_options_as_manage_py_does(redis_url, tmp_path):
+    # Given a shell outside the project, with neither DJANGO_SETTINGS_MODULE nor PYTHONPATH
+    env = {k: v for k, v in python_env().items() if k not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH")}
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rq_signals.health",
+            "--settings",
+            "tests.settings",
+            "--pythonpath",
+            str(REPO_ROOT),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+    # Then it read the test settings (the session's Redis, no worker there)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"unhealthy: no worker on host {socket.gethostname()!r}")
