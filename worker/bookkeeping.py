@@ -3,7 +3,8 @@
 The worker core hands these rq hooks to its bookkeeping strategy, with rq's own implementation as
 `rq`. This class is rq's behaviour, unchanged: each method calls `rq`. The round-trip shortcuts in
 `worker.shortcuts` are strategies that send the same writes in fewer round trips; the core works
-the same without them (`RetryWorker(..., bookkeeping=Bookkeeping)` gives rq's 20 round trips a job).
+the same without them: a subclass with `bookkeeping_class = Bookkeeping` sends rq's 20 round trips
+a job.
 """
 
 from __future__ import annotations

@@ -110,9 +110,20 @@ class WorkerCore(BaseWorker):
         self.recovery_interval = float(
             recovery_interval if recovery_interval is not None else self.recovery_interval
         )
-        self.guard = LeaseGuard(self, self.redis_retry)
+        self.guard = LeaseGuard(
+            self,
+            self.redis_retry,
+            lease_ttl=self.lease_ttl,
+            margin=self.fence_margin,
+            renew_every=self.job_monitoring_interval,
+        )
         self.recovery = Recovery(
-            self, margin=self.fence_margin, seconds_since_trouble=self.seconds_since_redis_trouble
+            self,
+            lease_ttl=self.lease_ttl,
+            interval=self.recovery_interval,
+            margin=self.fence_margin,
+            seconds_since_trouble=self.seconds_since_redis_trouble,
+            scan=self.recover_crashed_jobs,
         )
         self.retries = RetryHandler(self)
         self.chores = Chores()
@@ -124,7 +135,7 @@ class WorkerCore(BaseWorker):
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         self.bookkeeping.bootstrap()
         super().bootstrap(*args, **kwargs)
-        self.runner.started()  # a fork, before this process starts its threads
+        self.runner.started()  # the prefork horse: forked before our threads (rq's pub/sub one runs already)
         self.promoter = Promoter(self.connection, self.queues, job_class=self.job_class, name=self.name)
         self.promoter.start()
         self.recovery.start()
@@ -226,8 +237,10 @@ class WorkerCore(BaseWorker):
             self.guard.queue_lease(pipeline, job, execution, run)
             if joined:
                 self.bookkeeping.queue_preparation(job, pipeline)
+            # Before the send: when Redis has lost the lease script the rest of the transaction still
+            # runs (`LeaseGuard.start` recovers), the preparation included.
+            run.prepared = joined
             pipeline.execute()
-        run.prepared = joined
         return execution
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:

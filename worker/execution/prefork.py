@@ -14,8 +14,7 @@ memory, which bounds leaks and state left behind by jobs: unlike a fork per job,
 horse share its module state, as they would under `SimpleWorker`.
 
 Round trips: 5 per job where rq's workers make 20 to 24, the job travelling to the horse in its
-order (no refetch) and the rest in `worker.shortcuts.prefork_bookkeeping`, whose dequeue moves every job, from
-one queue or several, through its queue's intermediate list (`worker.safety.intermediate`).
+order (no refetch) and the rest in `worker.shortcuts.prefork_bookkeeping`.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ class Runner:
         self.worker = worker
 
     def started(self) -> None:
-        """After rq's bootstrap, before the worker's threads start (a fork is safe here)."""
+        """After rq's bootstrap (its pub/sub thread runs), before the promoter, recovery and chore threads."""
 
     def stopping(self) -> None:
         """As the worker stops, before rq's teardown."""

@@ -21,7 +21,7 @@ callbacks, and unpickles the hash's data and meta. A `JobGate` says what a worke
   ["Authorization"]}`` (see `worker.gate.webhooks`).
 
 A worker checks each job against its gate right after dequeueing it, before rq imports the function
-(`worker.gate.loading.UnreadableJobMixin`); a refused job fails at once, without retries or callbacks,
+(`worker.gate.loading.JobLoading`); a refused job fails at once, without retries or callbacks,
 into its queue's failed registry with a `JobRefused` naming the job, what was refused and the setting
 that allows it, and the worker goes on. Its job class (`gated_job_class`) imports nothing else the
 gate refuses, whoever reads the job again: rq's cleanup of abandoned jobs, which calls their failure
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from rq.serializers import Serializer
     from rq.webhook import Webhook
 
-logger = logging.getLogger("rq.worker.retries")  # under rq's worker logger, as worker.loading's
+logger = logging.getLogger("rq.worker.retries")  # under rq's worker logger, as worker.gate.loading's
 
 #: `allowed_functions` entry that allows every function, as rq does.
 ANY_FUNCTION: Final = "*"

@@ -47,7 +47,7 @@ def load_error(job: Job, exc: BaseException | None) -> JobLoadError | None:
         job.args  # noqa: B018 - decoding is the check
         job.kwargs  # noqa: B018
     except DeserializationError as error:
-        if isinstance(error.__cause__, JobLoadError):  # over a limit (worker.limits): it says which
+        if isinstance(error.__cause__, JobLoadError):  # over a limit (worker.gate.limits): it says which
             return error.__cause__
         return JobLoadError(job.id, "its data (function name and arguments)", error.__cause__ or error)
     if func_name is None:

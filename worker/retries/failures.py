@@ -2,7 +2,7 @@
 
 A view, not a store: the job ids are rq's own `FailedJobRegistry` (the list
 django-rq's dashboard shows), the history is `job.meta["attempts"]` (written
-by `RetryMixin`), and for jobs failed by plain rq the error comes from rq's
+by `RetryHandler`), and for jobs failed by plain rq the error comes from rq's
 latest `Result`. Requeueing goes through rq's `requeue`, so statuses and
 registries stay right; it resets the retry budget, never the history.
 

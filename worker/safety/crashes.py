@@ -1,6 +1,6 @@
 """What becomes of a crashed job: its policy decides, else it gets what rq's own cleanup would give it.
 
-Used by `RecoveryMixin` for jobs whose worker died (claimed through `worker.safety.leases`) and for jobs
+Used by `Recovery` for jobs whose worker died (claimed through `worker.safety.leases`) and for jobs
 whose work horse died under a live worker. Either way the crash is one `WorkerCrashed` attempt.
 """
 

@@ -6,7 +6,7 @@ it runs (see `worker.safety.leases`), and its client waits for Redis forever
 fencing its run would go on while the worker that claims the expired lease runs the job again.
 `Fence` is a watchdog thread that never touches Redis: it knows when the running job's lease last
 got through to Redis and, once that is `lease_ttl - margin` seconds ago, logs why and calls
-`stop(job_id)`: `RecoveryMixin` kills the work horse, or exits the worker whose process runs the job.
+`stop(job_id)`: `LeaseGuard` kills the work horse, or exits the worker whose process runs the job.
 
 Why the fenced run is dead before a recovered run starts, whatever the skew between the hosts' clocks:
 

@@ -58,19 +58,23 @@ def check_lease_settings(
 class LeaseGuard:
     """The leases of `worker`'s own jobs: written at start, renewed, fenced, dropped at the end."""
 
-    def __init__(self, worker: BaseWorker, retry: ReportingRetry) -> None:
+    def __init__(
+        self,
+        worker: BaseWorker,
+        retry: ReportingRetry,
+        *,
+        lease_ttl: float,
+        margin: float,
+        renew_every: float,
+    ) -> None:
         self.worker = worker
         self.retry = retry
-        self.lease_ttl: float = worker.lease_ttl  # type: ignore[attr-defined]  # set by the core
+        self.lease_ttl = lease_ttl
         self.fence = fencing.Fence(
-            self._stop_fenced_run,
-            lease_ttl=self.lease_ttl,
-            margin=worker.fence_margin,  # type: ignore[attr-defined]  # set by the core
-            log=worker.log,
-            name="rq-signals-fence",
+            self._stop_fenced_run, lease_ttl=lease_ttl, margin=margin, log=worker.log, name="rq-signals-fence"
         )
         self.keeper = leases.LeaseKeeper(
-            worker.maintain_heartbeats, worker.job_monitoring_interval, name="rq-signals-lease-keeper"
+            worker.maintain_heartbeats, renew_every, name="rq-signals-lease-keeper"
         )
 
     # -- the start ----------------------------------------------------------------------------------

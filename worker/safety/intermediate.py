@@ -25,7 +25,7 @@ The threshold leaves a live worker time to start what it dequeued, even one slow
 outage shorter than a lease. Residual risk: a worker stalled between its LMOVE and its start
 transaction for longer than `lease_ttl + fence_margin` (frozen, or cut off from Redis that long)
 still starts the job when it comes back, and the job may then run twice, once there and once from
-the queue. The start transaction deletes the job's first-seen key (`RecoveryMixin`), so a job id
+the queue. The start transaction deletes the job's first-seen key (`LeaseGuard.queue_lease`), so a job id
 that comes back through the intermediate list later (a retry keeps its id) is timed afresh, not
 from a stale sighting.
 """
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from redis import Redis
     from rq.queue import Queue
 
-logger = logging.getLogger("rq.worker.retries")  # under rq's worker logger, as worker.loading's
+logger = logging.getLogger("rq.worker.retries")  # under rq's worker logger, as worker.gate.loading's
 
 SCRIPT = "rescue_intermediate.lua"
 #: Seconds a first-seen key lives, as rq sets it (`IntermediateQueue.set_first_seen`).

@@ -51,13 +51,21 @@ class Recovery:
     (and stuck intermediate lists), and settles what it finds."""
 
     def __init__(
-        self, worker: BaseWorker, *, margin: float, seconds_since_trouble: Callable[[], float | None]
+        self,
+        worker: BaseWorker,
+        *,
+        lease_ttl: float,
+        interval: float,
+        margin: float,
+        seconds_since_trouble: Callable[[], float | None],
+        scan: Callable[[], int],
     ) -> None:
         self.worker = worker
-        self.lease_ttl: float = worker.lease_ttl  # type: ignore[attr-defined]  # set by the core
-        self.interval: float = worker.recovery_interval  # type: ignore[attr-defined]  # set by the core
+        self.lease_ttl = lease_ttl
+        self.interval = interval
         self.margin = margin
         self._seconds_since_trouble = seconds_since_trouble
+        self._scan = scan  # the worker's `recover_crashed_jobs` (a subclass may wrap it)
         self._stop = threading.Event()
 
     def start(self) -> None:
@@ -72,7 +80,7 @@ class Recovery:
             with surviving(
                 self.worker.log, f"Worker {self.worker.name}: recovery scan", f"next in {self.interval:g}s"
             ):
-                self.worker.recover_crashed_jobs()  # type: ignore[attr-defined]  # the core's (a subclass may wrap it)
+                self._scan()
             self._stop.wait(self.interval)
 
     def recover_crashed_jobs(self) -> int:

@@ -7,12 +7,14 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rq.job import Job
+from rq.job import Job, JobStatus
+from rq.queue import Queue
 from rq.utils import now
 from rq.worker import BaseWorker
 
 from worker.bookkeeping import Bookkeeping, Dequeued
 from worker.rq_compat import layout as rq_layout
+from worker.rq_compat import private as rq_private
 from worker.shortcuts.dequeue import OneTripDequeue, class_attr
 
 if TYPE_CHECKING:
@@ -110,3 +112,33 @@ class ShortcutBookkeeping(Bookkeeping):
 
     def queue_preparation(self, job: Job, pipeline: Pipeline[Any]) -> None:
         queue_job_preparation(self.worker, job, pipeline)
+
+    def prepare_job_execution(
+        self, job: Job, run: Run | None, remove_from_intermediate_queue: bool, rq: Callable[..., None]
+    ) -> None:
+        if run is not None and run.prepared:
+            run.prepared = False  # sent with the start transaction; only the procline is left
+            set_processing_procline(self.worker, job)
+            return
+        # rq takes the job off the intermediate list only for a worker of one queue; our dequeue
+        # moves every job through it (LREM removes nothing when the job is not there).
+        rq(job, True)
+
+    def execution_ended(
+        self, job: Job, queue: Queue, heartbeat_ttl: int, run: Run | None, rq: Callable[..., None]
+    ) -> None:
+        if run is None or rq_private.has_callbacks(job):
+            rq(job, queue, heartbeat_ttl)  # the job must look alive while its callbacks run
+            return
+        job.ended_at = now()
+        job.last_heartbeat = now()
+        run.ending_heartbeat_owed = True
+
+    def add_to_outcome(self, job: Job, pipeline: Pipeline[Any], run: Run | None) -> None:
+        if run is None or not run.ending_heartbeat_owed:
+            return
+        run.ending_heartbeat_owed = False
+        # A finished job's hash is saved whole (last_heartbeat included) or deleted (result_ttl=0)
+        # in this very pipeline; any other outcome keeps rq's separate write, here.
+        if job.get_status(refresh=False) != JobStatus.FINISHED:
+            rq_layout.queue_last_heartbeat(pipeline, job)

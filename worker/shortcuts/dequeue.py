@@ -2,7 +2,7 @@
 
 Between two jobs rq's worker loop writes its idle state, heartbeats (three commands, three round
 trips) and checks for `rq suspend` (a pipeline), then heartbeats again, pops a job id and fetches
-the job: 9 round trips. `OneTripDequeueMixin` sends all of it as one script
+the job: 9 round trips. `OneTripDequeue` sends all of it as one script
 (`scripts/dequeue_job.lua`), which never blocks: with every queue empty, or workers suspended, rq's
 own check and blocking dequeue run as before, and so they do whenever the script cannot tell that
 rq would do the same (a queue or job class that overrides rq's dequeue or fetch, or a test that
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from redis import Redis
     from redis.commands.core import Script
 
-logger = logging.getLogger("rq.worker.retries")  # under rq's worker logger, as worker.loading's
+logger = logging.getLogger("rq.worker.retries")  # under rq's worker logger, as worker.gate.loading's
 
 # rq's own dequeue and fetch: the script does what they do, and only that, so it stands aside
 # for a queue or job class that overrides them (or a test that patches them). The bounded restore of

@@ -2,7 +2,7 @@
 
 rq's worker makes 20 round trips for a no-op job (`SimpleWorker`; 24 with a forked horse): its
 state, heartbeat (three commands, three round trips), pop and job fetch each go on their own.
-`LeanRoundTripsMixin` sends the same writes in fewer round trips:
+`LeanBookkeeping` sends the same writes in fewer round trips:
 
 - dequeue: when a job is waiting, rq's idle state, heartbeat, suspension check, pop and job fetch
   are one script (`worker.shortcuts.dequeue`);
@@ -29,15 +29,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rq.job import Job, JobStatus
-from rq.queue import Queue
 from rq.utils import now
 from rq.worker import BaseWorker, WorkerStatus
 
-from worker.rq_compat import layout as rq_layout
 from worker.rq_compat import private as rq_private
 from worker.run import Run
-from worker.shortcuts.common import ShortcutBookkeeping, set_processing_procline
+from worker.shortcuts.common import ShortcutBookkeeping
 
 if TYPE_CHECKING:
     from redis.client import Pipeline
@@ -99,34 +96,6 @@ class LeanBookkeeping(ShortcutBookkeeping):
         self._job_just_ran = True
 
     # -- one job ------------------------------------------------------------------------------------
-
-    def prepare_job_execution(
-        self, job: Job, run: Run | None, remove_from_intermediate_queue: bool, rq: Callable[..., None]
-    ) -> None:
-        if run is None or not run.prepared:
-            rq(job, remove_from_intermediate_queue)
-            return
-        run.prepared = False  # sent with the start transaction; only the procline is left
-        set_processing_procline(self.worker, job)
-
-    def execution_ended(
-        self, job: Job, queue: Queue, heartbeat_ttl: int, run: Run | None, rq: Callable[..., None]
-    ) -> None:
-        if run is None or rq_private.has_callbacks(job):
-            rq(job, queue, heartbeat_ttl)  # the job must look alive while its callbacks run
-            return
-        job.ended_at = now()
-        job.last_heartbeat = now()
-        run.ending_heartbeat_owed = True
-
-    def add_to_outcome(self, job: Job, pipeline: Pipeline[Any], run: Run | None) -> None:
-        if run is None or not run.ending_heartbeat_owed:
-            return
-        run.ending_heartbeat_owed = False
-        # A finished job's hash is saved whole (last_heartbeat included) or deleted (result_ttl=0)
-        # in this very pipeline; any other outcome keeps rq's separate write, here.
-        if job.get_status(refresh=False) != JobStatus.FINISHED:
-            rq_layout.queue_last_heartbeat(pipeline, job)
 
 
 def running(worker: BaseWorker) -> Run | None:

@@ -6,18 +6,19 @@ it starts the job in one transaction and its horse prepares it in another; the h
 job once more just before saving the outcome. Here:
 
 - when a job is waiting, the idle state, heartbeat, suspension check, pop and job fetch are one
-  script (`worker.shortcuts.dequeue`), which moves the job into its queue's intermediate list even for a
-  worker of several queues (rq pops those outright), so a worker killed before starting it leaves
-  it to be put back (`worker.safety.intermediate`);
+  script (`worker.shortcuts.dequeue`, shared with `LeanBookkeeping`), which moves the job into its
+  queue's intermediate list even for a worker of several queues (rq pops those outright), so a worker
+  killed before starting it leaves it to be put back (`worker.safety.intermediate`);
 - the worker's start transaction also carries what the horse's `prepare_job_execution` would send
-  (`worker.shortcuts.common.queue_job_preparation`, which takes the job off its intermediate list), and the
-  order to the horse says so: the horse only sets its procline;
+  (`worker.shortcuts.common.queue_job_preparation`, which takes the job off its intermediate
+  list), and the order to the horse says so: the horse only sets its procline;
 - the pipeline in which the horse saves a job's outcome also marks the worker idle and alive
   (`cleanup_execution`, which rq calls inside that pipeline); the worker only notes it
   (`note_horse_saved_idle`);
 - the worker's own heartbeat is one pipeline, and a heartbeat, state write or suspension check
   repeating one sent within `bookkeeping_coalesce_seconds` is skipped;
-- the horse skips rq's job heartbeat before saving the outcome when no callback runs in between.
+- the horse's job heartbeat before saving the outcome rides in the outcome's pipeline when no
+  callback runs in between.
 
 What Redis shows is unchanged but for timing: the worker's `last_heartbeat` and a `rq suspend`
 may be seen up to `bookkeeping_coalesce_seconds` later than rq would.
@@ -33,12 +34,11 @@ from rq.utils import now
 from rq.worker import BaseWorker, WorkerStatus
 
 from worker.rq_compat import private as rq_private
-from worker.shortcuts.common import ShortcutBookkeeping, set_processing_procline
+from worker.shortcuts.common import ShortcutBookkeeping
 
 if TYPE_CHECKING:
     from redis.client import Pipeline
     from rq.job import Job
-    from rq.queue import Queue
 
     from worker.run import Run
 
@@ -98,32 +98,8 @@ class PreforkBookkeeping(ShortcutBookkeeping):
 
     # -- one job -----------------------------------------------------------------------------------
 
-    def prepare_job_execution(
-        self, job: Job, run: Run | None, remove_from_intermediate_queue: bool, rq: Callable[..., None]
-    ) -> None:
-        if run is not None and run.prepared:
-            run.prepared = False  # sent with the start transaction; only the procline is left
-            set_processing_procline(self.worker, job)
-            return
-        # rq takes the job off the intermediate list only for a worker of one queue; our dequeue
-        # moves every job through it (LREM removes nothing when the job is not there).
-        rq(job, True)
-
-    def execution_ended(
-        self, job: Job, queue: Queue, heartbeat_ttl: int, run: Run | None, rq: Callable[..., None]
-    ) -> None:
-        try:
-            no_callbacks = job.success_callback is None and job.failure_callback is None
-        except Exception:  # an unimportable callback: rq's own path reports it
-            no_callbacks = False
-        if no_callbacks:
-            # rq heartbeats the job so that it looks alive while its callbacks run; with none, the
-            # outcome's own pipeline follows at once.
-            job.ended_at = job.last_heartbeat = now()
-            return
-        rq(job, queue, heartbeat_ttl)
-
     def add_to_outcome(self, job: Job, pipeline: Pipeline[Any], run: Run | None) -> None:
+        super().add_to_outcome(job, pipeline, run)
         if self.worker.is_horse:
             self.worker.set_state(WorkerStatus.IDLE, pipeline=pipeline)
             self.worker.heartbeat(pipeline=pipeline)
