@@ -69,8 +69,9 @@ def call_receiver(receiver_id: str, signal_path: str, payload: dict[str, Any]) -
             registration.func(**kwargs)
     except Exception as exc:
         retrying = lifecycle.will_retry(job, exc)
-        details = {"exception": exc, "will_retry": retrying}
-        lifecycle.send(lifecycle.receiver_failed, registration.func, receiver_id, job, **details)
+        lifecycle.send(
+            lifecycle.receiver_failed, registration.func, receiver_id, job, exception=exc, will_retry=retrying
+        )
         raise
     lifecycle.send(lifecycle.receiver_succeeded, registration.func, receiver_id, job)
     return "called"

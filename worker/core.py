@@ -16,6 +16,9 @@ one job each, and a hook only says which of them act, in which order:
   round-trip shortcuts of `worker.shortcuts` are strategies for it, and the core does not need them;
 - `runner` (`worker.execution.runner`): how a job runs (rq's fork or in-process, or `Prefork`).
 
+The moments others may hear (`worker.events`: started, retrying, exhausted, recovered) are emitted
+by the collaborator that makes them happen; the core emits only ``started``, from the job's start.
+
 What one hook learns about a job that a later hook needs is kept in that job's `Run` (`self.run`).
 rq's private names are spelt only in `worker.rq_compat`; see docs/architecture.md for the map.
 """
@@ -31,6 +34,7 @@ from rq.executions import Execution
 from rq.worker import BaseWorker, WorkerStatus
 from rq.worker.base import SHUTDOWN_SIGNAL
 
+from worker import events
 from worker.bookkeeping import Bookkeeping, Dequeued
 from worker.execution.runner import ExitStatus, Runner
 from worker.gate.gate import JobGate
@@ -234,6 +238,7 @@ class WorkerCore(BaseWorker):
         self.bookkeeping.prepare_job_execution(
             job, self._current_run(job), remove_from_intermediate_queue, super().prepare_job_execution
         )
+        events.emit_started(job)  # in the process that runs the job, just before its function
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         if self.pid:

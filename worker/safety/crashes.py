@@ -17,7 +17,10 @@ from rq.job_lifecycle import record_job_failure
 from rq.rate_limit import release_slot
 from rq.utils import now
 
+from worker import events
 from worker.exceptions import WorkerCrashed
+from worker.retries.announce import announce_failure
+from worker.retries.attempts import attempt_count
 from worker.retries.handler import after_commit, policy_of, retry_or_fail
 from worker.safety import leases
 
@@ -65,10 +68,14 @@ def settle_crash(
     )
     if not settled or outcome is None:
         return False
+    dead = claim.execution.worker_name if claim.execution and claim.execution.worker_name else "?"
+    events.emit(
+        "recovered", job, attempt=attempt_count(job.meta), exception=exc, outcome=outcome, dead_worker=dead
+    )
     if has_policy:
         after_commit(job, queue, outcome, exc)
     else:
-        after_rq_abandon(job, queue, outcome, str(exc))
+        after_rq_abandon(job, queue, outcome, exc)
     return True
 
 
@@ -110,10 +117,12 @@ def abandon_as_rq_does(job: Job, queue: Queue, exc: WorkerCrashed, pipeline: Pip
     return "failed"
 
 
-def after_rq_abandon(job: Job, queue: Queue, outcome: Outcome, exc_string: str) -> None:
+def after_rq_abandon(job: Job, queue: Queue, outcome: Outcome, exc: WorkerCrashed) -> None:
+    """What rq's cleanup does once an abandoned job is settled; and its `retrying` or `exhausted` moment."""
+    announce_failure(job, outcome, exc, recorded=False)
     try:
         if outcome == "failed":
-            job.send_webhooks(JobStatus.FAILED, exc_string=exc_string)
+            job.send_webhooks(JobStatus.FAILED, exc_string=str(exc))
             queue.enqueue_dependents(job)
     finally:
         release_slot(job)
