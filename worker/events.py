@@ -60,6 +60,11 @@ def disconnect(moment: Moment, hook: Hook) -> bool:
     return False
 
 
+def hooks(moment: Moment) -> tuple[Hook, ...]:
+    """The hooks of `moment`, in the order they are called."""
+    return tuple(_hooks[_check(moment)])
+
+
 def has_hooks(moment: Moment) -> bool:
     """Whether anything listens to `moment` (the emitter may skip working out the details)."""
     return bool(_hooks[moment])
