@@ -16,7 +16,8 @@ Sent in the web process (whichever process wrote the job to Redis), by `rq_signa
 Sent in the worker process that runs the job, by `rq_signals.jobs.run_receiver`:
 
 - ``receiver_started``: the job is about to call the receiver; ``wait``: seconds since the job
-  was enqueued (rq's ``enqueued_at``: for a retry, since the retry was due), None if unknown.
+  was enqueued (rq's ``enqueued_at``, by the sender's clock; for a retry, since the retry was due,
+  by the Redis server's), by this worker's clock; None if unknown.
 - ``receiver_succeeded``: the receiver returned.
 - ``receiver_skipped``: the receiver was not called; ``reason`` says why (a row it needed is gone).
 - ``receiver_failed``: the receiver raised ``exception``; ``will_retry`` says whether the job's
