@@ -124,6 +124,7 @@ def announce_enqueued(jobs: Iterable[NewJob], committed_at: CommittedAt) -> None
         return
     written_at = time.time()
     for job in jobs:
+        args = job.job_args()
         start = committed_at.get(job.job_id) if isinstance(committed_at, Mapping) else committed_at
         latency = max(0.0, written_at - start) if start is not None else None
         try:
@@ -137,6 +138,7 @@ def announce_enqueued(jobs: Iterable[NewJob], committed_at: CommittedAt) -> None
             None,
             job_id=job.job_id,
             attempt=1,
+            payload=args[2] if len(args) > 2 else None,
             queue=job.queue,
             latency=latency,
         )

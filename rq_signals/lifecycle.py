@@ -3,9 +3,11 @@
 Connect to them (plain Django receivers, in a ``receivers`` module or ``AppConfig.ready()``) for
 metrics or alerts. The sender is the receiver function (None if this process does not register the
 receiver); every signal has ``receiver_id`` (dotted path), ``job_id`` (None when not run by a
-worker, e.g. under ``EAGER``) and ``attempt`` (1 for the first run; requeued jobs keep counting).
-They are sent robustly: an error in a listener is logged with the job id and never changes the job.
-Times are float seconds; datetimes are aware, in UTC.
+worker, e.g. under ``EAGER``), ``attempt`` (1 for the first run; requeued jobs keep counting) and
+``instance``: the model instance the call is about as an `InstanceRef` (label and pk, read from
+the job's payload, never fetched), None if the call has no model instance argument. They are
+sent robustly: an error in a listener is logged with the job id and never changes the job. Times
+are float seconds; datetimes are aware, in UTC.
 
 Sent in the web process (whichever process wrote the job to Redis), by `rq_signals.jobwriter`:
 
@@ -41,11 +43,15 @@ recovered a crashed job):
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from django.dispatch import Signal
 from rq.job import Job
 
+from rq_signals.exceptions import PayloadError
+from rq_signals.payload import decode_value
+from rq_signals.values import TAG
 from worker.retries.attempts import attempt_count
 from worker.retries.policy import plan_retry, policy_of
 
@@ -59,6 +65,37 @@ receiver_failed = Signal()
 receiver_retrying = Signal()
 receiver_exhausted = Signal()
 receiver_recovered = Signal()
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    """The model instance a receiver call is about, as its payload carries it (never fetched)."""
+
+    label: str  # "app_label.ModelName"
+    pk: Any
+
+    def __str__(self) -> str:
+        return f"{self.label} pk={self.pk}"
+
+
+def instance_of(payload: Any) -> InstanceRef | None:
+    """The call's ``instance`` argument (model signals), else its first model argument; None if none."""
+    kwargs = payload.get("kwargs") if isinstance(payload, dict) else None
+    if not isinstance(kwargs, dict):
+        return None
+    first = [kwargs["instance"]] if "instance" in kwargs else []
+    for value in (*first, *kwargs.values()):
+        if isinstance(value, dict) and value.get(TAG) == "model" and isinstance(value.get("v"), dict):
+            data = value["v"]
+            return InstanceRef(str(data.get("label")), _pk(data.get("pk")))
+    return None
+
+
+def _pk(data: Any) -> Any:
+    try:
+        return decode_value(data)
+    except (PayloadError, ValueError, TypeError):  # a forged payload: shown as it is
+        return data
 
 
 def attempt_number(job: Job | None) -> int:
@@ -86,18 +123,25 @@ def send(
     *,
     job_id: str | None = None,
     attempt: int | None = None,
+    payload: Any = None,
     **details: Any,
 ) -> None:
     """Send a lifecycle signal robustly; a listener's error is logged, never raised.
 
-    `job_id` and `attempt` default to `job`'s id and this run's `attempt_number`.
+    `job_id` and `attempt` default to `job`'s id and this run's `attempt_number`; `payload` (the
+    call's, as `run_receiver` gets it) gives the ``instance``.
     """
     if not signal.receivers:  # the usual case on a hot path: nobody listens
         return
     job_id = job.id if job is not None else job_id
     number = attempt if attempt is not None else attempt_number(job)
     responses = signal.send_robust(
-        sender=func, receiver_id=receiver_id, job_id=job_id, attempt=number, **details
+        sender=func,
+        receiver_id=receiver_id,
+        job_id=job_id,
+        attempt=number,
+        instance=instance_of(payload),
+        **details,
     )
     for listener, response in responses:
         if isinstance(response, Exception):

@@ -33,12 +33,14 @@ def connect_worker_events() -> None:
         events.connect(moment, hook)
 
 
-def receiver_of(job: Job) -> str | None:
-    """The receiver id a job of `run_receiver` calls; None for any other job."""
+def receiver_call(job: Job) -> tuple[str, Any] | None:
+    """The receiver id and payload of a job of `run_receiver`; None for any other job."""
     if job.func_name != defaults.JOB_FUNCTION:
         return None
     args = job.args
-    return args[0] if args and isinstance(args[0], str) else None
+    if not args or not isinstance(args[0], str):
+        return None
+    return args[0], args[2] if len(args) > 2 else None
 
 
 def _hook(moment: events.Moment) -> events.Hook:
@@ -48,14 +50,15 @@ def _hook(moment: events.Moment) -> events.Hook:
     def relay(job: Job, *, attempt: int, **details: Any) -> None:
         if not signal.receivers:
             return
-        receiver_id = receiver_of(job)
-        if receiver_id is None:
+        call = receiver_call(job)
+        if call is None:
             return
+        receiver_id, payload = call
         try:
             func: Any = lookup(receiver_id).func
         except UnknownReceiver:  # e.g. a worker older than the sender recovering its job: still reported
             func = None
-        lifecycle.send(signal, func, receiver_id, job, attempt=attempt, **details)
+        lifecycle.send(signal, func, receiver_id, job, attempt=attempt, payload=payload, **details)
 
     relay.__qualname__ = f"rq_signals.worker_signals.{moment}"
     return relay

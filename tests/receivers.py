@@ -191,6 +191,8 @@ def journal(
             if isinstance(value, BaseException)
             else value.isoformat()
             if isinstance(value, datetime)
+            else str(value)
+            if isinstance(value, lifecycle.InstanceRef)
             else value
         )
         for key, value in details.items()

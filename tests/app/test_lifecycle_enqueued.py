@@ -76,6 +76,7 @@ def test_a_job_is_heard_enqueued_after_its_commit_wrote_it_and_never_after_a_rol
         assert event["sender"] is record_invoice
         assert event["receiver_id"] == "tests.receivers.record_invoice"
         assert (event["queue"], event["attempt"]) == ("high", 1)
+        assert event["instance"].label == "testapp.Invoice"
         assert 0 <= event["latency"] <= time.time() - committed_at + 1
 
     # When a transaction rolls back, nothing more is heard
@@ -102,6 +103,9 @@ def test_jobs_redis_refused_at_commit_are_heard_when_the_relay_sends_them_with_t
     # Then each is heard once, its latency counting the whole time it waited for Redis
     assert sorted(event["job_id"] for event in heard) == sorted(report.enqueued)
     assert len(report.enqueued) == 3
+    assert {str(event["instance"]) for event in heard} == {
+        f"testapp.Invoice pk={pk}" for pk in Invoice.objects.values_list("pk", flat=True)
+    }
     assert all(event["latency"] >= relayed_from - committed_by for event in heard)
     # ... and a second pass, with nothing to send, is not heard
     relay_once(using="default")

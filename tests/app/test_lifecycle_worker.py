@@ -63,6 +63,7 @@ def test_a_call_that_fails_once_is_heard_from_the_commit_to_its_success(run_work
     ]
     assert {details["job_id"] for _, details in heard} == {enqueued["job_id"]}
     assert {details["sender"] for _, details in heard} == {"audit_invoice"}
+    assert {details["instance"] for _, details in heard} == {f"testapp.Invoice pk={invoice.pk}"}
     # ... with what each moment adds: the queue and the commit-to-Redis time, the queue wait, the retry
     assert enqueued["queue"] == "default"
     assert 0 <= enqueued["latency"] < 5
