@@ -20,6 +20,7 @@ from rq.rate_limit import release_slot
 
 from worker.exceptions import WorkerCrashed
 from worker.gate.loading import load_error
+from worker.metrics import Outcome as MetricsOutcome
 from worker.retries.announce import announce_failure
 from worker.retries.attempts import ATTEMPTS_META_KEY, utcnow
 from worker.retries.policy import (
@@ -108,6 +109,13 @@ def after_commit(job: Job, queue: Queue, outcome: Outcome, exc: BaseException) -
         release_slot(job)
 
 
+def _rq_outcome(job: Job, *, stopped: bool) -> MetricsOutcome:
+    """What rq's `handle_job_failure` is about to make of a failed attempt (for `worker.metrics`)."""
+    if stopped:
+        return "stopped"
+    return "retrying" if job.should_retry else "exhausted"
+
+
 class RetryHandler:
     """rq's failure hook, policy first: schedule the retry or fail the job, recording every attempt.
 
@@ -140,6 +148,7 @@ class RetryHandler:
             job.retries_left = None  # nothing can mend it, not even rq's own Retry
         policy, bad_policy = read_policy(job)
         if policy is None or rq_private.stopped_job_id(self.worker) == job.id:
+            run.outcome = _rq_outcome(job, stopped=rq_private.stopped_job_id(self.worker) == job.id)
             rq(exc_string)
             self._announce_rq_outcome(job, exc)
             return
@@ -159,6 +168,7 @@ class RetryHandler:
             plan=plan,
         )
         log_outcome(job, plan, exc, policy)
+        run.outcome = "retrying" if plan.outcome == "retrying" else "exhausted"
         if plan.outcome == "retrying":
             assert plan.delay is not None
             if self._schedule_retry(job, queue, plan.delay, execution, failed_at=ended_at):

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from rq.queue import Queue
     from rq.worker import BaseWorker
 
+    from worker.metrics import JobMetrics
+
 Outcome = Literal["retrying", "failed"]
 
 
@@ -60,8 +62,10 @@ def settle_crash(
         if has_policy:
             outcome = retry_or_fail(worker, job, queue, exc=exc, started_at=started_at, pipeline=pipeline)
             assert outcome is not None
-            return outcome
-        return abandon_as_rq_does(job, queue, exc, pipeline)
+        else:
+            outcome = abandon_as_rq_does(job, queue, exc, pipeline)
+        count_crash(worker, pipeline, job, outcome)
+        return outcome
 
     settled, outcome = leases.settle_claim(
         worker.connection, queue, claim.member, claim.token, job=job, execution=claim.execution, handle=handle
@@ -91,9 +95,19 @@ def fail_crashed_horse(
             return False
         worker.cleanup_execution(job, pipeline=pipeline, execution=execution)
         worker.increment_failed_job_count(pipeline)
+        count_crash(worker, pipeline, job, outcome)
         pipeline.execute()
     after_commit(job, queue, outcome, exc)
     return True
+
+
+def count_crash(worker: BaseWorker, pipeline: Pipeline[Any], job: Job, outcome: Outcome) -> None:
+    """A crashed attempt, in `worker`'s metrics (if it counts any), on the pipeline that settles it."""
+    metrics: JobMetrics | None = getattr(worker, "metrics", None)  # the core's; None on rq's own classes
+    if metrics is not None:
+        metrics.queue_outcome(
+            pipeline, job, "retrying" if outcome == "retrying" else "exhausted", crashed=True
+        )
 
 
 def run_failure_callback(worker: BaseWorker, job: Job) -> None:
