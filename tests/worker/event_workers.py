@@ -13,6 +13,7 @@ from typing import Any
 from rq.job import Job
 
 from worker import events
+from worker.metrics import JobMetrics
 from worker.workers import RetryWorker, SimpleRetryWorker
 
 JOURNAL_KEY = "test:events"
@@ -49,7 +50,11 @@ def connect_journal() -> None:
 
 
 class JournalingRetryWorker(RetryWorker):
-    """`RetryWorker`, in a process whose moments are journaled."""
+    """`RetryWorker`, in a process whose moments are journaled; it counts metrics, with a 5 s lease."""
+
+    job_metrics = JobMetrics()
+    lease_ttl = 5.0
+    recovery_interval = 0.5
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         connect_journal()
@@ -57,7 +62,11 @@ class JournalingRetryWorker(RetryWorker):
 
 
 class JournalingSimpleRetryWorker(SimpleRetryWorker):
-    """`SimpleRetryWorker`, in a process whose moments are journaled."""
+    """`SimpleRetryWorker`, in a process whose moments are journaled; it counts metrics, with a 5 s lease."""
+
+    job_metrics = JobMetrics()
+    lease_ttl = 5.0
+    recovery_interval = 0.5
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         connect_journal()

@@ -8,6 +8,8 @@ that raises on every moment.
 from __future__ import annotations
 
 import json
+import os
+import signal
 from datetime import datetime, timedelta
 
 import pytest
@@ -16,10 +18,13 @@ from rq.job import JobStatus
 
 from tests.support.processes import start_worker
 from tests.support.round_trips import fail, per_job
-from tests.worker import jobs
+from tests.worker import crash_jobs, jobs
+from tests.worker.crash_jobs import wait_started
 from tests.worker.event_workers import JOURNAL_KEY
 from tests.worker.retry_support import attempts, enqueue, settle
 from worker import Backoff, SimpleRetryWorker, events
+from worker.keys import metrics as metrics_key
+from worker.metrics import SEP
 
 WORKERS = (
     "tests.worker.event_workers.JournalingSimpleRetryWorker",
@@ -89,6 +94,87 @@ def no_hooks():
     for moment, hooks in connected.items():
         for hook in hooks:
             events.connect(moment, hook)
+
+
+def test_a_killed_work_horse_is_heard_as_a_retry_and_counted_as_a_crash(connection, redis_url, tmp_path):
+    # Given a RetryWorker whose work horse runs a job (its first run hangs)
+    queue = Queue("crash", connection=connection)
+    job = enqueue(queue, crash_jobs.hang_first_run, policy=Backoff(max_retries=2, base=0.05, jitter="none"))
+    worker = start_worker(redis_url, ["crash"], tmp_path=tmp_path, worker_class=WORKERS[1])
+    try:
+        horse_pid = wait_started(connection, job, worker)
+
+        # When the kernel kills the horse
+        os.kill(horse_pid, signal.SIGKILL)
+
+        # Then its own worker retries the job, which is heard, and counted as a crash
+        assert settle(connection, queue, job, timeout=30) == JobStatus.FINISHED
+    finally:
+        worker.stop()
+    heard = journal(connection, job.id)
+    assert [(entry["moment"], entry["attempt"]) for entry in heard] == [
+        ("started", 1),
+        ("retrying", 1),
+        ("started", 2),
+    ]
+    assert heard[1]["exception"] == "WorkerCrashed" and heard[1]["pid"] == worker.pid
+    assert counted(connection, "crash", "hang_first_run") == {
+        "attempts|retrying": 1,
+        "attempts|succeeded": 1,
+        "crashes": 1,
+    }
+
+
+@pytest.mark.parametrize("worker_class", WORKERS)
+def test_a_killed_workers_job_is_heard_as_recovered_by_the_worker_that_took_it(
+    connection, redis_url, tmp_path, worker_class
+):
+    # Given a worker running a job (its first run hangs), and a second worker on the same queue
+    queue = Queue("crash", connection=connection)
+    job = enqueue(queue, crash_jobs.hang_first_run, policy=Backoff(max_retries=2, base=0.05, jitter="none"))
+    first = start_worker(redis_url, ["crash"], tmp_path=tmp_path, worker_class=worker_class, name="first")
+    second = None
+    try:
+        wait_started(connection, job, first)
+        second = start_worker(
+            redis_url, ["crash"], tmp_path=tmp_path, worker_class=worker_class, name="second"
+        )
+
+        # When the first worker is killed outright
+        first.kill()
+
+        # Then the second takes the job over, says so, and runs it to completion
+        assert settle(connection, queue, job, timeout=60) == JobStatus.FINISHED
+    finally:
+        first.kill()
+        if second is not None:
+            second.stop()
+    heard = journal(connection, job.id)
+    assert [(entry["moment"], entry["attempt"]) for entry in heard] == [
+        ("started", 1),
+        ("recovered", 1),
+        ("retrying", 1),
+        ("started", 2),
+    ]
+    recovered = heard[1]
+    assert recovered["pid"] == second.pid and recovered["exception"] == "WorkerCrashed"
+    assert recovered["outcome"] == "retrying" and recovered["dead_worker"] != "?"
+    assert counted(connection, "crash", "hang_first_run") == {
+        "attempts|retrying": 1,
+        "attempts|succeeded": 1,
+        "crashes": 1,
+    }
+
+
+def counted(connection, queue: str, function: str) -> dict[str, float]:
+    """The attempts and crashes `worker.metrics` counted for `function`'s jobs on `queue`."""
+    prefix = f"tests.worker.crash_jobs.{function}{SEP}"
+    fields = {field.decode(): float(value) for field, value in connection.hgetall(metrics_key(queue)).items()}
+    return {
+        field.removeprefix(prefix).replace(SEP, "|"): value
+        for field, value in fields.items()
+        if field.startswith(prefix) and ("attempts" in field or "crashes" in field)
+    }
 
 
 def test_hooks_on_every_moment_add_no_round_trip(redis_url, tmp_path, no_hooks):
