@@ -33,6 +33,9 @@ _HELP = {
     "run_seconds": ("histogram", "Seconds a receiver call ran, per attempt that ended."),
     "wait_seconds": ("histogram", "Seconds from enqueue (or a retry's due time) to a worker starting it."),
 }
+QUEUE_JOBS = "rq_signals_queue_jobs"
+#: Every metric the page may serve (docs/grafana-dashboard.json uses only these).
+METRIC_NAMES = (*(f"{PREFIX}_{name}" for name in _HELP), QUEUE_JOBS)
 
 
 def receiver_label(job: Job) -> str | None:
@@ -124,11 +127,11 @@ def _lines(counted: dict[str, dict[str, float]], sizes: dict[str, tuple[int, int
         if series[name]:
             yield f"# HELP {PREFIX}_{name} {text}\n# TYPE {PREFIX}_{name} {kind}\n"
             yield from (line + "\n" for line in series[name])
-    yield "# HELP rq_signals_queue_jobs Jobs of a queue waiting to start, and retries waiting to be due.\n"
-    yield "# TYPE rq_signals_queue_jobs gauge\n"
+    yield f"# HELP {QUEUE_JOBS} Jobs of a queue waiting to start, and retries waiting to be due.\n"
+    yield f"# TYPE {QUEUE_JOBS} gauge\n"
     for queue, (waiting, retrying) in sizes.items():
-        yield f'rq_signals_queue_jobs{{queue="{_escape(queue)}",state="waiting"}} {waiting}\n'
-        yield f'rq_signals_queue_jobs{{queue="{_escape(queue)}",state="retrying"}} {retrying}\n'
+        yield f'{QUEUE_JOBS}{{queue="{_escape(queue)}",state="waiting"}} {waiting}\n'
+        yield f'{QUEUE_JOBS}{{queue="{_escape(queue)}",state="retrying"}} {retrying}\n'
 
 
 def _histogram(metric: str, label: str, queue: str, buckets: dict[str, float]) -> list[str]:

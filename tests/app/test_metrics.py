@@ -15,6 +15,7 @@ from django.test import Client, override_settings
 from rq.job import Job, JobStatus
 
 from rq_signals import queues
+from rq_signals.metrics import METRIC_NAMES
 from tests.receivers import invoice_audited, invoice_rejected
 from tests.settings import SETTINGS_ENV
 from tests.support.processes import REPO_ROOT, Proc
@@ -142,3 +143,16 @@ def _staff_page() -> str:
     staff = Client()
     staff.force_login(User.objects.create_user("ops2", password="x", is_staff=True))
     return staff.get(URL).content.decode()
+
+
+def test_the_grafana_dashboard_charts_only_metrics_the_page_serves():
+    dashboard = json.loads((REPO_ROOT / "docs" / "grafana-dashboard.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    expressions += [variable["definition"] for variable in dashboard["templating"]["list"]]
+
+    named = {
+        re.sub(r"_(bucket|count|sum)$", "", name)
+        for e in expressions
+        for name in re.findall(r"rq_signals_\w+", e)
+    }
+    assert named == set(METRIC_NAMES)
