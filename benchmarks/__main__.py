@@ -31,6 +31,7 @@ BENCHMARKS = (
     "latency",
     "retry_lateness",
     "memory",
+    "health",
     "profiles",
 )
 #: Run only when asked for by name (or in full mode).

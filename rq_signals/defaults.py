@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-from worker.gate.limits import DEFAULT_MAX_DATA_BYTES, DEFAULT_MAX_META_BYTES
+from worker.gate.defaults import DEFAULT_MAX_DATA_BYTES, DEFAULT_MAX_META_BYTES
 from worker.retries.backoff import Backoff
 
 MissingPolicy = Literal["skip", "snapshot", "fail"]

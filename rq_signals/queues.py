@@ -19,11 +19,12 @@ from typing import Any
 import django_rq
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from django_rq.connection_utils import filter_connection_params, get_redis_connection
+from django_rq.connection_utils import get_redis_connection
 from redis import Redis
 from rq.queue import Queue
 from rq.serializers import Serializer
 
+from rq_signals import connections
 from rq_signals.conf import conf
 from rq_signals.gate import job_serializer
 
@@ -64,8 +65,7 @@ def connection_key(name: str) -> str:
     """Equal for queues that share a Redis connection (the same connection settings in RQ_QUEUES)."""
     key = _connection_keys.get(name)
     if key is None:
-        params: dict[str, Any] = filter_connection_params(conf.queues[name])
-        key = _connection_keys[name] = repr(sorted(params.items()))
+        key = _connection_keys[name] = connections.connection_key(conf.queues[name])
     return key
 
 

@@ -104,7 +104,7 @@ class WorkerCore(BaseWorker):
         job_metrics: JobMetrics | None = None,
         **kwargs: Any,
     ) -> None:
-        gate = gate_for(job_gate, kwargs)
+        gate = gate_for(job_gate if job_gate is not None else type(self).job_gate, kwargs)
         super().__init__(*args, **kwargs)
         self.job_gate = gate
         self.job_limits = limits_for(job_limits or type(self).job_limits)

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import django
 
 from rq_signals import Backoff
 
@@ -97,8 +98,16 @@ RQ_SIGNALS = {
 }
 
 # Order confirmations are written to files, one per message, instead of being sent.
-EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
-EMAIL_FILE_PATH = VAR_DIR / "mail"
+if django.VERSION >= (6, 1):  # MAILERS replaces EMAIL_BACKEND and EMAIL_FILE_PATH (deprecated there)
+    MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+            "OPTIONS": {"file_path": str(VAR_DIR / "mail")},
+        }
+    }
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = VAR_DIR / "mail"
 DEFAULT_FROM_EMAIL = "shop@example.com"
 
 # The partner webhook: this project serves the endpoint itself and makes it fail now and then.

@@ -127,6 +127,18 @@ def run_variants(
     return [runs[variant] for variant in variants]
 
 
+DIFFERENCES = Path(__file__).with_name("differences.txt")
+
+
+def read_known_differences(path: Path = DIFFERENCES) -> frozenset[str]:
+    """The pytest ids `differences.txt` lists: failures with ours that are deliberate, with reasons."""
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return frozenset(line for line in lines if line and not line.startswith("#"))
+
+
+KNOWN_DIFFERENCES = read_known_differences()
+
+
 def confirm(
     args: argparse.Namespace, run: Run, found: list[str], sdist: Path, workdir: Path, source: Path | None
 ) -> dict[str, list[str]]:
@@ -192,18 +204,23 @@ def main(argv: list[str] | None = None) -> int:
         any_failure = False  # with ours, even if only flaky: then the logs are worth keeping
         for run in runs[1:]:
             verdicts = confirm(args, run, regressions(runs[0], run), sdist, workdir, source)
-            confirmed = verdicts["regression"]
+            known = KNOWN_DIFFERENCES
+            verdicts["known difference"] = [n for n in verdicts["regression"] if to_pytest_id(n) in known]
+            confirmed = verdicts["regression"] = [
+                n for n in verdicts["regression"] if to_pytest_id(n) not in known
+            ]
             confirmed_total += len(confirmed)
             any_failure = any_failure or any(verdicts.values())
             flaky, unstable = len(verdicts["flaky"]), len(verdicts["unstable here"])
             print(
                 f"\n==> {run.variant}: {len(confirmed)} regression(s) (failed twice with it, passed twice "
-                f"with rq's); {flaky} flaky (passed on a rerun); {unstable} unstable here (failed on a "
-                "rerun with rq's class too)"
+                f"with rq's); {len(verdicts['known difference'])} known difference(s) (differences.txt); "
+                f"{flaky} flaky (passed on a rerun); {unstable} unstable here (failed on a rerun with rq's "
+                "class too)"
             )
             for nodeid in confirmed:
                 print(f"  FAIL {to_pytest_id(nodeid)}\n{first_lines(run.results[nodeid].detail)}")
-            for verdict in ("flaky", "unstable here"):
+            for verdict in ("known difference", "flaky", "unstable here"):
                 for nodeid in verdicts[verdict]:
                     print(
                         f"  {verdict}: {to_pytest_id(nodeid)}\n{first_lines(run.results[nodeid].detail, 2)}"
@@ -212,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 "regressions": {nodeid: run.results[nodeid].detail for nodeid in confirmed},
                 "flaky": verdicts["flaky"],
                 "unstable_here": verdicts["unstable here"],
+                "known_differences": verdicts["known difference"],
             }
         problems = [(run.variant, problem) for run in runs for problem in run.problems]
         if problems:

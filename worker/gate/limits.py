@@ -28,7 +28,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from rq.exceptions import DeserializationError
 from rq.job import Job
@@ -38,18 +38,11 @@ from rq.utils import as_text, decode_redis_hash
 from worker.exceptions import JobLoadError
 from worker.gate import results
 from worker.gate.decompress import decompress_bounded
+from worker.gate.defaults import DEFAULT_MAX_DATA_BYTES, DEFAULT_MAX_EXC_INFO_BYTES, DEFAULT_MAX_META_BYTES
 from worker.rq_compat import private as rq_private
 
 if TYPE_CHECKING:
     from rq.results import Result
-
-#: Largest job data a worker decompresses, in bytes: twice rq_signals' largest payload (1 MiB of JSON, see
-#: RQ_SIGNALS["MAX_PAYLOAD_BYTES"]), so a payload a send accepts always loads, with its envelope.
-DEFAULT_MAX_DATA_BYTES: Final = 2 * 1024 * 1024
-#: Largest job meta a worker decodes, in bytes as stored (our attempt records stay far below it).
-DEFAULT_MAX_META_BYTES: Final = 256 * 1024
-#: Largest failure text (``exc_info``) decompressed, in bytes; a longer one is shown as a note.
-DEFAULT_MAX_EXC_INFO_BYTES: Final = 1024 * 1024
 
 
 @dataclass(frozen=True)

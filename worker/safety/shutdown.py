@@ -57,15 +57,21 @@ def stop_cold(worker: BaseWorker, signum: int) -> None:
     name = rq_private.signal_name(signum)
     worker.log.warning("Worker %s: cold shut down (%s); interrupting the current job", worker.name, name)
     running = list(worker.executions.values())
-    if worker.horse_pid:
-        worker.kill_horse()
-        worker.wait_for_horse()
-    for execution in running:
-        requeue_interrupted(worker, execution, reason=f"cold shutdown of worker {worker.name} ({name})")
-    if isinstance(worker, Worker):
+    reason = f"cold shutdown of worker {worker.name} ({name})"
+    if isinstance(worker, Worker):  # the job runs in a horse: kill it, and once it is dead, put the job back
+        if worker.horse_pid:
+            worker.kill_horse()
+            worker.wait_for_horse()
+        for execution in running:
+            requeue_interrupted(worker, execution, reason=reason)
         raise SystemExit()
-    # The job runs in this process, below us on this very stack: stop it the way SIGKILL stops a horse.
+    # The job runs in this process, below us on this very stack, and stands still while this handler
+    # runs. Stop the worker first (its threads, its registration), then put the job back and end the
+    # process at once, the way SIGKILL ends a horse: the job is back on its queue only for the moment
+    # it takes this process to exit, never while the worker winds down (a rerun elsewhere could start).
     worker.teardown()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
+    for execution in running:
+        requeue_interrupted(worker, execution, reason=reason)
     logging.shutdown()
     os._exit(0)
 

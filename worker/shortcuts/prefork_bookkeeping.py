@@ -10,7 +10,7 @@ job once more just before saving the outcome. Here:
   worker of several queues (rq pops those outright), so a worker killed before starting it leaves
   it to be put back (`worker.safety.intermediate`);
 - the worker's start transaction also carries what the horse's `prepare_job_execution` would send
-  (`worker.shortcuts.lean.queue_job_preparation`, which takes the job off its intermediate list), and the
+  (`worker.shortcuts.common.queue_job_preparation`, which takes the job off its intermediate list), and the
   order to the horse says so: the horse only sets its procline;
 - the pipeline in which the horse saves a job's outcome also marks the worker idle and alive
   (`cleanup_execution`, which rq calls inside that pipeline); the worker only notes it
@@ -32,15 +32,8 @@ from typing import TYPE_CHECKING, Any
 from rq.utils import now
 from rq.worker import BaseWorker, WorkerStatus
 
-from worker.bookkeeping import Bookkeeping, Dequeued
 from worker.rq_compat import private as rq_private
-from worker.shortcuts.dequeue import OneTripDequeue
-from worker.shortcuts.lean import (
-    queue_job_preparation,
-    runs_rq_perform_job,
-    set_processing_procline,
-    share_driver_info,
-)
+from worker.shortcuts.common import ShortcutBookkeeping, set_processing_procline
 
 if TYPE_CHECKING:
     from redis.client import Pipeline
@@ -50,21 +43,13 @@ if TYPE_CHECKING:
     from worker.run import Run
 
 
-class PreforkBookkeeping(Bookkeeping):
+class PreforkBookkeeping(ShortcutBookkeeping):
     """rq's bookkeeping, minus the repeats, for `PreforkRetryWorker` and its horse; see the module
     docstring. Reads the worker's `bookkeeping_coalesce_seconds`."""
 
     def __init__(self, worker: BaseWorker) -> None:
         super().__init__(worker)
-        self.dequeuing = OneTripDequeue(worker)
         self._last_sent: dict[str, tuple[float, object]] = {}
-
-    def bootstrap(self) -> None:
-        # Before the horse is forked: it would otherwise resolve the client info for its connection.
-        share_driver_info(self.worker.connection)
-
-    def teardown(self) -> None:
-        self.dequeuing.forget_suspension_check()
 
     def note_horse_saved_idle(self) -> None:
         """The horse's outcome pipeline said "idle" and heartbeat for us (see `add_to_outcome`)."""
@@ -78,16 +63,7 @@ class PreforkBookkeeping(Bookkeeping):
 
     def check_for_suspension(self, burst: bool, rq: Callable[[bool], None]) -> None:
         if not self._repeats("suspension", burst):
-            self.dequeuing.check_for_suspension(burst, rq)
-
-    def dequeue(
-        self,
-        timeout: int | None,
-        max_idle_time: int | None,
-        rq: Callable[[int | None, int | None], Dequeued],
-        rq_check_for_suspension: Callable[[bool], None],
-    ) -> Dequeued:
-        return self.dequeuing.dequeue(timeout, max_idle_time, rq, rq_check_for_suspension)
+            super().check_for_suspension(burst, rq)
 
     def heartbeat(self, timeout: int | None, pipeline: Pipeline[Any] | None, rq: Callable[..., None]) -> None:
         if self.worker.is_horse:
@@ -121,12 +97,6 @@ class PreforkBookkeeping(Bookkeeping):
         return False
 
     # -- one job -----------------------------------------------------------------------------------
-
-    def joins_start(self, run: Run) -> bool:
-        return run.executing and runs_rq_perform_job(self.worker)
-
-    def queue_preparation(self, job: Job, pipeline: Pipeline[Any]) -> None:
-        queue_job_preparation(self.worker, job, pipeline)
 
     def prepare_job_execution(
         self, job: Job, run: Run | None, remove_from_intermediate_queue: bool, rq: Callable[..., None]

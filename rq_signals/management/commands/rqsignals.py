@@ -6,9 +6,9 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from redis.exceptions import RedisError
 
-from rq_signals import defaults, failures, health, relay
+from rq_signals import defaults, failures, relay
+from rq_signals.health import cli as health_cli
 from rq_signals.listing import receiver_rows
 from rq_signals.registration import resolve_receiver_id
 from worker.exceptions import NoSuchFailedJob
@@ -60,28 +60,7 @@ class Command(BaseCommand):
 
     @staticmethod
     def _add_health(add: Any) -> None:
-        probe = add(
-            "health",
-            "Exit 0 if this host's workers are alive and heartbeating and every queue with waiting "
-            "retries is served by a retry worker; else exit 1 with one line saying what is wrong. "
-            "Reads Redis only (for liveness and readiness probes).",
-        )
-        probe.add_argument(
-            "--queue", action="append", default=[], help="Only workers of this queue (repeatable)."
-        )
-        probe.add_argument("--host", help="Whose workers (their hash's hostname); default: this host.")
-        probe.add_argument(
-            "--max-age",
-            type=float,
-            default=health.DEFAULT_MAX_AGE_SECONDS,
-            metavar="SECONDS",
-            help="Oldest acceptable last heartbeat (default: rq's worker key lifetime, 480).",
-        )
-        probe.add_argument(
-            "--no-pid-check",
-            action="store_true",
-            help="Do not check that the workers' pids run here (probe from another PID namespace).",
-        )
+        health_cli.add_arguments(add("health", health_cli.DESCRIPTION))  # python -m rq_signals.health's too
 
     @staticmethod
     def _adder(actions: Any) -> Any:
@@ -183,20 +162,11 @@ class Command(BaseCommand):
             raise CommandError("Nothing was deleted.")
 
     def _health(self, options: dict[str, Any]) -> None:
-        if options["max_age"] <= 0:
-            raise CommandError(f"--max-age must be a number of seconds > 0, got {options['max_age']!r}.")
         try:
-            report = health.check(
-                host=options["host"],
-                queue_names=options["queue"],
-                max_age_seconds=options["max_age"],
-                check_pids=not options["no_pid_check"],
-            )
-        except RedisError as exc:  # the probe's one line, not a traceback (redis-py never shows the password)
-            raise CommandError(f"unhealthy: Redis did not answer: {type(exc).__name__}: {exc}") from exc
-        if not report.ok:
-            raise CommandError(f"unhealthy: {'; '.join(report.problems)}")
-        self.stdout.write(report.summary)
+            line = health_cli.answer(options)
+        except health_cli.ProbeFailed as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(line)
 
 
 _RECEIVER_HELP = "Only this receiver: its dotted path, or a short name matching one receiver (send_receipt)."

@@ -1,4 +1,8 @@
-"""``manage.py rqsignals health``: are this host's workers alive, and are waiting retries served?
+"""Are this host's workers alive, and are waiting retries served? (``rqsignals health``, the probe)
+
+Run as ``python -m rq_signals.health`` (`rq_signals.health.__main__`, no ``django.setup()``) or
+``manage.py rqsignals health``; both parse options and answer through `rq_signals.health.cli`. This
+module imports neither rq nor django-rq (`rq_signals.connections`), so the probe starts fast.
 
 For liveness and readiness probes, so it only reads Redis (SMEMBERS, HGETALL, ZCARD, GET: no write,
 nothing created) and answers in one round trip per Redis server. Healthy means:
@@ -22,12 +26,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from django_rq.connection_utils import get_redis_connection
 from redis import Redis
-from rq.utils import as_text
 
 from rq_signals.conf import conf
-from rq_signals.queues import connection_key
+from rq_signals.connections import connection_key, redis_connection
 from worker import keys
 
 #: rq's worker key lifetime after a heartbeat (``worker_ttl`` 420 s + 60 s): an idle worker blocked in
@@ -138,26 +140,38 @@ def _read(names: list[str]) -> tuple[dict[str, WorkerState], dict[str, int], dic
     """Workers, scheduled-registry sizes and promoter-lease holders: one read pipeline per Redis server."""
     by_server: dict[str, list[str]] = {}
     for name in names:
-        by_server.setdefault(connection_key(name), []).append(name)
+        by_server.setdefault(connection_key(conf.queues[name]), []).append(name)
     workers: dict[str, WorkerState] = {}
     waiting: dict[str, int] = {}
     leases: dict[str, str | None] = {}
     for server_queues in by_server.values():
-        redis: Redis[bytes] = get_redis_connection(conf.queues[server_queues[0]])
-        with redis.pipeline(transaction=False) as pipe:
-            for queue in server_queues:
-                pipe.smembers(f"rq:workers:{queue}")
-                pipe.zcard(f"rq:scheduled:{queue}")
-                pipe.get(keys.promoter_lease(queue))
-            replies = pipe.execute()
-        worker_keys: set[str] = set()
-        for index, queue in enumerate(server_queues):
-            members, count, holder = replies[3 * index : 3 * index + 3]
-            worker_keys.update(as_text(member) for member in members)
-            waiting[queue] = int(count)
-            leases[queue] = as_text(holder) if holder is not None else None
-        workers.update(_workers(redis, sorted(worker_keys | _lease_keys(leases))))
+        # A client per call, closed after it (the dashboard asks on every page load).
+        with redis_connection(conf.queues[server_queues[0]]) as redis:
+            replies = _queue_replies(redis, server_queues)
+            worker_keys: set[str] = set()
+            for index, queue in enumerate(server_queues):
+                members, count, holder = replies[3 * index : 3 * index + 3]
+                worker_keys.update(_text(member) for member in members)
+                waiting[queue] = int(count)
+                leases[queue] = _text(holder) if holder is not None else None
+            workers.update(_workers(redis, sorted(worker_keys | _lease_keys(leases))))
     return workers, waiting, leases
+
+
+def _queue_replies(redis: Redis[bytes], queue_names: list[str]) -> list[Any]:
+    """Per queue: its workers' names (a set), its scheduled registry's size, its promoter lease's holder."""
+    with redis.pipeline(transaction=False) as pipe:
+        for queue in queue_names:
+            pipe.smembers(f"rq:workers:{queue}")
+            pipe.zcard(f"rq:scheduled:{queue}")
+            pipe.get(keys.promoter_lease(queue))
+        replies: list[Any] = pipe.execute()
+    return replies
+
+
+def _text(value: bytes | str) -> str:
+    """A Redis reply as text (rq writes its hashes and sets as UTF-8)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _lease_keys(leases: dict[str, str | None]) -> set[str]:
@@ -174,7 +188,7 @@ def _workers(redis: Redis[bytes], worker_keys: list[str]) -> dict[str, WorkerSta
 
 
 def _state(key: str, raw: dict[bytes, bytes]) -> WorkerState:
-    fields: dict[str, str] = {as_text(k): as_text(v) for k, v in raw.items()}
+    fields: dict[str, str] = {_text(k): _text(v) for k, v in raw.items()}
     pid = fields.get("pid", "")
     return WorkerState(
         name=key.removeprefix("rq:worker:"),
