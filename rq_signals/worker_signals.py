@@ -9,8 +9,10 @@ for jobs of `rq_signals.jobs.run_receiver`; other jobs on the same queues are le
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+from django.db import connections
 from django.dispatch import Signal
 from rq.job import Job
 
@@ -58,7 +60,14 @@ def _hook(moment: events.Moment) -> events.Hook:
             func: Any = lookup(receiver_id).func
         except UnknownReceiver:  # e.g. a worker older than the sender recovering its job: still reported
             func = None
-        lifecycle.send(signal, func, receiver_id, job, attempt=attempt, payload=payload, **details)
+        try:
+            lifecycle.send(signal, func, receiver_id, job, attempt=attempt, payload=payload, **details)
+        finally:
+            if threading.current_thread() is not threading.main_thread():
+                # The recovery thread sends receiver_recovered (and what follows) for as long as the
+                # worker lives: the database connections its listeners opened are closed, as the
+                # outbox relay's chore closes its own, never held (or left broken) for the next one.
+                connections.close_all()
 
     relay.__qualname__ = f"rq_signals.worker_signals.{moment}"
     return relay
