@@ -40,6 +40,7 @@ GOALS = {
     "worker.PreforkRetryWorker": (2.0, "≥ 2× rq.Worker"),
     "worker.RetryWorker": (None, "none (forks per job, like rq.Worker)"),
     "worker.SimpleRetryWorker": (0.8, "≥ 0.8× rq.SimpleWorker"),
+    "benchmarks.metered.MeteredSimpleRetryWorker": (0.95, "≥ 0.95× metrics off (worker.metrics on)"),
 }
 BLOCKS = 4
 
@@ -83,8 +84,8 @@ def cpu_row(worker: workers.WorkerClass, ours: list[float], baseline: list[float
 
 def run(ctx: Context) -> Section:
     began = time.monotonic()
-    classes = [w for w in workers.ALL if w.available()]
-    missing = [w.path for w in workers.ALL if not w.available()]
+    classes = [w for w in (*workers.ALL, workers.METERED) if w.available()]
+    missing = [w.path for w in (*workers.ALL, workers.METERED) if not w.available()]
     repeats = ctx.pick(1, 2)
     jobs_for = {True: ctx.pick(120, 400), False: ctx.pick(2000, 5000)}  # forking classes are ~10× slower
     rates: dict[str, list[float]] = {w.path: [] for w in classes}

@@ -42,6 +42,10 @@ SIMPLE_RETRY = WorkerClass("worker.SimpleRetryWorker", baseline="rq.SimpleWorker
 PREFORK = WorkerClass("worker.PreforkRetryWorker", baseline="rq.Worker", fork_per_job=False)
 
 ALL = (RQ_WORKER, RQ_SIMPLE, RETRY, SIMPLE_RETRY, PREFORK)
+#: `SimpleRetryWorker` with metrics on, measured against itself with them off (the throughput benchmark).
+METERED = WorkerClass(
+    "benchmarks.metered.MeteredSimpleRetryWorker", baseline="worker.SimpleRetryWorker", fork_per_job=False
+)
 
 
 def start(

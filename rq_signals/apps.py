@@ -1,4 +1,5 @@
-"""The app config: registers the checks, imports every app's ``receivers``, installs the workers' gate."""
+"""The app config: registers the checks, imports every app's ``receivers``, installs the workers' gate
+and connects the workers' moments to the lifecycle signals."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from rq_signals import checks  # noqa: F401  (registers the checks)
 from rq_signals.dashboard_limits import bound_dashboard_jobs
 from rq_signals.defaults import RECEIVERS_MODULE
 from rq_signals.gate import job_gate, job_limits
+from rq_signals.metrics import job_metrics
 from rq_signals.registration import require_configured_queues
+from rq_signals.worker_signals import connect_worker_events
 from worker.gate.gate import install_job_gate
 from worker.gate.limits import install_job_limits
+from worker.metrics import install_job_metrics
 
 
 class RqSignalsConfig(AppConfig):
@@ -38,3 +42,8 @@ class RqSignalsConfig(AppConfig):
         install_job_limits(job_limits)
 
         bound_dashboard_jobs()  # django-rq's pages load jobs within those limits too
+
+        # The worker's moments (start, retry, final failure, recovery) as lifecycle signals.
+        connect_worker_events()
+        # Each worker counts its receivers' attempts in Redis under RQ_SIGNALS["METRICS"] (read per worker).
+        install_job_metrics(job_metrics)

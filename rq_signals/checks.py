@@ -197,6 +197,10 @@ def _is_bool(value: Any) -> bool:
     return isinstance(value, bool)
 
 
+def _is_token(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and len(value) >= 16)
+
+
 def _is_missing_policy(value: Any) -> bool:
     return value in defaults.MISSING_INSTANCE_POLICIES
 
@@ -242,6 +246,8 @@ _VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "DEFAULT_QUEUE": (_is_queue_name, "the name of an RQ_QUEUES entry"),
     "DEFAULT_RETRY": (_is_retry, "a rq_signals.Backoff, or None/False for no retries"),
     "EAGER": (_is_bool, "True or False"),
+    "METRICS": (_is_bool, "True or False"),
+    "METRICS_TOKEN": (_is_token, "None or a string of at least 16 characters"),
     "FLUSH": (_is_flush_mode, " or ".join(map(repr, defaults.FLUSH_MODES))),
     "MAX_JOB_DATA_BYTES": (_is_positive_int, "a whole number of bytes > 0"),
     "MAX_JOB_META_BYTES": (_is_positive_int, "a whole number of bytes > 0"),

@@ -27,6 +27,8 @@ KNOWN_KEYS: Final = frozenset(
         "MAX_JOB_DATA_BYTES",
         "MAX_JOB_META_BYTES",
         "MAX_PAYLOAD_BYTES",
+        "METRICS",
+        "METRICS_TOKEN",
         "MISSING_INSTANCE",
         "OUTBOX",
         "UNKNOWN_RECEIVER_GRACE",
@@ -100,6 +102,18 @@ class Settings:
     def max_payload_bytes(self) -> int:
         """The largest payload (bytes of JSON) a send may enqueue; a larger one is a SerializationError."""
         value: int = self.user_settings().get("MAX_PAYLOAD_BYTES", defaults.DEFAULT_MAX_PAYLOAD_BYTES)
+        return value
+
+    @property
+    def metrics(self) -> bool:
+        """Whether workers built in this process count each receiver's attempts in Redis."""
+        value: bool = self.user_settings().get("METRICS", defaults.DEFAULT_METRICS)
+        return value
+
+    @property
+    def metrics_token(self) -> str | None:
+        """The bearer token that may read the metrics page besides staff users; None: staff only."""
+        value: str | None = self.user_settings().get("METRICS_TOKEN", defaults.DEFAULT_METRICS_TOKEN)
         return value
 
     @property

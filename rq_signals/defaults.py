@@ -29,6 +29,10 @@ DEFAULT_EAGER: Final = False
 #: ``RQ_SIGNALS["UNKNOWN_RECEIVER_GRACE"]``: float seconds after a job's creation during which a
 #: worker that does not know its receiver retries it (its code may be older: a rolling deploy).
 DEFAULT_UNKNOWN_RECEIVER_GRACE: Final = 600.0
+#: ``RQ_SIGNALS["METRICS"]``: whether workers count each receiver's attempts in Redis (`worker.metrics`).
+DEFAULT_METRICS: Final = False
+#: ``RQ_SIGNALS["METRICS_TOKEN"]``: a bearer token that may read the metrics page; None: staff only.
+DEFAULT_METRICS_TOKEN: Final[str | None] = None
 #: ``RQ_SIGNALS["MAX_PAYLOAD_BYTES"]``: the largest encoded payload a send may enqueue, in bytes of JSON.
 DEFAULT_MAX_PAYLOAD_BYTES: Final = 1024 * 1024
 #: ``RQ_SIGNALS["MAX_JOB_DATA_BYTES"]``: the largest job data, decompressed, a worker or a dashboard

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,17 +103,22 @@ def _in_manual_transaction(connection: BaseDatabaseWrapper) -> bool:
     return connection.connection is not None and not connection.autocommit
 
 
-def _hand_to_writer(alias: str, specs: list[JobSpec], outboxed: list[JobSpec]) -> bool:
+def _hand_to_writer(
+    alias: str, specs: list[JobSpec], outboxed: list[JobSpec], committed_at: float | None = None
+) -> bool:
     """Under ``FLUSH="background"`` (not ``EAGER``) hand committed jobs to the writer; False: write here."""
     if conf.flush != "background" or conf.eager:
         return False
-    return flusher.submit(flusher.Committed(alias, specs, outboxed, conf.outbox))
+    return flusher.submit(flusher.Committed(alias, specs, outboxed, conf.outbox, committed_at or time.time()))
 
 
-def dispatch(specs: list[JobSpec], *, using: str = DEFAULT_DB_ALIAS) -> list[str]:
+def dispatch(
+    specs: list[JobSpec], *, using: str = DEFAULT_DB_ALIAS, committed_at: float | None = None
+) -> list[str]:
     """Enqueue `specs` (one pipeline per Redis server), or run them inline under ``EAGER``; ids enqueued.
 
     Jobs a Redis server does not take go to the outbox of database `using` (unless ``OUTBOX="off"``).
+    `committed_at` (`time.time()` seconds): when their transaction committed (None: not sent on commit).
     """
     if not specs:
         return []
@@ -122,7 +128,7 @@ def dispatch(specs: list[JobSpec], *, using: str = DEFAULT_DB_ALIAS) -> list[str
     job_ids: list[str] = []
     for group in jobwriter.by_connection(specs):
         try:
-            job_ids += jobwriter.write_group(group)
+            job_ids += jobwriter.write_group(group, committed_at=committed_at)
         except (RedisError, OSError) as exc:
             if conf.outbox == "off":
                 raise
@@ -167,21 +173,23 @@ class _Batch:
     ready: list[JobSpec] = field(default_factory=list)
     pending: weakref.WeakSet[_OnCommit] = field(default_factory=weakref.WeakSet)
     outboxed: set[str] = field(default_factory=set)  # OUTBOX="always": job ids with rows to deliver
+    committed_at: float | None = None  # time.time() when its first on_commit callback ran
 
     def flush(self) -> None:
         specs, self.ready = self.ready, []
+        committed_at, self.committed_at = self.committed_at, None
         outboxed, self.outboxed = self.outboxed, set()  # ids of rolled-back sends are forgotten here
         if outboxed:
             delivered = [spec for spec in specs if spec.job_id in outboxed]
             specs = [spec for spec in specs if spec.job_id not in outboxed]
         else:
             delivered = []
-        if _hand_to_writer(self.alias, specs, delivered):
+        if _hand_to_writer(self.alias, specs, delivered, committed_at):
             return
         try:
             if delivered:
-                outbox.deliver(delivered, using=self.alias)
-            dispatch(specs, using=self.alias)
+                outbox.deliver(delivered, using=self.alias, committed_at=committed_at)
+            dispatch(specs, using=self.alias, committed_at=committed_at)
         except Exception:
             logger.exception(
                 "Receivers %s: %d job(s) of a committed transaction could not be enqueued",
@@ -204,6 +212,8 @@ class _OnCommit:
         self.spec = spec
 
     def __call__(self) -> None:
+        if self.batch.committed_at is None:  # Django runs on_commit callbacks right after the commit
+            self.batch.committed_at = time.time()
         self.batch.ready.append(self.spec)
         self.batch.pending.discard(self)
         if not self.batch.pending:

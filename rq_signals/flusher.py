@@ -60,6 +60,7 @@ class Committed:
     specs: Sequence[JobSpec]
     outboxed: Sequence[JobSpec]  # OUTBOX="always": rows written in the transaction, delivered then deleted
     outbox_mode: OutboxMode  # RQ_SIGNALS["OUTBOX"] at commit
+    committed_at: float | None = None  # time.time() at commit: where receiver_enqueued's latency starts
 
     def job_ids(self) -> list[str]:
         return [spec.job_id for spec in (*self.outboxed, *self.specs)]
@@ -176,7 +177,7 @@ def write(batch: Sequence[Committed]) -> None:
                 _deliver(committed)
         for group in jobwriter.by_connection(specs):
             try:
-                jobwriter.write_group(group)
+                jobwriter.write_group(group, committed_at=_commit_times(batch))
             except (RedisError, OSError) as exc:
                 refused = [_only(committed, group) for committed in batch]
                 aliases.update(committed.alias for committed in refused if committed.specs)
@@ -194,7 +195,7 @@ def _deliver(committed: Committed) -> None:
     from rq_signals import outbox  # imports models: not before Django's app loading
 
     try:
-        outbox.deliver(committed.outboxed, using=committed.alias)
+        outbox.deliver(committed.outboxed, using=committed.alias, committed_at=committed.committed_at)
     except Exception:  # the rows are still there: the relay will send them
         logger.exception(
             "Receivers %s: %d job(s) of a committed transaction wait in the outbox of database %r "
@@ -263,7 +264,17 @@ def _only(committed: Committed, group: Sequence[JobSpec]) -> Committed:
     """`committed` with only its jobs of `group` to write (and none to deliver)."""
     ids = {spec.job_id for spec in group}
     specs = [spec for spec in committed.specs if spec.job_id in ids]
-    return Committed(committed.alias, specs, (), committed.outbox_mode)
+    return Committed(committed.alias, specs, (), committed.outbox_mode, committed.committed_at)
+
+
+def _commit_times(batch: Iterable[Committed]) -> dict[str, float]:
+    """When each job's transaction committed, by job id."""
+    return {
+        spec.job_id: committed.committed_at
+        for committed in batch
+        if committed.committed_at is not None
+        for spec in committed.specs
+    }
 
 
 def _specs(batch: Iterable[Committed]) -> list[JobSpec]:

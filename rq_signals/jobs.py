@@ -59,7 +59,9 @@ def call_receiver(receiver_id: str, signal_path: str, payload: dict[str, Any]) -
     except SkipReceiver as exc:
         where = f" (job {job.id})" if job is not None else ""
         logger.warning("Receiver %s: skipped%s, %s", receiver_id, where, exc)
-        lifecycle.send(lifecycle.receiver_skipped, registration.func, receiver_id, job, reason=str(exc))
+        lifecycle.send(
+            lifecycle.receiver_skipped, registration.func, receiver_id, job, payload=payload, reason=str(exc)
+        )
         return "skipped"
     kwargs["signal"] = ref.signal
     try:
@@ -69,10 +71,17 @@ def call_receiver(receiver_id: str, signal_path: str, payload: dict[str, Any]) -
             registration.func(**kwargs)
     except Exception as exc:
         retrying = lifecycle.will_retry(job, exc)
-        details = {"exception": exc, "will_retry": retrying}
-        lifecycle.send(lifecycle.receiver_failed, registration.func, receiver_id, job, **details)
+        lifecycle.send(
+            lifecycle.receiver_failed,
+            registration.func,
+            receiver_id,
+            job,
+            payload=payload,
+            exception=exc,
+            will_retry=retrying,
+        )
         raise
-    lifecycle.send(lifecycle.receiver_succeeded, registration.func, receiver_id, job)
+    lifecycle.send(lifecycle.receiver_succeeded, registration.func, receiver_id, job, payload=payload)
     return "called"
 
 

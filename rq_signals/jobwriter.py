@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, Protocol, TypeVar
 
@@ -31,7 +32,9 @@ from rq.queue import Queue
 from rq.serializers import JSONSerializer as RqJSONSerializer
 from rq.utils import get_call_string, now, parse_timeout
 
-from rq_signals import queues
+from rq_signals import lifecycle, queues
+from rq_signals.exceptions import UnknownReceiver
+from rq_signals.registration import lookup
 from worker.rq_compat import layout as rq_layout
 from worker.rq_compat import private as rq_private
 from worker.serializers import JSONOrPickleSerializer, JSONSerializer
@@ -45,6 +48,9 @@ class NewJob(Protocol):
 
     @property
     def job_id(self) -> str: ...
+
+    @property
+    def receiver_id(self) -> str: ...
 
     @property
     def queue(self) -> str: ...
@@ -71,6 +77,10 @@ class NewJob(Protocol):
 
 J = TypeVar("J", bound=NewJob)
 
+#: When the jobs' transaction committed (`time.time()` seconds), one moment or one per job id; None:
+#: when the write began (a send outside a transaction). The start of ``receiver_enqueued``'s latency.
+CommittedAt = float | Mapping[str, float] | None
+
 
 def by_connection(jobs: Iterable[J]) -> list[list[J]]:
     """`jobs` in groups whose queues share a Redis connection (one request each), in order."""
@@ -80,12 +90,15 @@ def by_connection(jobs: Iterable[J]) -> list[list[J]]:
     return list(groups.values())
 
 
-def write_group(jobs: Sequence[NewJob]) -> list[str]:
+def write_group(jobs: Sequence[NewJob], *, committed_at: CommittedAt = None) -> list[str]:
     """Write jobs whose queues share a Redis connection (`by_connection`) in one request, atomically; ids.
 
     Plain queues get their jobs written by one script each (`write_jobs`); any other queue class
     goes through rq. One plain queue (the usual case) is one command; more are one MULTI/EXEC.
+    Then ``receiver_enqueued`` is sent for each job (`announce_enqueued`).
     """
+    if committed_at is None:
+        committed_at = time.time()
     groups = _by_queue(jobs)
     first = queues.get_queue(jobs[0].queue)
     enqueued_at = now()
@@ -98,7 +111,37 @@ def write_group(jobs: Sequence[NewJob]) -> list[str]:
     if logger.isEnabledFor(logging.DEBUG):
         for job in jobs:
             logger.debug("Job %s: enqueued on %r: %s", job.job_id, job.queue, job.description)
+    announce_enqueued(jobs, committed_at)
     return [job.job_id for job in jobs]
+
+
+def announce_enqueued(jobs: Iterable[NewJob], committed_at: CommittedAt) -> None:
+    """Send ``receiver_enqueued`` for `jobs`, which Redis has just taken (nothing sent if nobody listens).
+
+    ``latency`` is seconds from `committed_at` to now (0 at least: clocks of two hosts may disagree).
+    """
+    if not lifecycle.receiver_enqueued.receivers:
+        return
+    written_at = time.time()
+    for job in jobs:
+        args = job.job_args()
+        start = committed_at.get(job.job_id) if isinstance(committed_at, Mapping) else committed_at
+        latency = max(0.0, written_at - start) if start is not None else None
+        try:
+            func: object = lookup(job.receiver_id).func
+        except UnknownReceiver:  # the relay sending a job of a receiver this process does not register
+            func = None
+        lifecycle.send(
+            lifecycle.receiver_enqueued,
+            func,
+            job.receiver_id,
+            None,
+            job_id=job.job_id,
+            attempt=1,
+            payload=args[2] if len(args) > 2 else None,
+            queue=job.queue,
+            latency=latency,
+        )
 
 
 def queue_writes(pipe: Pipeline[Any], jobs: Sequence[NewJob]) -> None:

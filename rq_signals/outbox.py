@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +107,11 @@ class OutboxJob:
     def receiver(self) -> str:
         return str(self.args[0]) if self.args else self.function
 
+    @property
+    def receiver_id(self) -> str:
+        """The receiver's dotted path (`rq_signals.jobwriter.NewJob`)."""
+        return self.receiver
+
     def job_args(self) -> tuple[Any, ...]:
         return self.args
 
@@ -147,12 +153,13 @@ def store_unsent(specs: Sequence[JobSpec], *, using: str, error: BaseException) 
     )
 
 
-def deliver(specs: Sequence[JobSpec], *, using: str) -> list[str]:
+def deliver(specs: Sequence[JobSpec], *, using: str, committed_at: float | None = None) -> list[str]:
     """Enqueue jobs stored by ``OUTBOX="always"`` (once each), then delete their rows; ids enqueued.
 
     If Redis does not answer, the rows stay for the relay and a warning names receivers and ids.
+    `committed_at` (`time.time()` seconds): when their transaction committed.
     """
-    sent = enqueue_once([OutboxJob.from_spec(spec) for spec in specs])
+    sent = enqueue_once([OutboxJob.from_spec(spec) for spec in specs], committed_at=committed_at)
     if sent.failed:
         logger.warning(
             "Receivers %s: Redis did not take %d job(s) after commit (%s); they wait in the "
@@ -192,19 +199,24 @@ class Sent:
         return self.enqueued + self.already_there
 
 
-def enqueue_once(jobs: Sequence[OutboxJob]) -> Sent:
+def enqueue_once(jobs: Sequence[OutboxJob], *, committed_at: jobwriter.CommittedAt = None) -> Sent:
     """Enqueue each job unless Redis has it or has relayed it.
 
     One ``WATCH``/``MULTI`` per Redis server; the jobs of a server that does not answer (any
     `REDIS_ERRORS` error) are reported in `Sent.failed` and the other servers still get theirs.
+    ``receiver_enqueued`` is sent for the jobs enqueued here, its latency from `committed_at`.
     """
     sent = Sent()
     for group in jobwriter.by_connection(jobs):
+        started = time.time()
         try:
             fresh, present = _enqueue_group_once(group)
         except REDIS_ERRORS as exc:
             sent.failed.update(dict.fromkeys((job.job_id for job in group), describe_error(exc)))
             continue
+        enqueued = set(fresh)
+        since = started if committed_at is None else committed_at
+        jobwriter.announce_enqueued([job for job in group if job.job_id in enqueued], since)
         sent.enqueued += fresh
         sent.already_there += present
     return sent

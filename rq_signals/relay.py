@@ -145,7 +145,8 @@ def _relay_database(alias: str, batch_size: int, report: RelayReport) -> None:
                 return
             after_pk = claimed[-1].pk
             jobs, unusable = _decode(claimed)
-            sent = enqueue_once(jobs)
+            stored_at = {row.job_id: row.created_at.timestamp() for row in claimed}
+            sent = enqueue_once(jobs, committed_at=stored_at)
             unsent = {row.pk: sent.failed[row.job_id] for row in claimed if row.job_id in sent.failed}
             with transaction.atomic(using=alias):
                 if unusable or unsent:

@@ -6,6 +6,9 @@ writes an `Effect` row (or an email) so a test can observe that, and how, it ran
 
 from __future__ import annotations
 
+import os
+import time
+from datetime import datetime
 from typing import Any
 
 from django.core.mail import send_mail
@@ -131,3 +134,89 @@ def record_shipment(sender: Any, instance: Shipment, signal: Signal, **kwargs: A
             "update_fields": sorted(kwargs["update_fields"] or []) if "update_fields" in kwargs else None,
         },
     )
+
+
+# -- lifecycle signals, journaled (tests/app/test_lifecycle_worker.py) ---------------------------------
+
+invoice_audited = Signal()
+invoice_rejected = Signal()
+invoice_stalled = Signal()
+
+#: How long `stall_first_run`'s first run waits to be killed, seconds: a bound, not a timing.
+STALL_SECONDS = 60.0
+
+
+@async_receiver(invoice_audited, retry=Backoff(max_retries=1, base=0.2, jitter="none"))
+def audit_invoice(sender: Any, invoice: Invoice, **kwargs: Any) -> None:
+    """Fails its first attempt, succeeds on the retry 0.2 s later."""
+    if not Effect.objects.filter(receiver="audit_invoice", key=str(invoice.pk)).exists():
+        Effect.objects.create(receiver="audit_invoice", key=str(invoice.pk), value={})
+        raise Flaky(f"auditor busy for {invoice.reference}")
+
+
+@async_receiver(invoice_rejected, queue="low", retry=Backoff(max_retries=1, base=0.0, jitter="none"))
+def reject_invoice(sender: Any, invoice: Invoice, **kwargs: Any) -> None:
+    raise Flaky(f"cannot reject {invoice.reference}")
+
+
+@async_receiver(invoice_stalled, retry=Backoff(max_retries=2, base=0.0, jitter="none"))
+def stall_first_run(sender: Any, invoice: Invoice, **kwargs: Any) -> None:
+    """Its first run hangs (until its worker is killed); later runs return at once."""
+    runs = Effect.objects.filter(receiver="stall_first_run", key=str(invoice.pk)).count()
+    Effect.objects.create(receiver="stall_first_run", key=str(invoice.pk), value={"pid": os.getpid()})
+    if runs == 0:
+        time.sleep(STALL_SECONDS)
+
+
+LIFECYCLE_SIGNALS = {
+    "enqueued": lifecycle.receiver_enqueued,
+    "started": lifecycle.receiver_started,
+    "succeeded": lifecycle.receiver_succeeded,
+    "skipped": lifecycle.receiver_skipped,
+    "failed": lifecycle.receiver_failed,
+    "retrying": lifecycle.receiver_retrying,
+    "exhausted": lifecycle.receiver_exhausted,
+    "recovered": lifecycle.receiver_recovered,
+}
+
+
+def journal(
+    signal: Signal, sender: Any, receiver_id: str, job_id: str | None, attempt: int, **details: Any
+) -> None:
+    """Every lifecycle signal of the journaled receivers, as an `Effect` row: what a listener is told."""
+    [name] = [name for name, known in LIFECYCLE_SIGNALS.items() if known is signal]
+    plain = {
+        key: (
+            type(value).__name__
+            if isinstance(value, BaseException)
+            else value.isoformat()
+            if isinstance(value, datetime)
+            else str(value)
+            if isinstance(value, lifecycle.InstanceRef)
+            else value
+        )
+        for key, value in details.items()
+    }
+    Effect.objects.create(
+        receiver="journal",
+        key=name,
+        value={
+            "receiver": receiver_id,
+            "sender": sender is not None and sender.__name__,
+            "job_id": job_id,
+            "attempt": attempt,
+            "pid": os.getpid(),
+            **plain,
+        },
+    )
+
+
+def broken_listener(**kwargs: Any) -> None:
+    raise RuntimeError("metrics backend down")
+
+
+for _name, _signal in LIFECYCLE_SIGNALS.items():
+    for _receiver in (audit_invoice, reject_invoice, stall_first_run):
+        _signal.connect(journal, sender=_receiver, dispatch_uid=f"journal-{_name}-{_receiver.__name__}")
+    # A listener that raises: the journal still hears, the job is unchanged.
+    _signal.connect(broken_listener, sender=reject_invoice, dispatch_uid=f"broken-{_name}")

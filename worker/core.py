@@ -14,7 +14,11 @@ one job each, and a hook only says which of them act, in which order:
 - `chores` (`worker.maintenance.chores`): registered periodic chores (the outbox relay);
 - `bookkeeping` (`worker.bookkeeping`): how rq's state, heartbeats and start are written; the
   round-trip shortcuts of `worker.shortcuts` are strategies for it, and the core does not need them;
-- `runner` (`worker.execution.runner`): how a job runs (rq's fork or in-process, or `Prefork`).
+- `runner` (`worker.execution.runner`): how a job runs (rq's fork or in-process, or `Prefork`);
+- `metrics` (`worker.metrics`, optional): counters in the pipeline that saves each outcome.
+
+The moments others may hear (`worker.events`: started, retrying, exhausted, recovered) are emitted
+by the collaborator that makes them happen; the core emits only ``started``, from the job's start.
 
 What one hook learns about a job that a later hook needs is kept in that job's `Run` (`self.run`).
 rq's private names are spelt only in `worker.rq_compat`; see docs/architecture.md for the map.
@@ -31,6 +35,7 @@ from rq.executions import Execution
 from rq.worker import BaseWorker, WorkerStatus
 from rq.worker.base import SHUTDOWN_SIGNAL
 
+from worker import events
 from worker.bookkeeping import Bookkeeping, Dequeued
 from worker.execution.runner import ExitStatus, Runner
 from worker.gate.gate import JobGate
@@ -38,6 +43,7 @@ from worker.gate.limits import JobLimits
 from worker.gate.loading import JobLoading, gate_for, limits_for
 from worker.maintenance import registries
 from worker.maintenance.chores import Chores
+from worker.metrics import JobMetrics, installed_job_metrics
 from worker.retries.handler import RetryHandler
 from worker.retries.promoter import Promoter
 from worker.retries.rq_scheduler import start_scheduler
@@ -78,6 +84,8 @@ class WorkerCore(BaseWorker):
     #: The job gate and job limits when none is given (else the installed ones; see `worker.gate`).
     job_gate: JobGate | None = None
     job_limits: JobLimits | None = None
+    #: What the worker counts in Redis (`worker.metrics`) when none is given (else the installed one).
+    job_metrics: JobMetrics | None = None
     #: How rq's bookkeeping is written (`worker.shortcuts` for fewer round trips) and how jobs run.
     bookkeeping_class: ClassVar[type[Bookkeeping]] = Bookkeeping
     runner_class: ClassVar[type[Runner]] = Runner
@@ -93,6 +101,7 @@ class WorkerCore(BaseWorker):
         fence_margin: float | None = None,
         job_gate: JobGate | None = None,
         job_limits: JobLimits | None = None,
+        job_metrics: JobMetrics | None = None,
         **kwargs: Any,
     ) -> None:
         gate = gate_for(job_gate if job_gate is not None else type(self).job_gate, kwargs)
@@ -100,6 +109,7 @@ class WorkerCore(BaseWorker):
         self.job_gate = gate
         self.job_limits = limits_for(job_limits or type(self).job_limits)
         self.loading = JobLoading(self, gate, self.job_limits)
+        self.metrics = job_metrics or type(self).job_metrics or installed_job_metrics()
         self.reconnect = Reconnect(self, backoff_cap=self.reconnect_backoff_cap)
         self.redis_retry = self.reconnect.retry
         self.lease_ttl, self.job_monitoring_interval, self.fence_margin = check_lease_settings(
@@ -247,6 +257,7 @@ class WorkerCore(BaseWorker):
         self.bookkeeping.prepare_job_execution(
             job, self._current_run(job), remove_from_intermediate_queue, super().prepare_job_execution
         )
+        events.emit_started(job)  # in the process that runs the job, just before its function
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         if self.pid:
@@ -302,6 +313,7 @@ class WorkerCore(BaseWorker):
         self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry, execution: Execution
     ) -> None:
         run = self._run_of(job)
+        run.outcome = "succeeded"
         rq_success = partial(super().handle_job_success, job, queue, started_job_registry, execution)
         self.reconnect.save_success(job, lambda: self.retries.job_succeeded(job, run, rq_success))
 
@@ -313,6 +325,8 @@ class WorkerCore(BaseWorker):
         run = self._current_run(job)
         self.bookkeeping.add_to_outcome(job, pipeline, run)
         self.retries.add_to_outcome(job, pipeline, run)
+        if self.metrics is not None:
+            self.metrics.add_to_outcome(job, pipeline, run.outcome if run is not None else None)
         self.guard.queue_release(pipeline, job, execution)
 
     # -- the run of a job -----------------------------------------------------------------------------

@@ -33,3 +33,8 @@ def promoter_wake(worker_name: str) -> str:
 def promoter_lease(queue_name: str) -> str:
     """String with a TTL: the name of the one promoter that promotes `queue_name`'s retries."""
     return f"{PREFIX}:promoter-lease:{queue_name}"
+
+
+def metrics(queue_name: str) -> str:
+    """Hash: `worker.metrics`' counters of the jobs of `queue_name` (fields ``<label>\\x1f<name>``)."""
+    return f"{PREFIX}:metrics:{queue_name}"

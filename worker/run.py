@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rq.executions import Execution
 
+    from worker.metrics import Outcome
+
 
 @dataclass
 class Run:
@@ -39,3 +41,5 @@ class Run:
     lease_lost: bool = False
     #: `job.meta` to save in rq's outcome pipeline (the attempts history), serialized.
     meta_to_save: bytes | None = None
+    #: What the pipeline saving this run's outcome counts it as (`worker.metrics`), once decided.
+    outcome: Outcome | None = None

@@ -35,7 +35,7 @@ def only_job_args(connection):
 
 
 def test_a_call_that_returns_is_reported_as_succeeded(connection, heard):
-    Invoice.objects.create(reference="L-1")
+    invoice = Invoice.objects.create(reference="L-1")
 
     run_receiver(*only_job_args(connection))
 
@@ -43,9 +43,15 @@ def test_a_call_that_returns_is_reported_as_succeeded(connection, heard):
         (
             lifecycle.receiver_succeeded,
             record_invoice,
-            {"receiver_id": "tests.receivers.record_invoice", "job_id": None, "attempt": 1},
+            {
+                "receiver_id": "tests.receivers.record_invoice",
+                "job_id": None,
+                "attempt": 1,
+                "instance": lifecycle.InstanceRef("testapp.Invoice", invoice.pk),
+            },
         )
     ]
+    assert str(heard[0][2]["instance"]) == f"testapp.Invoice pk={invoice.pk}"
 
 
 def test_a_skipped_call_is_reported_with_its_reason(connection, heard):

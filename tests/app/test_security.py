@@ -439,9 +439,12 @@ def test_every_django_rq_view_but_the_read_only_ones_wants_the_permission():
         "actions",
     }
     overview = {"receivers", "receivers_json", "receivers_requeue", "receivers_delete"}
+    metrics = "rq_signals_metrics"  # staff or the metrics token (tests/app/test_metrics.py): reads only
     assert dashboard.READ_ONLY - names <= {"metrics", "receivers", "receivers_json"}  # metrics: prometheus
     # and rq_signals.urls keeps every path and name, gating all views but the read-only ones
-    theirs_and_ours = [pattern for pattern in gated_urls.urlpatterns if pattern.name not in overview]
+    theirs_and_ours = [
+        pattern for pattern in gated_urls.urlpatterns if pattern.name not in overview | {metrics}
+    ]
     for theirs, ours in zip(django_rq.urls.urlpatterns, theirs_and_ours, strict=True):
         assert (str(ours.pattern), ours.name) == (str(theirs.pattern), theirs.name)
         gated = getattr(ours.callback, "required_permission", None) == dashboard.MANAGE_PERMISSION
@@ -451,6 +454,8 @@ def test_every_django_rq_view_but_the_read_only_ones_wants_the_permission():
         if pattern.name in overview:
             gated = getattr(pattern.callback, "required_permission", None) == dashboard.MANAGE_PERMISSION
             assert gated == (pattern.name not in dashboard.READ_ONLY), pattern.name
+    [metrics_page] = [pattern for pattern in gated_urls.urlpatterns if pattern.name == metrics]
+    assert getattr(metrics_page.callback, "required_permission", None) is None
     assert gated_urls.app_name == "django_rq"
 
 

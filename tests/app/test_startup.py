@@ -36,7 +36,8 @@ def test_a_process_that_runs_no_checks_fails_at_start_naming_receiver_and_queue(
     assert result.returncode != 0 and "started" not in result.stdout
     assert (
         "django.core.exceptions.ImproperlyConfigured: queue 'emails' (from RQ_SIGNALS[\"DEFAULT_QUEUE\"]) "
-        "of receiver(s) tests.receivers.always_fails, tests.receivers.export_invoice, "
+        "of receiver(s) tests.receivers.always_fails, tests.receivers.audit_invoice, "
+        "tests.receivers.export_invoice, "
     ) in result.stderr
     assert "tests.receivers.record_payment" in result.stderr
     assert ": not in RQ_QUEUES (which has: default, high, low)." in result.stderr

@@ -20,6 +20,8 @@ from rq.rate_limit import release_slot
 
 from worker.exceptions import WorkerCrashed
 from worker.gate.loading import load_error
+from worker.metrics import Outcome as MetricsOutcome
+from worker.retries.announce import announce_failure
 from worker.retries.attempts import ATTEMPTS_META_KEY, utcnow
 from worker.retries.policy import (
     Outcome,
@@ -96,13 +98,22 @@ def retry_or_fail(
 
 
 def after_commit(job: Job, queue: Queue, outcome: Outcome, exc: BaseException) -> None:
-    """What rq does once a failure is persisted: webhooks and dependents (failed), the rate-limit slot."""
+    """What rq does once a failure is persisted: webhooks and dependents (failed), the rate-limit slot;
+    and the `retrying` or `exhausted` moment (`worker.events`)."""
+    announce_failure(job, outcome, exc, recorded=True)
     try:
         if outcome == "failed":
             job.send_webhooks(JobStatus.FAILED, exc_string=format_exception(exc))
             queue.enqueue_dependents(job)
     finally:
         release_slot(job)
+
+
+def _rq_outcome(job: Job, *, stopped: bool) -> MetricsOutcome:
+    """What rq's `handle_job_failure` is about to make of a failed attempt (for `worker.metrics`)."""
+    if stopped:
+        return "stopped"
+    return "retrying" if job.should_retry else "exhausted"
 
 
 class RetryHandler:
@@ -137,7 +148,9 @@ class RetryHandler:
             job.retries_left = None  # nothing can mend it, not even rq's own Retry
         policy, bad_policy = read_policy(job)
         if policy is None or rq_private.stopped_job_id(self.worker) == job.id:
+            run.outcome = _rq_outcome(job, stopped=rq_private.stopped_job_id(self.worker) == job.id)
             rq(exc_string)
+            self._announce_rq_outcome(job, exc)
             return
         if exc is None:
             exc = WorkerCrashed(f"Job {job.id}: {exc_string.strip() or 'its work horse died'}")
@@ -155,13 +168,16 @@ class RetryHandler:
             plan=plan,
         )
         log_outcome(job, plan, exc, policy)
+        run.outcome = "retrying" if plan.outcome == "retrying" else "exhausted"
         if plan.outcome == "retrying":
             assert plan.delay is not None
-            self._schedule_retry(job, queue, plan.delay, execution, failed_at=ended_at)
+            if self._schedule_retry(job, queue, plan.delay, execution, failed_at=ended_at):
+                announce_failure(job, "retrying", exc, recorded=True)
             return
         job.retries_left = None  # the policy has decided; rq's Retry must not retry behind its back
         with self._saving_meta(job, run):
             rq(exc_string)
+        announce_failure(job, "failed", exc, recorded=True)
 
     def job_succeeded(self, job: Job, run: Run, rq: Callable[[], None]) -> None:
         """Record the successful attempt of a job that failed before; `rq()` saves the success."""
@@ -195,10 +211,20 @@ class RetryHandler:
         finally:
             run.meta_to_save = None
 
+    @staticmethod
+    def _announce_rq_outcome(job: Job, exc: BaseException | None) -> None:
+        """`retrying` or `exhausted` for a failure rq handled (no policy of ours): by the status it left."""
+        status = job.get_status(refresh=False)
+        if status == JobStatus.FAILED:
+            announce_failure(job, "failed", exc, recorded=False)
+        elif status in (JobStatus.SCHEDULED, JobStatus.QUEUED):  # rq's own Retry
+            announce_failure(job, "retrying", exc, recorded=False)
+
     def _schedule_retry(
         self, job: Job, queue: Queue, delay: float, execution: Execution | None, *, failed_at: datetime
-    ) -> None:
-        """rq's retry branch of `handle_job_failure`, but due on the Redis clock instead of `job.retry()`."""
+    ) -> bool:
+        """rq's retry branch of `handle_job_failure`, but due on the Redis clock instead of `job.retry()`;
+        whether the retry was saved."""
         worker = self.worker
         with worker.connection.pipeline() as pipe:
             worker.cleanup_execution(job, pipe, execution)
@@ -211,5 +237,6 @@ class RetryHandler:
             except Exception:
                 # Left in the started registry: crash recovery finds it, as for a worker that died here.
                 logger.exception("Job %s: could not persist its retry", job.id)
-                return
+                return False
         rq_private.release_slot_safely(worker, job)
+        return True

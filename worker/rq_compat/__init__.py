@@ -73,6 +73,7 @@ INSTANCE_ATTRIBUTES: tuple[tuple[type, tuple[str, ...]], ...] = (
             "_stopped_callback_name",
             "_exc_info",
             "_unreadable_meta",
+            "_result",
         ),
     ),
     (RQScheduler, ("_acquired_locks", "_scheduled_job_registries")),

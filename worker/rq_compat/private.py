@@ -109,6 +109,11 @@ def callback_names(job: Job) -> dict[str, str | None]:
     }
 
 
+def return_value_in_memory(job: Job) -> Any:
+    """What `job`'s function returned, as rq keeps it on the job before saving it (None before)."""
+    return job._result
+
+
 def stored_exc_info(job: Job) -> str | None:
     """The traceback rq stored with `job`'s last failure, as read with the job."""
     exc_info: str | None = job._exc_info

@@ -17,7 +17,10 @@ from rq.job_lifecycle import record_job_failure
 from rq.rate_limit import release_slot
 from rq.utils import now
 
+from worker import events
 from worker.exceptions import WorkerCrashed
+from worker.retries.announce import announce_failure
+from worker.retries.attempts import attempt_count
 from worker.retries.handler import after_commit, policy_of, retry_or_fail
 from worker.safety import leases
 
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
     from rq.executions import Execution
     from rq.queue import Queue
     from rq.worker import BaseWorker
+
+    from worker.metrics import JobMetrics
 
 Outcome = Literal["retrying", "failed"]
 
@@ -57,18 +62,24 @@ def settle_crash(
         if has_policy:
             outcome = retry_or_fail(worker, job, queue, exc=exc, started_at=started_at, pipeline=pipeline)
             assert outcome is not None
-            return outcome
-        return abandon_as_rq_does(job, queue, exc, pipeline)
+        else:
+            outcome = abandon_as_rq_does(job, queue, exc, pipeline)
+        count_crash(worker, pipeline, job, outcome)
+        return outcome
 
     settled, outcome = leases.settle_claim(
         worker.connection, queue, claim.member, claim.token, job=job, execution=claim.execution, handle=handle
     )
     if not settled or outcome is None:
         return False
+    dead = claim.execution.worker_name if claim.execution and claim.execution.worker_name else "?"
+    events.emit(
+        "recovered", job, attempt=attempt_count(job.meta), exception=exc, outcome=outcome, dead_worker=dead
+    )
     if has_policy:
         after_commit(job, queue, outcome, exc)
     else:
-        after_rq_abandon(job, queue, outcome, str(exc))
+        after_rq_abandon(job, queue, outcome, exc)
     return True
 
 
@@ -84,9 +95,19 @@ def fail_crashed_horse(
             return False
         worker.cleanup_execution(job, pipeline=pipeline, execution=execution)
         worker.increment_failed_job_count(pipeline)
+        count_crash(worker, pipeline, job, outcome)
         pipeline.execute()
     after_commit(job, queue, outcome, exc)
     return True
+
+
+def count_crash(worker: BaseWorker, pipeline: Pipeline[Any], job: Job, outcome: Outcome) -> None:
+    """A crashed attempt, in `worker`'s metrics (if it counts any), on the pipeline that settles it."""
+    metrics: JobMetrics | None = getattr(worker, "metrics", None)  # the core's; None on rq's own classes
+    if metrics is not None:
+        metrics.queue_outcome(
+            pipeline, job, "retrying" if outcome == "retrying" else "exhausted", crashed=True
+        )
 
 
 def run_failure_callback(worker: BaseWorker, job: Job) -> None:
@@ -110,10 +131,12 @@ def abandon_as_rq_does(job: Job, queue: Queue, exc: WorkerCrashed, pipeline: Pip
     return "failed"
 
 
-def after_rq_abandon(job: Job, queue: Queue, outcome: Outcome, exc_string: str) -> None:
+def after_rq_abandon(job: Job, queue: Queue, outcome: Outcome, exc: WorkerCrashed) -> None:
+    """What rq's cleanup does once an abandoned job is settled; and its `retrying` or `exhausted` moment."""
+    announce_failure(job, outcome, exc, recorded=False)
     try:
         if outcome == "failed":
-            job.send_webhooks(JobStatus.FAILED, exc_string=exc_string)
+            job.send_webhooks(JobStatus.FAILED, exc_string=str(exc))
             queue.enqueue_dependents(job)
     finally:
         release_slot(job)
