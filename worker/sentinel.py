@@ -1,0 +1,174 @@
+"""Redis behind Sentinel: connections that ask Sentinel for the master each time they connect, and a
+watcher that drops a service's connections the moment Sentinel announces a new master.
+
+redis-py's `SentinelManagedConnection` asks Sentinel for the master only on the pool's first
+connect: a command retried after a lost connection reconnects to the host and port it had cached,
+so a client retrying forever (`worker.safety.reconnect`) kept knocking on a dead master after a
+failover, and on the old master once it came back as a replica ("The previous master is now a
+slave"). `FollowingConnection` asks Sentinel before every connect.
+
+After a planned failover (``SENTINEL FAILOVER``) the old master keeps taking writes on the connections
+it already has until Sentinel demotes it (about ten seconds later); writes there are lost when it
+resyncs. `watch` subscribes, from one daemon thread per `Sentinel` per process, to Sentinel's
+``+switch-master`` and disconnects every watched pool of that service: the next command (or the
+retry of one in flight, a blocking dequeue included) connects to the new master. A forked child
+has no watcher thread (rq's horse of one job does without: its connections still follow on their
+next connect); `resume_watching` starts one in a child that lives long (the prefork horse).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import weakref
+from typing import Any, Final, TypeGuard
+
+from redis.exceptions import RedisError
+from redis.sentinel import (
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
+
+logger = logging.getLogger("rq.worker.sentinel")  # under rq's worker logger: `rq worker` prints it
+
+#: Sentinel's pub/sub channel announcing a new master: "<name> <old ip> <old port> <new ip> <new port>".
+SWITCH_CHANNEL: Final = "+switch-master"
+#: Seconds between two tries of the sentinels when none answers the subscription.
+RESUBSCRIBE_PAUSE_SECONDS: Final = 0.5
+
+
+class FollowingConnection(SentinelManagedConnection):
+    """A connection to a Sentinel-managed master that asks Sentinel where the master is before it connects."""
+
+    def _connect(self) -> Any:
+        pool = self.connection_pool  # redis-py's proxy of the pool: is_master, get_master_address()
+        if pool.is_master:
+            self.host, self.port = pool.get_master_address()
+        return super()._connect()  # type: ignore[misc]  # types-redis 4.6 omits Connection._connect
+
+
+class FollowingSSLConnection(FollowingConnection, SentinelManagedSSLConnection):
+    """`FollowingConnection` over TLS."""
+
+
+def is_sentinel_pool(pool: object) -> TypeGuard[SentinelConnectionPool]:
+    return isinstance(pool, SentinelConnectionPool)
+
+
+def follow(pool: SentinelConnectionPool) -> None:
+    """Make `pool` (before it has connected) reconnect through Sentinel, and watch it for switches."""
+    pool.connection_class = _following_class(pool.connection_class)
+    watch(pool)
+
+
+def clone_pool(pool: SentinelConnectionPool) -> SentinelConnectionPool:
+    """A pool of its own to the same service, through the same sentinels, with `FollowingConnection`s."""
+    kwargs = {name: value for name, value in pool.connection_kwargs.items() if name != "connection_pool"}
+    kwargs["connection_class"] = _following_class(pool.connection_class)
+    clone = SentinelConnectionPool(
+        pool.service_name,
+        pool.sentinel_manager,
+        is_master=pool.is_master,
+        check_connection=pool.check_connection,
+        max_connections=pool.max_connections,
+        **kwargs,
+    )
+    watch(clone)
+    return clone
+
+
+def watch(pool: SentinelConnectionPool) -> None:
+    """Disconnect `pool` whenever Sentinel announces a new master for its service (a master pool only)."""
+    if not pool.is_master:
+        return
+    with _lock:
+        watcher = _watchers.get(pool.sentinel_manager)
+        if watcher is None or not watcher.is_alive():
+            watcher = _watchers[pool.sentinel_manager] = _SwitchWatcher(pool.sentinel_manager)
+            watcher.start()
+        watcher.pools.add(pool)
+
+
+def resume_watching() -> None:
+    """In a forked child: watch again, from a thread of this process, the pools the parent watched."""
+    with _lock:
+        for manager, watcher in list(_watchers.items()):
+            if not watcher.is_alive():
+                resumed = _watchers[manager] = _SwitchWatcher(manager)
+                resumed.pools = watcher.pools
+                resumed.start()
+
+
+def _following_class(connection_class: type[Any]) -> type[Any]:
+    if issubclass(connection_class, FollowingConnection):
+        return connection_class
+    if issubclass(connection_class, SentinelManagedSSLConnection):
+        return FollowingSSLConnection
+    if connection_class is SentinelManagedConnection:
+        return FollowingConnection
+    return connection_class  # a class of the user's own: left as it is
+
+
+class _SwitchWatcher(threading.Thread):
+    """Subscribed to ``+switch-master`` on one sentinel at a time (the next one if it fails)."""
+
+    def __init__(self, manager: Sentinel) -> None:
+        super().__init__(name="rq-sentinel-watch", daemon=True)
+        self.manager = manager
+        self.pools: weakref.WeakSet[SentinelConnectionPool] = weakref.WeakSet()
+
+    def run(self) -> None:
+        turn = 0
+        while True:
+            sentinel = self.manager.sentinels[turn % len(self.manager.sentinels)]
+            turn += 1
+            try:
+                self._listen(sentinel)
+            except BaseException as exc:  # the thread must outlive anything but the interpreter's exit
+                if sys.is_finalizing():
+                    raise
+                if not isinstance(exc, (RedisError, OSError)):
+                    logger.exception("Sentinel watcher: %s; listening again", type(exc).__name__)
+                threading.Event().wait(RESUBSCRIBE_PAUSE_SECONDS)
+
+    def _listen(self, sentinel: Any) -> None:
+        pubsub = sentinel.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(SWITCH_CHANNEL)
+            while True:
+                message = pubsub.get_message(timeout=1.0)
+                if message is not None and message["type"] == "message":
+                    self.switched(message["data"])
+        finally:
+            pubsub.close()
+
+    def switched(self, data: bytes | str) -> None:
+        text = data.decode() if isinstance(data, bytes) else data
+        service, *addresses = text.split()
+        pools = [pool for pool in list(self.pools) if pool.service_name == service]
+        logger.warning(
+            "Sentinel: master of %r switched (%s); reconnecting %d pool(s)",
+            service,
+            " -> ".join(addresses),
+            len(pools),
+        )
+        for pool in pools:
+            pool.disconnect()  # in-use connections too: a blocking dequeue retries on the new master
+
+
+_lock = threading.Lock()
+_watchers: dict[Sentinel, _SwitchWatcher] = {}  # one per Sentinel object (each `RQ_QUEUES` connection)
+
+
+def _new_lock_in_child() -> None:
+    """After ``fork()``: a fresh lock (another thread may have held it); the parent's watchers are not
+    running here, and `watch` starts a new one when a pool is next watched."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
