@@ -170,7 +170,7 @@ class RedisServer:
                 reply = sock.recv(64)
         except OSError:
             return False
-        return reply.startswith((b"+PONG", b"-NOAUTH"))
+        return reply.startswith((b"+PONG", b"-NOAUTH", b"-MASTERDOWN"))  # up (a stale replica: up)
 
     def __enter__(self) -> RedisServer:
         return self.start()
