@@ -21,6 +21,15 @@ def clone_client(connection: Redis[Any]) -> Redis[Any]:
     return type(connection)(connection_pool=clone_pool(connection.connection_pool))
 
 
+def following(connection: Redis[Any]) -> Redis[Any]:
+    """`connection` as it is, except that a client through Sentinel (its pool not yet connected) now
+    reconnects wherever Sentinel names the master, and drops its connections when it switches."""
+    pool = connection.connection_pool
+    if sentinel.is_sentinel_pool(pool):
+        sentinel.follow(pool)
+    return connection
+
+
 def clone_pool(pool: ConnectionPool) -> ConnectionPool:
     if sentinel.is_sentinel_pool(pool):
         return sentinel.clone_pool(pool)
