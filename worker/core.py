@@ -31,6 +31,7 @@ from rq.executions import Execution
 from rq.worker import BaseWorker, WorkerStatus
 from rq.worker.base import SHUTDOWN_SIGNAL
 
+from worker import sentinel
 from worker.bookkeeping import Bookkeeping, Dequeued
 from worker.execution.runner import ExitStatus, Runner
 from worker.gate.gate import JobGate
@@ -238,6 +239,7 @@ class WorkerCore(BaseWorker):
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         if self.pid:
             die_with_parent(self.pid)
+        sentinel.resume_watching()  # behind Sentinel: a switch of master mid-job moves the horse's writes
         super().main_work_horse(job, queue)
 
     def maintain_heartbeats(self, job: Job, execution: Execution) -> None:

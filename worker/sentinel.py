@@ -10,10 +10,13 @@ slave"). `FollowingConnection` asks Sentinel before every connect.
 After a planned failover (``SENTINEL FAILOVER``) the old master keeps taking writes on the connections
 it already has until Sentinel demotes it (about ten seconds later); writes there are lost when it
 resyncs. `watch` subscribes, from one daemon thread per `Sentinel` per process, to Sentinel's
-``+switch-master`` and disconnects every watched pool of that service: the next command (or the
-retry of one in flight, a blocking dequeue included) connects to the new master. A forked child
-has no watcher thread (rq's horse of one job does without: its connections still follow on their
-next connect); `resume_watching` starts one in a child that lives long (the prefork horse).
+``+switch-master`` and, in every watched pool of that service, closes each connection that is not
+to the new master, idle or in use: the next command (or the retry of one in flight, a blocking
+dequeue included) connects to the new master. A connection already there is left alone: closing it
+under a blocking ``BLPOP`` that Redis has just answered would lose the job it popped. A forked child
+has no watcher thread: `resume_watching` starts one in a work horse (of one job or of many), whose
+writes would otherwise go on to the old master until Sentinel demotes it. Without a Sentinel pool
+it does nothing.
 """
 
 from __future__ import annotations
@@ -148,16 +151,30 @@ class _SwitchWatcher(threading.Thread):
 
     def switched(self, data: bytes | str) -> None:
         text = data.decode() if isinstance(data, bytes) else data
-        service, *addresses = text.split()
+        service, old_host, old_port, new_host, new_port = text.split()
         pools = [pool for pool in list(self.pools) if pool.service_name == service]
+        closed = sum(_close_all_but(pool, (new_host, int(new_port))) for pool in pools)
         logger.warning(
-            "Sentinel: master of %r switched (%s); reconnecting %d pool(s)",
+            "Sentinel: master of %r switched from %s:%s to %s:%s; %d connection(s) to the old one closed",
             service,
-            " -> ".join(addresses),
-            len(pools),
+            old_host,
+            old_port,
+            new_host,
+            new_port,
+            closed,
         )
-        for pool in pools:
-            pool.disconnect()  # in-use connections too: a blocking dequeue retries on the new master
+
+
+def _close_all_but(pool: SentinelConnectionPool, master: tuple[str, int]) -> int:
+    """Close `pool`'s connections (idle and in use) that are not to `master`; how many."""
+    # redis-py's pool offers all or nothing (`disconnect`); its two lists, under its lock, are the
+    # only way to spare the connections that already reached the new master.
+    with pool._lock:  # type: ignore[attr-defined]  # redis-py's pool internals, present since 3.x
+        connections = [*pool._available_connections, *pool._in_use_connections]  # type: ignore[attr-defined]  # as above
+    stale = [conn for conn in connections if conn.host and (conn.host, int(conn.port)) != master]
+    for conn in stale:
+        conn.disconnect()
+    return len(stale)
 
 
 _lock = threading.Lock()

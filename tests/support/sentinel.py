@@ -46,12 +46,13 @@ class SentinelProcess(RedisServer):
 
 
 class SentinelSetup:
-    """A master, a replica of it and three sentinels watching them, each a process of ours."""
+    """A master, `replicas` replicas of it and three sentinels watching them, each a process of ours."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, replicas: int = 1) -> None:
         self.root = tempfile.mkdtemp(prefix="rq-signals-sentinel-")
-        self.nodes = [self._node("a"), self._node("b")]
-        self.nodes[1].extra_args = ["--replicaof", "127.0.0.1", str(self.nodes[0].port)]
+        self.nodes = [self._node(name) for name in "abcdefgh"[: replicas + 1]]
+        for replica in self.nodes[1:]:
+            replica.extra_args = ["--replicaof", "127.0.0.1", str(self.nodes[0].port)]
         self.sentinels = [SentinelProcess(self.nodes[0].port) for _ in range(3)]
 
     def _node(self, name: str) -> RedisServer:
@@ -81,13 +82,15 @@ class SentinelSetup:
     def _all_know_each_other(self) -> bool:
         for sentinel in self.sentinels:
             with redis.Redis(port=sentinel.port, decode_responses=True) as client:
-                if not client.execute_command("SENTINEL", "REPLICAS", MASTER_NAME):
+                known = client.execute_command("SENTINEL", "REPLICAS", MASTER_NAME)
+                if len(known) < len(self.nodes) - 1:
                     return False
                 if len(client.execute_command("SENTINEL", "SENTINELS", MASTER_NAME)) < 2:
                     return False
         with self.master_client() as master:
             replicas = master.info("replication")
-        return bool(replicas.get("connected_slaves")) and replicas.get("slave0", {}).get("state") == "online"
+        online = [replicas.get(f"slave{n}", {}).get("state") for n in range(len(self.nodes) - 1)]
+        return online == ["online"] * (len(self.nodes) - 1)
 
     def master_port(self) -> int:
         """The master's port as the first sentinel that answers names it."""
@@ -105,6 +108,13 @@ class SentinelSetup:
 
     def master_client(self) -> redis.Redis:
         return redis.Redis(port=self.master_port())
+
+    def master_url(self) -> str:
+        return f"redis://127.0.0.1:{self.master_port()}/0"
+
+    def sentinels_env(self) -> str:
+        """The sentinels as ``host:port,host:port,...`` (for a subprocess's environment)."""
+        return ",".join(f"{host}:{port}" for host, port in self.addresses)
 
     def kill_master(self, *, timeout: float = 30.0) -> tuple[RedisServer, float]:
         """SIGKILL the master; wait until every sentinel names the replica; (the old master, promoted at)."""
