@@ -5,7 +5,11 @@ redis-py's `SentinelManagedConnection` asks Sentinel for the master only on the 
 connect: a command retried after a lost connection reconnects to the host and port it had cached,
 so a client retrying forever (`worker.safety.reconnect`) kept knocking on a dead master after a
 failover, and on the old master once it came back as a replica ("The previous master is now a
-slave"). `FollowingConnection` asks Sentinel before every connect.
+slave"). `FollowingConnection` asks Sentinel before every connect, and asks every sentinel: in the
+middle of a failover they disagree for a moment, and redis-py takes the first valid answer, which
+from a sentinel that has not heard of the switch yet names the old master (still taking writes,
+which are lost when it is demoted). `newest_master` takes the answer of the newest configuration
+epoch.
 
 After a planned failover (``SENTINEL FAILOVER``) the old master keeps taking writes on the connections
 it already has until Sentinel demotes it (about ten seconds later); writes there are lost when it
@@ -30,6 +34,7 @@ from typing import Any, Final, TypeGuard
 
 from redis.exceptions import RedisError
 from redis.sentinel import (
+    MasterNotFoundError,
     Sentinel,
     SentinelConnectionPool,
     SentinelManagedConnection,
@@ -48,14 +53,44 @@ class FollowingConnection(SentinelManagedConnection):
     """A connection to a Sentinel-managed master that asks Sentinel where the master is before it connects."""
 
     def _connect(self) -> Any:
-        pool = self.connection_pool  # redis-py's proxy of the pool: is_master, get_master_address()
+        pool: Any = self.connection_pool  # redis-py's proxy of the pool (is_master, master_address, ...)
         if pool.is_master:
-            self.host, self.port = pool.get_master_address()
+            address = newest_master(pool.sentinel_manager, pool.service_name)
+            if pool.master_address != address:  # as redis-py's get_master_address: idle ones follow
+                pool.master_address = address
+                owner = pool.connection_pool_ref()
+                if owner is not None:
+                    owner.disconnect(inuse_connections=False)
+            self.host, self.port = address
         return super()._connect()  # type: ignore[misc]  # types-redis 4.6 omits Connection._connect
 
 
 class FollowingSSLConnection(FollowingConnection, SentinelManagedSSLConnection):
     """`FollowingConnection` over TLS."""
+
+
+def newest_master(manager: Sentinel, service: str) -> tuple[str, int]:
+    """The master of `service` as the sentinel with the newest configuration epoch names it.
+
+    Every sentinel is asked (one round trip each, on a connect only); one that does not answer, or
+    holds the master down, is skipped; `MasterNotFoundError` (a `ConnectionError`) if none names one.
+    """
+    newest: tuple[int, tuple[str, int]] | None = None
+    errors: list[str] = []
+    for sentinel in manager.sentinels:
+        try:
+            state = sentinel.sentinel_masters().get(service)  # type: ignore[no-untyped-call]  # types-redis: untyped
+        except (RedisError, OSError) as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+            continue
+        if not state or not manager.check_master_state(state, service):
+            continue
+        epoch = int(state.get("config-epoch", 0))
+        if newest is None or epoch > newest[0]:
+            newest = (epoch, (str(state["ip"]), int(state["port"])))
+    if newest is None:
+        raise MasterNotFoundError(f"No master found for {service!r}" + (f": {errors}" if errors else ""))
+    return newest[1]
 
 
 def is_sentinel_pool(pool: object) -> TypeGuard[SentinelConnectionPool]:
