@@ -15,7 +15,7 @@ import redis
 from django.db import transaction
 from django.test import override_settings
 
-from rq_signals import queues
+from rq_signals import flush_jobs, queues
 from rq_signals.models import OutboxEntry
 from rq_signals.relay import relay_once
 from tests.receivers import invoice_paid
@@ -39,10 +39,11 @@ def outbox_ids() -> set[str]:
 
 
 def place_order(reference: str) -> None:
-    """One invoice saved and paid: three jobs."""
+    """One invoice saved and paid: three jobs, in Redis (or the outbox) when this returns."""
     with transaction.atomic():
         invoice = Invoice.objects.create(reference=reference, total=1)
         invoice_paid.send(sender="checkout", invoice=invoice, amount=1)
+    assert flush_jobs(timeout=30)  # FLUSH="background": wait for the writer thread
 
 
 @pytest.fixture
@@ -67,8 +68,14 @@ def shop_redis() -> Iterator[RedisServer]:
         server.cleanup()
 
 
-def test_orders_through_sentinel_survive_a_killed_master_and_a_planned_failover(sentinel_shop):
-    # Given orders placed through Sentinel
+@pytest.mark.parametrize("flush", ["commit", "background"])
+def test_orders_through_sentinel_survive_a_killed_master_and_a_planned_failover(sentinel_shop, flush):
+    with override_settings(RQ_SIGNALS={"FLUSH": flush}):
+        orders_survive_failovers(sentinel_shop)
+
+
+def orders_survive_failovers(sentinel_shop: SentinelSetup) -> None:
+    # Given orders placed through Sentinel (by the committing thread, or the background writer)
     place_order("INV-1")
     assert sum(queued_ids(sentinel_shop.master_port()).values()) == 3
 
