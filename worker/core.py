@@ -239,7 +239,8 @@ class WorkerCore(BaseWorker):
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         if self.pid:
             die_with_parent(self.pid)
-        sentinel.resume_watching()  # behind Sentinel: a switch of master mid-job moves the horse's writes
+        # Behind Sentinel: a switch of master during a longer job moves the horse's writes too.
+        sentinel.resume_watching(after=sentinel.HORSE_WATCH_DELAY_SECONDS)
         super().main_work_horse(job, queue)
 
     def maintain_heartbeats(self, job: Job, execution: Execution) -> None:

@@ -18,9 +18,9 @@ resyncs. `watch` subscribes, from one daemon thread per `Sentinel` per process, 
 to the new master, idle or in use: the next command (or the retry of one in flight, a blocking
 dequeue included) connects to the new master. A connection already there is left alone: closing it
 under a blocking ``BLPOP`` that Redis has just answered would lose the job it popped. A forked child
-has no watcher thread: `resume_watching` starts one in a work horse (of one job or of many), whose
-writes would otherwise go on to the old master until Sentinel demotes it. Without a Sentinel pool
-it does nothing.
+has no watcher thread: `resume_watching` starts one in a work horse (of many jobs at once; of one job
+once it has run `HORSE_WATCH_DELAY_SECONDS`), whose writes would otherwise go on to the old master
+until Sentinel demotes it. Without a Sentinel pool it does nothing.
 """
 
 from __future__ import annotations
@@ -45,17 +45,34 @@ logger = logging.getLogger("rq.worker.sentinel")  # under rq's worker logger: `r
 
 #: Sentinel's pub/sub channel announcing a new master: "<name> <old ip> <old port> <new ip> <new port>".
 SWITCH_CHANNEL: Final = "+switch-master"
+#: The attribute of redis-py's pool proxy where `FollowingConnection` keeps the master it last found.
+FOLLOWED: Final = "rq_signals_master"
+#: Seconds into a job before the horse of one job (rq's fork per job) subscribes to the switches: a
+#: subscription costs a connection to a sentinel (about 3.5 ms a job on loopback), and a job shorter
+#: than this is as exposed as to the second Sentinel itself takes to announce a promotion.
+HORSE_WATCH_DELAY_SECONDS: Final = 0.5
 #: Seconds between two tries of the sentinels when none answers the subscription.
 RESUBSCRIBE_PAUSE_SECONDS: Final = 0.5
 
 
 class FollowingConnection(SentinelManagedConnection):
-    """A connection to a Sentinel-managed master that asks Sentinel where the master is before it connects."""
+    """A connection to a Sentinel-managed master that asks Sentinel where the master is before it connects.
+
+    Except a new connection's first connect, which goes where the pool's last answer (or the watcher's
+    latest ``+switch-master``) said: a work horse forked per job makes new connections for every job,
+    and asking every sentinel (a connection to each, in a new process) cost it about 2.5 ms. Any
+    reconnect asks.
+    """
+
+    _fresh = True
 
     def _connect(self) -> Any:
         pool: Any = self.connection_pool  # redis-py's proxy of the pool (is_master, master_address, ...)
         if pool.is_master:
-            address = newest_master(pool.sentinel_manager, pool.service_name)
+            known: tuple[str, int] | None = getattr(pool, FOLLOWED, None)
+            fresh, self._fresh = self._fresh, False
+            address = known if fresh and known else newest_master(pool.sentinel_manager, pool.service_name)
+            setattr(pool, FOLLOWED, address)  # on the proxy, which keeps it through redis-py's reset at fork
             if pool.master_address != address:  # as redis-py's get_master_address: idle ones follow
                 pool.master_address = address
                 owner = pool.connection_pool_ref()
@@ -63,6 +80,16 @@ class FollowingConnection(SentinelManagedConnection):
                     owner.disconnect(inuse_connections=False)
             self.host, self.port = address
         return super()._connect()  # type: ignore[misc]  # types-redis 4.6 omits Connection._connect
+
+    def _connect_retry(self) -> Any:
+        # redis-py's asks one sentinel for the master before `_connect`, which asks again: once is enough.
+        # (types-redis 4.6 knows none of _sock, _connect_retry, connect_check_health: redis-py 5+ names.)
+        pool: Any = self.connection_pool
+        if self._sock or not pool.is_master:  # type: ignore[attr-defined]
+            return super()._connect_retry()  # type: ignore[misc]
+        return self.connect_check_health(  # type: ignore[attr-defined]
+            check_health=pool.check_connection, retry_socket_connect=False
+        )
 
 
 class FollowingSSLConnection(FollowingConnection, SentinelManagedSSLConnection):
@@ -79,7 +106,7 @@ def newest_master(manager: Sentinel, service: str) -> tuple[str, int]:
     errors: list[str] = []
     for sentinel in manager.sentinels:
         try:
-            state = sentinel.sentinel_masters().get(service)  # type: ignore[no-untyped-call]  # types-redis: untyped
+            state = sentinel.sentinel_master(service)  # type: ignore[no-untyped-call]  # types-redis: untyped
         except (RedisError, OSError) as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
             continue
@@ -131,8 +158,16 @@ def watch(pool: SentinelConnectionPool) -> None:
         watcher.pools.add(pool)
 
 
-def resume_watching() -> None:
-    """In a forked child: watch again, from a thread of this process, the pools the parent watched."""
+def resume_watching(*, after: float = 0.0) -> None:
+    """In a forked child: watch again, from a thread of this process, the pools the parent watched;
+    `after` seconds from now (a job that is over by then never pays for the subscription)."""
+    if not _watchers:
+        return  # no Sentinel pool in this process: nothing to watch, no thread
+    if after > 0:
+        timer = threading.Timer(after, resume_watching)
+        timer.daemon = True
+        timer.start()
+        return
     with _lock:
         for manager, watcher in list(_watchers.items()):
             if not watcher.is_alive():
@@ -188,6 +223,9 @@ class _SwitchWatcher(threading.Thread):
         text = data.decode() if isinstance(data, bytes) else data
         service, old_host, old_port, new_host, new_port = text.split()
         pools = [pool for pool in list(self.pools) if pool.service_name == service]
+        for pool in pools:
+            proxy = pool.proxy  # type: ignore[attr-defined]  # types-redis 4.6 predates the proxy
+            setattr(proxy, FOLLOWED, (new_host, int(new_port)))  # where new connections go first
         closed = sum(_close_all_but(pool, (new_host, int(new_port))) for pool in pools)
         logger.warning(
             "Sentinel: master of %r switched from %s:%s to %s:%s; %d connection(s) to the old one closed",
