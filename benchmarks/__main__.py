@@ -26,6 +26,7 @@ from tests.support.redis_server import RedisServer
 BENCHMARKS = (
     "request_overhead",
     "transaction",
+    "replica_acks",
     "throughput",
     "receiver_throughput",
     "latency",
