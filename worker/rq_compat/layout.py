@@ -9,7 +9,6 @@ and every write of rq's layout made outside rq's own API is here, or in a script
 
 from __future__ import annotations
 
-import functools
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,8 @@ from rq.defaults import DEFAULT_FAILURE_TTL
 from rq.job import JobStatus
 from rq.suspension import WORKERS_SUSPENDED
 from rq.utils import current_timestamp, now, utcformat
+
+from worker import lua
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -34,10 +35,9 @@ SCRIPTS_DIR = Path(__file__).with_name("scripts")
 HEARTBEAT_EXTRA_SECONDS = 60
 
 
-@functools.cache
 def script_text(name: str) -> str:
     """The text of `worker/rq_compat/scripts/<name>`, a script that writes rq's layout."""
-    return (SCRIPTS_DIR / name).read_text()
+    return lua.script_text(name, SCRIPTS_DIR)
 
 
 def intermediate_key(worker: BaseWorker, queue_name: str) -> str:
