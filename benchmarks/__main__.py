@@ -26,7 +26,6 @@ from tests.support.redis_server import RedisServer
 BENCHMARKS = (
     "request_overhead",
     "transaction",
-    "replica_acks",
     "throughput",
     "receiver_throughput",
     "latency",

@@ -227,14 +227,6 @@ def _is_seconds(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf")
 
 
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _is_positive_seconds(value: Any) -> bool:
-    return _is_seconds(value) and value > 0
-
-
 def _is_flush_mode(value: Any) -> bool:
     return value in defaults.FLUSH_MODES
 
@@ -262,7 +254,5 @@ _VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "MAX_PAYLOAD_BYTES": (_is_positive_int, "a whole number of bytes > 0"),
     "MISSING_INSTANCE": (_is_missing_policy, " or ".join(map(repr, defaults.MISSING_INSTANCE_POLICIES))),
     "OUTBOX": (_is_outbox_mode, " or ".join(map(repr, defaults.OUTBOX_MODES))),
-    "REPLICA_ACKS": (_is_count, "a whole number of replicas >= 0 (0: do not wait)"),
-    "REPLICA_ACK_TIMEOUT": (_is_positive_seconds, "a number of seconds > 0"),
     "UNKNOWN_RECEIVER_GRACE": (_is_seconds, "a number of seconds >= 0 (0: no grace)"),
 }

@@ -31,8 +31,6 @@ KNOWN_KEYS: Final = frozenset(
         "METRICS_TOKEN",
         "MISSING_INSTANCE",
         "OUTBOX",
-        "REPLICA_ACKS",
-        "REPLICA_ACK_TIMEOUT",
         "UNKNOWN_RECEIVER_GRACE",
     }
 )
@@ -127,18 +125,6 @@ class Settings:
     def outbox(self) -> OutboxMode:
         """When jobs go through the database outbox: ``"on_failure"`` of Redis, ``"always"``, ``"off"``."""
         value: OutboxMode = self.user_settings().get("OUTBOX", defaults.DEFAULT_OUTBOX)
-        return value
-
-    @property
-    def replica_acks(self) -> int:
-        """Replicas that must acknowledge a job write (Redis ``WAIT``) in time; 0: do not wait."""
-        value: int = self.user_settings().get("REPLICA_ACKS", defaults.DEFAULT_REPLICA_ACKS)
-        return value
-
-    @property
-    def replica_ack_timeout(self) -> float:
-        """Float seconds a job write waits for `replica_acks` replicas before it goes to the outbox too."""
-        value: float = self.user_settings().get("REPLICA_ACK_TIMEOUT", defaults.DEFAULT_REPLICA_ACK_TIMEOUT)
         return value
 
     @property

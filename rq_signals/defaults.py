@@ -40,12 +40,6 @@ DEFAULT_MAX_PAYLOAD_BYTES: Final = 1024 * 1024
 DEFAULT_MAX_JOB_DATA_BYTES: Final = DEFAULT_MAX_DATA_BYTES
 #: ``RQ_SIGNALS["MAX_JOB_META_BYTES"]``: the largest job meta, as stored, a worker or page loads.
 DEFAULT_MAX_JOB_META_BYTES: Final = DEFAULT_MAX_META_BYTES
-#: ``RQ_SIGNALS["REPLICA_ACKS"]``: replicas that must acknowledge a job write (``WAIT``) before it counts
-#: as written; 0: none (Redis replicates asynchronously, and a failover may lose the last writes).
-DEFAULT_REPLICA_ACKS: Final = 0
-#: ``RQ_SIGNALS["REPLICA_ACK_TIMEOUT"]``: float seconds a job write waits for those acknowledgements;
-#: a write not acknowledged in time is kept in the outbox too (the relay enqueues a job id once).
-DEFAULT_REPLICA_ACK_TIMEOUT: Final = 0.5
 #: ``RQ_SIGNALS["MISSING_INSTANCE"]``: what a job does when an instance it refers to is gone.
 DEFAULT_MISSING_INSTANCE: Final[MissingPolicy] = "skip"
 

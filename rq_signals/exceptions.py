@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from redis.exceptions import RedisError
-
 from worker.exceptions import PermanentJobError
 
 
@@ -68,9 +66,3 @@ class UnknownReceiverInGrace(RqSignalsError, LookupError):
     a receiver only the newer code has, so the job is retried under its policy (a job without one
     fails, as under plain rq) until the grace has passed; after it the worker raises `UnknownReceiver`.
     """
-
-
-class ReplicasBehind(RqSignalsError, RedisError):
-    """Redis took a job write, but fewer replicas than ``RQ_SIGNALS["REPLICA_ACKS"]`` acknowledged it in
-    time: a failover now could lose it. A `RedisError`, so the jobs go to the outbox as for any write
-    Redis did not take; the relay enqueues a job id once, so a job that did survive is not doubled."""

@@ -12,14 +12,6 @@ outbox's ``WATCH``/``MULTI``).
 ``Job.fetch`` reads each back as the job rq would have built), without building an rq ``Job`` per
 job: one script per queue, five values per job. It serves plain queues only
 (`writes_directly`); jobs of any other queue class go through rq's own ``enqueue_many``.
-
-Under ``RQ_SIGNALS["REPLICA_ACKS"]`` a write also waits (Redis ``WAIT``, at most
-``REPLICA_ACK_TIMEOUT`` seconds) for that many replicas to have it, and raises `ReplicasBehind`
-(a `RedisError`: the callers keep the jobs in the outbox) if fewer did. ``WAIT`` counts the writes
-of the connection it is sent on: the usual write (one plain queue) sends it in the same pipeline,
-one round trip; a transaction (several queues, the outbox's ``WATCH``/``MULTI``) is followed by
-`wait_for_replicas`, which first publishes on `ACK_PROBE_CHANNEL` from the connection that then
-waits (a ``PUBLISH`` is replicated, so its offset covers the write before it).
 """
 
 from __future__ import annotations
@@ -41,8 +33,7 @@ from rq.serializers import JSONSerializer as RqJSONSerializer
 from rq.utils import get_call_string, now, parse_timeout
 
 from rq_signals import lifecycle, queues
-from rq_signals.conf import conf
-from rq_signals.exceptions import ReplicasBehind, UnknownReceiver
+from rq_signals.exceptions import UnknownReceiver
 from rq_signals.registration import lookup
 from worker.rq_compat import layout as rq_layout
 from worker.rq_compat import private as rq_private
@@ -111,19 +102,12 @@ def write_group(jobs: Sequence[NewJob], *, committed_at: CommittedAt = None) -> 
     groups = _by_queue(jobs)
     first = queues.get_queue(jobs[0].queue)
     enqueued_at = now()
-    acks = conf.replica_acks
-    if len(groups) == 1 and writes_directly(first) and not acks:
+    if len(groups) == 1 and writes_directly(first):
         write_jobs(first.connection, first, jobs[0].function, jobs, now=enqueued_at)
-    elif len(groups) == 1 and writes_directly(first):
-        with first.connection.pipeline(transaction=False) as pipe:  # one connection: WAIT counts the write
-            write_jobs(pipe, first, jobs[0].function, jobs, now=enqueued_at)
-            _queue_wait(pipe, acks)
-            _check_acks(pipe.execute()[-1], acks, jobs)
     else:
         with first.connection.pipeline() as pipe:
             _queue_groups(pipe, groups, enqueued_at)
             pipe.execute()
-        wait_for_replicas(first.connection, jobs)
     if logger.isEnabledFor(logging.DEBUG):
         for job in jobs:
             logger.debug("Job %s: enqueued on %r: %s", job.job_id, job.queue, job.description)
@@ -163,36 +147,6 @@ def announce_enqueued(jobs: Iterable[NewJob], committed_at: CommittedAt) -> None
 def queue_writes(pipe: Pipeline[Any], jobs: Sequence[NewJob]) -> None:
     """Queue on `pipe` (a transaction the caller executes) the writes `write_group` would send for `jobs`."""
     _queue_groups(pipe, _by_queue(jobs), now())
-
-
-#: The channel `wait_for_replicas` publishes on (nobody listens): a replicated command of its connection.
-ACK_PROBE_CHANNEL: Final = "rq_signals:replica-ack"
-
-
-def wait_for_replicas(client: Redis[bytes], jobs: Sequence[NewJob]) -> None:
-    """After `jobs` were written on some connection of `client`: under ``REPLICA_ACKS``, wait for that many
-    replicas to have every write so far; `ReplicasBehind` if fewer do in time."""
-    acks = conf.replica_acks
-    if not acks:
-        return
-    with client.pipeline(transaction=False) as pipe:
-        pipe.publish(ACK_PROBE_CHANNEL, b"")
-        _queue_wait(pipe, acks)
-        _check_acks(pipe.execute()[-1], acks, jobs)
-
-
-def _queue_wait(pipe: Pipeline[Any], acks: int) -> None:
-    pipe.wait(acks, max(1, round(conf.replica_ack_timeout * 1000)))
-
-
-def _check_acks(acked: int, acks: int, jobs: Sequence[NewJob]) -> None:
-    if acked < acks:
-        ids = [job.job_id for job in jobs]
-        raise ReplicasBehind(
-            f"Jobs {ids[:5]}{' ...' if len(ids) > 5 else ''}: written, but {acked} of the "
-            f'{acks} replica(s) RQ_SIGNALS["REPLICA_ACKS"] asks for acknowledged them within '
-            f'{conf.replica_ack_timeout}s (RQ_SIGNALS["REPLICA_ACK_TIMEOUT"])'
-        )
 
 
 def writes_directly(queue: Queue) -> bool:

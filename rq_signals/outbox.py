@@ -248,8 +248,6 @@ def _enqueue_group_once(jobs: list[OutboxJob]) -> tuple[list[str], list[str]]:
                 pipe.execute()
             except WatchError:
                 continue  # another relay (or flush) touched one of these jobs: look again
-            # Under REPLICA_ACKS, the rows go only once enough replicas have the jobs (new or found).
-            jobwriter.wait_for_replicas(connection, jobs)
             return (
                 [job.job_id for job in jobs if job.job_id not in present],
                 [job.job_id for job in jobs if job.job_id in present],

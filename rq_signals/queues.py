@@ -27,7 +27,6 @@ from rq.serializers import Serializer
 from rq_signals import connections
 from rq_signals.conf import conf
 from rq_signals.gate import job_serializer
-from worker.clients import following
 
 _lock = threading.Lock()
 _queues: dict[str, Queue] = {}
@@ -48,8 +47,7 @@ def get_queue(name: str) -> Queue:
             key = connection_key(name)
             connection = _connections.get(key)
             if connection is None:
-                # Through Sentinel: reconnects ask it for the master (`worker.clients.following`).
-                connection = _connections[key] = following(get_redis_connection(config))
+                connection = _connections[key] = get_redis_connection(config)
             serializer = job_serializer()
             _serializers[:] = [serializer]
             # commit_mode="auto": we decide when to enqueue (after commit), not django-rq.

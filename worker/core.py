@@ -35,7 +35,7 @@ from rq.executions import Execution
 from rq.worker import BaseWorker, WorkerStatus
 from rq.worker.base import SHUTDOWN_SIGNAL
 
-from worker import events, sentinel
+from worker import events
 from worker.bookkeeping import Bookkeeping, Dequeued
 from worker.execution.runner import ExitStatus, Runner
 from worker.gate.gate import JobGate
@@ -262,8 +262,6 @@ class WorkerCore(BaseWorker):
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         if self.pid:
             die_with_parent(self.pid)
-        # Behind Sentinel: a switch of master during a longer job moves the horse's writes too.
-        sentinel.resume_watching(after=sentinel.HORSE_WATCH_DELAY_SECONDS)
         super().main_work_horse(job, queue)
 
     def maintain_heartbeats(self, job: Job, execution: Execution) -> None:

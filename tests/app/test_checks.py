@@ -98,21 +98,6 @@ def test_e003_allowed_job_functions_takes_dotted_paths_prefixes_or_a_star(entry)
         assert checks.check_settings() == []
 
 
-def test_e003_replica_acks_is_a_count_and_its_timeout_positive_seconds():
-    bad = {"REPLICA_ACKS": -1, "REPLICA_ACK_TIMEOUT": 0}
-    with override_settings(RQ_SIGNALS=bad):
-        messages = checks.check_settings()
-    assert [message.msg for message in messages] == [
-        'RQ_SIGNALS["REPLICA_ACKS"] must be a whole number of replicas >= 0 (0: do not wait), got -1.',
-        'RQ_SIGNALS["REPLICA_ACK_TIMEOUT"] must be a number of seconds > 0, got 0.',
-    ]
-    for value in (True, "1", 1.0):
-        with override_settings(RQ_SIGNALS={"REPLICA_ACKS": value}):
-            assert ids(checks.check_settings()) == ["rq_signals.E003"]
-    with override_settings(RQ_SIGNALS={"REPLICA_ACKS": 1, "REPLICA_ACK_TIMEOUT": 0.25}):
-        assert checks.check_settings() == []
-
-
 @pytest.mark.parametrize(
     "urls",
     [

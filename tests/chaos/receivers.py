@@ -64,7 +64,7 @@ def record_run(tag: str, hold_seconds: float, first_run_hold_seconds: float | No
     connection = job.connection
     pid = os.getpid()
     previous = connection.getset(active_key(tag), pid)
-    if previous is not None and int(previous) != pid and _still_runs(connection, int(previous), tag):
+    if previous is not None and int(previous) != pid and _is_running(int(previous)):
         connection.sadd(OVERLAPS, tag)
     with connection.pipeline() as pipe:
         pipe.set(running_key(pid), tag, ex=120)
@@ -82,14 +82,6 @@ def record_run(tag: str, hold_seconds: float, first_run_hold_seconds: float | No
         pipe.execute()
     if connection.get(active_key(tag)) == str(pid).encode():
         connection.delete(active_key(tag))
-
-
-def _still_runs(connection: Any, pid: int, tag: str) -> bool:
-    """Whether process `pid` is alive and still in its run of `tag`. A process runs one job at a time, and
-    its `running_key` names the tag it runs: a long-lived one (a simple worker, a prefork horse) that has
-    moved on to other jobs is not in this run any more, even if the end of it never reached this Redis
-    (a write to an old master in the moment of a failover)."""
-    return _is_running(pid) and connection.get(running_key(pid)) == tag.encode()
 
 
 def _is_running(pid: int) -> bool:

@@ -16,17 +16,7 @@ from tests.settings import INSTALLED_APPS, RQ_QUEUES
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.chaos"]
 
 _chaos_redis_url = os.environ.get("RQ_SIGNALS_CHAOS_REDIS_URL")
-_chaos_sentinels = os.environ.get("RQ_SIGNALS_CHAOS_SENTINELS")  # "host:port,host:port,..."
-if _chaos_sentinels:  # Redis behind Sentinel, as django-rq documents it (tests.support.sentinel)
-    _sentinels = [
-        (host, int(port)) for host, port in (item.split(":") for item in _chaos_sentinels.split(","))
-    ]
-    _through_sentinel = {"SENTINELS": _sentinels, "MASTER_NAME": os.environ["RQ_SIGNALS_CHAOS_MASTER_NAME"]}
-    RQ_QUEUES = {
-        name: {**{k: v for k, v in options.items() if k != "URL"}, **_through_sentinel}
-        for name, options in RQ_QUEUES.items()
-    }
-elif _chaos_redis_url:
+if _chaos_redis_url:
     RQ_QUEUES = {name: {**options, "URL": _chaos_redis_url} for name, options in RQ_QUEUES.items()}
 
 # A sender subprocess of a scenario may run with another outbox mode ("always", "on_failure", "off").

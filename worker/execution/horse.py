@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from rq.executions import Execution
 
-from worker import sentinel
 from worker.rq_compat import private as rq_private
 from worker.run import Run
 from worker.safety.orphans import die_with_parent
@@ -184,7 +183,6 @@ def run_horse(worker: Worker, channel: Connection, parent_pid: int) -> NoReturn:
         rq_private.become_horse(worker)
         worker.log = logger
         os.environ["RQ_WORKER_ID"] = worker.name
-        sentinel.resume_watching()  # a horse that lives for many jobs follows a planned failover too
         worker.connection.ping()  # connect now, while the worker dequeues the first job
         _serve(worker, channel)
         code = 0

@@ -22,7 +22,7 @@ from rq.utils import now
 
 from worker.gate import job_ids
 from worker.rq_compat import private as rq_private
-from worker.safety.redis_errors import is_unavailable
+from worker.safety.reconnect import REDIS_DOWN
 
 if TYPE_CHECKING:
     from rq.queue import Queue
@@ -36,9 +36,9 @@ def clean_registries(worker: BaseWorker) -> None:
             worker.log.info("Worker %s: cleaning registries for queue: %s", worker.name, queue.name)
             try:
                 _clean_queue_registries(worker, queue)
-            except Exception as exc:
-                if is_unavailable(exc):
-                    raise
+            except REDIS_DOWN:
+                raise
+            except Exception:
                 worker.log.exception(
                     "Queue %s: registry maintenance failed; worker %s goes on", queue.name, worker.name
                 )
@@ -51,9 +51,9 @@ def clean_group_registries(worker: BaseWorker, rq: Callable[[], None]) -> None:
     not UTF-8 raised out of the maintenance and ended the worker. rq's lock expires by itself."""
     try:
         rq()
-    except Exception as exc:
-        if is_unavailable(exc):
-            raise
+    except REDIS_DOWN:
+        raise
+    except Exception:
         worker.log.exception("Worker %s: group registry maintenance failed; it goes on", worker.name)
 
 

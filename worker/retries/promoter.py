@@ -23,10 +23,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
+from redis import ConnectionPool
+from rq.connections import parse_connection
 from rq.utils import as_text
 
 from worker import keys
-from worker.clients import clone_client
 from worker.retries.scheduler import Promotion, promote_due, release_leases
 
 if TYPE_CHECKING:
@@ -64,8 +65,10 @@ class Promoter:
         grace: float = GRACE_SECONDS,
     ) -> None:
         # A pool of its own: the forking worker forks while this thread may hold a connection.
-        # Through the same sentinels when the worker's goes through Sentinel.
-        self.redis = clone_client(connection)
+        connection_class, pool_class, pool_kwargs = parse_connection(connection)
+        self.redis = connection_class(
+            connection_pool=ConnectionPool(connection_class=pool_class, **pool_kwargs)
+        )
         self.queues = list(queues)
         self.job_class = job_class
         self.name = name

@@ -5,28 +5,23 @@ maintenance, the bookkeeping around a job) ends the worker with "unhandled excep
 worker's connection a redis-py `Retry` that never gives up, with capped exponential backoff and
 jitter: each command waits for Redis to come back and then goes on where it was, in the worker, its
 threads and its forked work horse alike. Nothing half-done is dropped, so no accepted job is lost.
-
-"Redis unavailable" is what `worker.safety.redis_errors` says it is: a lost connection, and the
-replies of a server that cannot take the command for now (``NOREPLICAS``, ``MASTERDOWN``,
-``TRYAGAIN``, ``LOADING``, ``READONLY``). Behind Sentinel each retry reconnects to the master
-Sentinel names at that moment (`worker.sentinel`), so an idle worker follows a failover too.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.backoff import EqualJitterBackoff
+from redis.exceptions import ConnectionError, TimeoutError
 from redis.retry import Retry
 
-from worker.clients import clone_client
 from worker.rq_compat import private as rq_private
-from worker.safety.redis_errors import MAYBE_UNAVAILABLE, is_unavailable
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -37,13 +32,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+REDIS_DOWN = (ConnectionError, TimeoutError, socket.timeout)
 
 
 def retry_forever(
     connection: Redis[Any], *, base: float = 0.05, cap: float = 2.0, log: logging.Logger = logger
 ) -> ReportingRetry:
-    """Make every command on `connection` retry while Redis is unavailable, forever, `base`..`cap` s apart."""
-    retry = ReportingRetry(EqualJitterBackoff(cap=cap, base=base), -1, supported_errors=MAYBE_UNAVAILABLE)
+    """Make every command on `connection` retry on connection errors, forever, `base`..`cap` seconds apart."""
+    retry = ReportingRetry(EqualJitterBackoff(cap=cap, base=base), -1, supported_errors=REDIS_DOWN)
     retry.log = log
     # types-redis 4.6 predates Redis.set_retry (redis-py 5+).
     connection.set_retry(retry)  # type: ignore[attr-defined]
@@ -51,9 +47,10 @@ def retry_forever(
 
 
 def private_client(connection: Redis[Any]) -> Redis[Any]:
-    """A client of its own (its own pool) to the server `connection` talks to, with the same options;
-    through the same sentinels when `connection` goes through Sentinel (`worker.clients`)."""
-    return clone_client(connection)
+    """A client of its own (its own pool) to the server `connection` talks to, with the same options."""
+    pool = connection.connection_pool
+    own_pool = type(pool)(connection_class=pool.connection_class, **pool.connection_kwargs)
+    return type(connection)(connection_pool=own_pool)
 
 
 class ReportingRetry(Retry):
@@ -93,12 +90,7 @@ class ReportingRetry(Retry):
 
         def attempt() -> T:
             state.sent_at = time.monotonic()
-            try:
-                return do()
-            except MAYBE_UNAVAILABLE as exc:
-                if not is_unavailable(exc):
-                    raise _NotRetried(exc) from None  # a bad command: out of the retry loop as it came
-                raise
+            return do()
 
         def noting_fail(error: Exception, *rest: Any) -> Any:
             nonlocal failures
@@ -111,22 +103,11 @@ class ReportingRetry(Retry):
                 )
             return fail(error, *rest)
 
-        try:
-            result = super().call_with_retry(attempt, noting_fail, *args, **kwargs)
-        except _NotRetried as wrapped:
-            raise wrapped.error from None
+        result = super().call_with_retry(attempt, noting_fail, *args, **kwargs)
         if failures:
             self.last_trouble = time.monotonic()
             self.log.info("Redis reachable again after %d failed attempt(s)", failures)
         return result
-
-
-class _NotRetried(Exception):
-    """Carries a server reply that is not "unavailable" past the retry loop, which would retry it."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(error)
-        self.error = error
 
 
 class Reconnect:
@@ -159,9 +140,7 @@ class Reconnect:
         # Some maintenance runs WATCHed transactions, which redis-py does not retry.
         try:
             rq()
-        except MAYBE_UNAVAILABLE as exc:
-            if not is_unavailable(exc):
-                raise
+        except REDIS_DOWN as exc:
             self.worker.log.warning(
                 "Worker %s: maintenance skipped, Redis unavailable (%s); next loop retries",
                 self.worker.name,
@@ -178,9 +157,7 @@ class Reconnect:
             try:
                 save()
                 return
-            except MAYBE_UNAVAILABLE as exc:
-                if not is_unavailable(exc):
-                    raise
+            except REDIS_DOWN as exc:
                 job.meta = copy.deepcopy(meta)  # what the failed try recorded in memory is redone
                 self.worker.log.warning(
                     "Job %s: Redis unavailable while saving its result (%s); retrying in %.1fs",

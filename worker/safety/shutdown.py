@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.rate_limit import release_slot
@@ -31,7 +32,6 @@ from rq.worker import Worker
 from worker.retries.attempts import BUDGET_START_META_KEY, Attempt, append_attempt, attempt_count, iso, utcnow
 from worker.rq_compat import private as rq_private
 from worker.safety import leases
-from worker.safety.redis_errors import is_unavailable
 
 if TYPE_CHECKING:
     from redis.client import Pipeline, PubSub, PubSubWorkerThread
@@ -98,7 +98,7 @@ def subscribe(worker: BaseWorker) -> None:
 def pubsub_failed(worker: BaseWorker, exc: BaseException) -> None:
     """The pub/sub thread outlives a lost connection (redis-py resubscribes once it is back) and
     anything else (a malformed command anyone can publish): only the interpreter's exit ends it."""
-    if not is_unavailable(exc):
+    if not isinstance(exc, RedisConnectionError):
         if sys.is_finalizing():
             raise exc
         worker.log.error(

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
+from redis.exceptions import ConnectionError, TimeoutError
 from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.logutils import blue, green
@@ -27,7 +28,6 @@ from worker.gate import job_ids
 from worker.gate.limits import BoundedJob
 from worker.rq_compat import layout as rq_layout
 from worker.rq_compat import private as rq_private
-from worker.safety.redis_errors import MAYBE_UNAVAILABLE, is_unavailable
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -112,9 +112,7 @@ class OneTripDequeue:
                 found = self._pop_waiting_job(check_suspension=burst is not None)
                 while found == "dropped":  # a refused id with no hash: the next one
                     found = self._pop_waiting_job(check_suspension=False)
-            except MAYBE_UNAVAILABLE as exc:
-                if not is_unavailable(exc):
-                    raise
+            except (ConnectionError, TimeoutError):
                 found = None  # rq's check and loop below wait for Redis, as they would have
             else:
                 burst = burst if found == "suspended" else None
